@@ -1,0 +1,3 @@
+from dnnzoo.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""Typed training configuration shared by every family.
+
+A field left at None means "the family's profile default"; `resolve` fills those in, so a flag the
+user gave always wins over the profile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("tiny", "quick", "full")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "piecewise", "performance", "power", "exponential", "1cycle")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid")
+INITS = ("auto", "glorot", "he", "lecun", "survey-table", "default")
+
+
+@dataclass
+class TrainConfig:
+    """What every family understands. Family-specific choices live in the family's own `Options`."""
+
+    family: str
+    profile: str = "quick"
+    out: Path | None = None
+    data: Path | None = None
+    device: str = "auto"
+    seed: int = 42
+    threads: int | None = None
+    progress: bool = True
+    # optimisation
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    momentum: float = 0.9
+    schedule: str | None = None
+    schedule_steps: float | None = None  # s in power/exponential schedules, in optimiser steps
+    schedule_power: float = 1.0  # c in the power schedule
+    milestones: tuple[float, ...] = (0.5, 0.75)  # piecewise: fractions of training where lr drops 10x
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    # architecture techniques
+    activation: str | None = None
+    init: str = "auto"
+    init_distribution: str = "uniform"
+    batch_norm: bool | None = None
+    # regularisation
+    dropout: float | None = None
+    l1: float = 0.0
+    l2: float = 0.0
+    max_norm: float | None = None
+    early_stopping: int | None = None  # patience in epochs; the best weights are restored
+    augment: bool | None = None
+    # transfer learning
+    init_from: Path | None = None
+    freeze: tuple[str, ...] = ()
+    # evaluation (used by some families)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def run_dir(self) -> Path:
+        return self.out if self.out is not None else Path("runs") / f"{self.family}-{self.profile}"
+
+
+def apply_profile(config: TrainConfig, options: Any, defaults: dict[str, Any]) -> tuple[TrainConfig, Any]:
+    """Fill fields left at None in `config` and in the family's `options` from one profile entry.
+
+    Every key of `defaults` must name a field of one of the two, so a typo in a profile table fails loudly.
+    """
+    config_names = {f.name for f in dataclasses.fields(config)}
+    option_names = {f.name for f in dataclasses.fields(options)} if options is not None else set()
+    unknown = set(defaults) - config_names - option_names
+    if unknown:
+        raise KeyError(f"profile names unknown fields: {sorted(unknown)}")
+    config = dataclasses.replace(
+        config, **{k: v for k, v in defaults.items() if k in config_names and getattr(config, k) is None}
+    )
+    if options is not None:
+        options = dataclasses.replace(
+            options, **{k: v for k, v in defaults.items() if k in option_names and getattr(options, k) is None}
+        )
+    return config, options
