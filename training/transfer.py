@@ -60,10 +60,15 @@ def freeze(model: nn.Module, prefixes: Iterable[str]) -> list[str]:
 
 
 def hold_frozen(model: nn.Module, prefixes: Iterable[str]) -> None:
-    """Put frozen sub-modules back in eval mode after model.train() so batch norm does not update."""
+    """Put frozen sub-modules back in eval mode after model.train() so batch norm does not update.
+
+    A module counts as frozen when its name matches a prefix or all its own parameters are frozen.
+    """
     prefixes = tuple(prefixes)
     if not prefixes:
         return
     for name, module in model.named_modules():
-        if name and name.startswith(prefixes):
+        own = list(module.parameters(recurse=False))
+        matched = name and (name.startswith(prefixes) or f"{name}.".startswith(prefixes))
+        if matched or (own and not any(p.requires_grad for p in own)):
             module.eval()
