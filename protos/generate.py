@@ -38,7 +38,10 @@ def proto_files(proto_dir: Path = PROTO_DIR) -> list[Path]:
 
 def generate(proto_dir: Path = PROTO_DIR) -> dict[str, str]:
     """Compile every proto in ``proto_dir``; return {generated file name: text}, imports rewritten."""
-    from grpc_tools import protoc  # a dev dependency: only this generator needs it
+    try:
+        from grpc_tools import protoc  # a dev dependency: only this generator needs it
+    except ImportError:
+        raise SystemExit("protos.generate needs grpcio-tools: pip install -e '.[dev]'") from None
 
     protos = proto_files(proto_dir)
     if not protos:
@@ -99,6 +102,22 @@ def write(proto_dir: Path = PROTO_DIR) -> list[str]:
     return sorted(fresh)
 
 
+def _version_hint(proto_dir: Path = PROTO_DIR) -> str:
+    """Stubs record the grpcio-tools that wrote them; a different one never reproduces them byte for byte."""
+    installed = importlib.metadata.version("grpcio-tools")
+    recorded = {
+        match.group(1)
+        for path in proto_dir.glob("*_pb2_grpc.py")
+        if (match := re.search(r"^GRPC_GENERATED_VERSION = '([^']+)'", path.read_text(encoding="utf-8"), re.M))
+    }
+    if recorded and recorded != {installed}:
+        return (
+            f"They were generated with grpcio-tools {', '.join(sorted(recorded))} and {installed} is installed: "
+            f"install grpcio-tools=={min(recorded)}, or regenerate on purpose with `python -m protos.generate`."
+        )
+    return "Run `python -m protos.generate` and commit the result."
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m protos.generate", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed stubs; write nothing")
@@ -106,13 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_files()
         if stale:
-            tools = importlib.metadata.version("grpcio-tools")
-            print(
-                f"protos: generated stubs are stale: {', '.join(stale)}. "
-                f"Run `python -m protos.generate` (grpcio-tools {tools} installed; the version "
-                "recorded in the stubs must match for the output to be identical).",
-                file=sys.stderr,
-            )
+            print(f"protos: generated stubs are stale: {', '.join(stale)}. {_version_hint()}", file=sys.stderr)
             return 1
         print("protos: generated stubs are current")
         return 0
