@@ -1,0 +1,236 @@
+"""Dynamic batching with Triton's semantics, one batcher per loaded model version.
+
+Requests wait in a FIFO queue. When an execution slot is free (one per model instance), the batcher
+takes the oldest request and every following request that fits beside it (same dtypes and same
+non-batch dims, total rows <= max_batch_size), stopping at the first that does not: a request is
+never split and never overtaken. With a delay configured it waits until the batch is full, reaches
+a preferred size, or the oldest request has waited `max_queue_delay_microseconds`; with
+`dynamic_batching {}` it never waits. Without dynamic batching each request runs alone.
+
+The queue is bounded (`default_queue_policy.max_queue_size`, 0 = unbounded) and answers QueueFull
+when full. A request whose deadline passed while queued gets DeadlineExceeded and is not run; a
+cancelled request (its future cancelled by gRPC) is dropped. ONNX Runtime releases the GIL, so the
+batch runs in a thread pool and the event loop keeps accepting requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from serving.errors import DeadlineExceeded, InvalidInput, ModelNotReady, QueueFull
+
+Arrays = dict[str, np.ndarray]
+RunFn = Callable[[Arrays], Arrays]
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """What `dynamic_batching`, `max_batch_size` and `instance_group` say about scheduling."""
+
+    max_batch_size: int = 0  # 0: the model has no batch dimension; requests never merge
+    dynamic: bool = False
+    max_queue_delay_s: float = 0.0
+    preferred_sizes: tuple[int, ...] = ()
+    max_queue_size: int = 0  # 0: unbounded
+    instances: int = 1  # executions in flight at once for this model version
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Nanoseconds a request spent in each phase (compute phases are its batch's)."""
+
+    queue_ns: int
+    compute_input_ns: int
+    compute_infer_ns: int
+    compute_output_ns: int
+    batch_size: int
+
+
+@dataclass
+class _Pending:
+    inputs: Arrays
+    rows: int
+    signature: tuple
+    future: asyncio.Future
+    enqueued_ns: int
+    deadline: float | None  # loop.time() by which it must have started, or None
+
+
+@dataclass
+class _Executed:
+    outputs: list[Arrays]
+    input_ns: int
+    infer_ns: int
+    output_ns: int
+
+
+@dataclass
+class Batcher:
+    """Queue + scheduler for one model version; `submit` is the only way in."""
+
+    run: RunFn
+    policy: BatchPolicy
+    executor: Executor
+    label: str = "model"  # for messages: "'name' version v"
+    on_execution: Callable[[int, int, int, int], None] | None = None  # rows, input/infer/output ns
+    _queue: deque[_Pending] = field(default_factory=deque, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _slots: asyncio.Semaphore | None = field(default=None, init=False)
+    _running: set[asyncio.Task] = field(default_factory=set, init=False)
+    _task: asyncio.Task | None = field(default=None, init=False)
+    _closing: bool = field(default=False, init=False)
+
+    def start(self) -> None:
+        self._slots = asyncio.Semaphore(max(1, self.policy.instances))
+        self._task = asyncio.get_running_loop().create_task(self._schedule(), name=f"batcher {self.label}")
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for item in self._queue if not item.future.done())
+
+    async def submit(self, inputs: Mapping[str, np.ndarray], deadline: float | None = None) -> tuple[Arrays, Timings]:
+        """Queue one request; return its outputs (its own rows only) and where its time went.
+
+        `deadline` is in `loop.time()` units. Cancelling the awaiting task drops the request.
+        """
+        if self._closing or self._task is None:
+            raise ModelNotReady(f"{self.label} is unloading; retry")
+        policy = self.policy
+        if policy.max_queue_size and len(self._queue) >= policy.max_queue_size:
+            self._purge_done()
+            if len(self._queue) >= policy.max_queue_size:
+                raise QueueFull(f"{self.label}: queue is full ({policy.max_queue_size} requests waiting); retry later")
+        rows, signature = self._shape_of(inputs)
+        loop = asyncio.get_running_loop()
+        item = _Pending(dict(inputs), rows, signature, loop.create_future(), time.monotonic_ns(), deadline)
+        self._queue.append(item)
+        self._wake.set()
+        return await item.future
+
+    async def close(self) -> None:
+        """Stop taking requests, run everything already queued without waiting, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def _shape_of(self, inputs: Mapping[str, np.ndarray]) -> tuple[int, tuple]:
+        if self.policy.max_batch_size <= 0:
+            return 1, ()
+        rows = {array.shape[0] for array in inputs.values()} if inputs else {1}
+        if len(rows) != 1:
+            raise InvalidInput(f"{self.label}: every input must have the same batch size (dim 0), got {sorted(rows)}")
+        signature = tuple(sorted((name, array.dtype.str, array.shape[1:]) for name, array in inputs.items()))
+        return rows.pop(), signature
+
+    def _purge_done(self) -> None:
+        self._queue = deque(item for item in self._queue if not item.future.done())
+
+    def _expire(self, now: float) -> None:
+        """Answer requests whose deadline passed while queued; they are never run."""
+        for item in self._queue:
+            if item.deadline is not None and now >= item.deadline and not item.future.done():
+                item.future.set_exception(DeadlineExceeded(f"{self.label}: deadline passed while queued; not run"))
+
+    def _head(self) -> tuple[list[_Pending], bool]:
+        """The requests the next batch would take, and whether it could still grow by waiting."""
+        self._expire(asyncio.get_running_loop().time())
+        self._purge_done()
+        if not self._queue:
+            return [], False
+        first = self._queue[0]
+        if not self.policy.dynamic or self.policy.max_batch_size <= 0:
+            return [first], False
+        batch, rows = [first], first.rows
+        for item in list(self._queue)[1:]:
+            if item.signature != first.signature or rows + item.rows > self.policy.max_batch_size:
+                return batch, False  # blocked: waiting cannot make this batch larger
+            batch.append(item)
+            rows += item.rows
+        return batch, rows < self.policy.max_batch_size and rows not in self.policy.preferred_sizes
+
+    async def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch, _ = self._head()
+            if not batch:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._slots.acquire()
+            while True:
+                batch, can_grow = self._head()
+                if not batch or not can_grow or self._closing:
+                    break
+                wait = batch[0].enqueued_ns / 1e9 + self.policy.max_queue_delay_s - time.monotonic_ns() / 1e9
+                if wait <= 0:
+                    break
+                deadlines = [item.deadline for item in self._queue if item.deadline is not None]
+                if deadlines:  # wake to answer a request whose deadline passes while it waits
+                    wait = min(wait, max(0.0, min(deadlines) - loop.time()) + 1e-4)
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                except TimeoutError:
+                    pass
+            if not batch:
+                self._slots.release()
+                continue
+            for _ in batch:
+                self._queue.popleft()
+            task = loop.create_task(self._execute(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        started = time.monotonic_ns()
+        try:
+            done = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self._run_batch, [item.inputs for item in batch], [item.rows for item in batch]
+            )
+        except Exception as exc:  # noqa: BLE001 - delivered to every waiting request
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        finally:
+            self._slots.release()
+            self._wake.set()
+        rows = sum(item.rows for item in batch)
+        if self.on_execution is not None:
+            self.on_execution(rows, done.input_ns, done.infer_ns, done.output_ns)
+        for item, outputs in zip(batch, done.outputs):
+            if not item.future.done():
+                timings = Timings(started - item.enqueued_ns, done.input_ns, done.infer_ns, done.output_ns, rows)
+                item.future.set_result((outputs, timings))
+
+    def _run_batch(self, requests: list[Arrays], rows: list[int]) -> _Executed:
+        """In a worker thread: concatenate along dim 0, run, slice each request's rows back out."""
+        t0 = time.monotonic_ns()
+        if len(requests) == 1:
+            merged = requests[0]
+        else:
+            merged = {name: np.concatenate([r[name] for r in requests], axis=0) for name in requests[0]}
+        t1 = time.monotonic_ns()
+        outputs = self.run(merged)
+        t2 = time.monotonic_ns()
+        if len(requests) == 1:
+            split = [outputs]
+        else:
+            offsets = np.cumsum([0, *rows])
+            split = [{name: value[a:b] for name, value in outputs.items()} for a, b in zip(offsets[:-1], offsets[1:])]
+        t3 = time.monotonic_ns()
+        return _Executed(split, t1 - t0, t2 - t1, t3 - t2)

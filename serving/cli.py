@@ -1,0 +1,91 @@
+"""Serve a model repository over gRPC (Open Inference Protocol, health, reflection) with metrics.
+
+Every flag also reads DNNZOO_<FLAG> from the environment (e.g. DNNZOO_PORT, DNNZOO_PROVIDERS).
+When the repository folder does not exist and the training extra is installed, the default
+repository is built first by running `dnnzoo build --profile quick` as a child process, so that
+this process never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import logging
+import signal
+import subprocess
+import sys
+
+from dnnzoo.errors import UserError
+from serving.config import CONTROL_MODES, PROVIDER_CHOICES, ServeConfig, env_name, from_env
+
+log = logging.getLogger("serving")
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    d = ServeConfig()
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("--repository", help=f"model repository folder (default {d.repository}; {env_name('repository')})")
+    p.add_argument("--host", help=f"address to bind (default {d.host})")
+    p.add_argument("--port", type=int, help=f"gRPC port (default {d.port}; 0 = any free port)")
+    p.add_argument("--metrics-port", type=int, help=f"Prometheus /metrics port (default {d.metrics_port}; -1 = off)")
+    p.add_argument("--providers", choices=PROVIDER_CHOICES, help="execution providers: auto = TensorRT, CUDA, CPU by preference")
+    p.add_argument("--model-control-mode", choices=CONTROL_MODES, help="none (default), poll or explicit")
+    p.add_argument("--load-model", nargs="+", action="extend", metavar="NAME", help="explicit mode: models to load at start (* = all)")
+    p.add_argument("--poll-seconds", type=float, help=f"poll mode: seconds between repository scans (default {d.poll_seconds:g})")
+    p.add_argument("--max-message-mb", type=int, help=f"largest gRPC message either way, MiB (default {d.max_message_mb})")
+    p.add_argument("--tls-cert", help="server certificate (PEM) to serve TLS")
+    p.add_argument("--tls-key", help="server private key (PEM)")
+    p.add_argument("--tls-client-ca", help="CA (PEM) that client certificates must chain to: mutual TLS")
+    p.add_argument("--grace-seconds", type=float, help=f"shutdown grace period for in-flight requests (default {d.grace_seconds:g})")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def _ensure_repository(config: ServeConfig) -> None:
+    """Build the default repository in a child process if it is missing and training is installed."""
+    if config.repository.exists():
+        return
+    if importlib.util.find_spec("torch") is None:
+        raise UserError(
+            f"model repository {config.repository} does not exist; export models into it "
+            "(`dnnzoo build`, which needs the training extra: pip install 'dnnzoo[train]')"
+        )
+    log.info("no repository at %s: building it with `dnnzoo build --profile quick` (a few minutes)", config.repository)
+    command = [sys.executable, "-m", "dnnzoo", "build", "--profile", "quick", "--repository", str(config.repository)]
+    if subprocess.run(command, check=False).returncode != 0:
+        raise UserError(f"building the default repository failed (command: {' '.join(command)})")
+
+
+async def serve(config: ServeConfig) -> int:
+    from serving.server import create_server
+
+    server, _port = await create_server(config)
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task] = []
+
+    def on_signal(signum: int) -> None:
+        if not stopping:
+            log.info("received %s", signal.Signals(signum).name)
+            stopping.append(loop.create_task(server.stop(config.grace_seconds)))
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await server.wait_stopped()
+    return 0
+
+
+def main(argv: list[str] | None = None, prog: str = "dnnzoo serve") -> int:
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    flags = {k: v for k, v in vars(args).items() if k != "log_level" and v is not None}
+    try:
+        config = from_env(**flags)
+        _ensure_repository(config)
+        return asyncio.run(serve(config))
+    except UserError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,91 @@
+"""Typed settings of `dnnzoo serve`. Each field has a flag and a DNNZOO_<FIELD> environment variable.
+
+Precedence: flag, then environment variable, then the default here. `cli.py` maps flags onto this;
+`from_env` is also what a container uses with no flags at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from dnnzoo.errors import UserError
+
+PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
+CONTROL_MODES = ("none", "poll", "explicit")
+ENV_PREFIX = "DNNZOO_"
+
+
+@dataclass
+class ServeConfig:
+    repository: Path = Path("model_repository")
+    host: str = "0.0.0.0"
+    port: int = 8001  # 0 picks a free port (tests)
+    metrics_port: int = 8002  # 0 picks a free port; -1 disables the metrics endpoint
+    providers: str = "auto"
+    model_control_mode: str = "none"
+    load_model: list[str] = field(default_factory=list)
+    poll_seconds: float = 15.0
+    max_message_mb: int = 64
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    grace_seconds: float = 30.0  # how long SIGTERM waits for in-flight and queued requests
+    workers: int = 0  # threads that run model executions; 0 = 2 x CPU cores (at least 4)
+
+    def check(self) -> ServeConfig:
+        if self.providers not in PROVIDER_CHOICES:
+            raise UserError(f"--providers must be one of {', '.join(PROVIDER_CHOICES)}, got {self.providers!r}")
+        if self.model_control_mode not in CONTROL_MODES:
+            raise UserError(f"--model-control-mode must be one of {', '.join(CONTROL_MODES)}, got {self.model_control_mode!r}")
+        if self.load_model and self.model_control_mode != "explicit":
+            raise UserError("--load-model needs --model-control-mode explicit")
+        if self.poll_seconds <= 0:
+            raise UserError(f"--poll-seconds must be positive, got {self.poll_seconds}")
+        if self.max_message_mb <= 0:
+            raise UserError(f"--max-message-mb must be positive, got {self.max_message_mb}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise UserError("--tls-cert and --tls-key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise UserError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise UserError(f"--{name.replace('_', '-')}: no such file {path}")
+        return self
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def parse_value(field_name: str, text: str, kind: type):
+    """Convert a flag or environment string to the field's type; UserError names the variable."""
+    try:
+        if kind is list:
+            return [part for part in text.replace(",", " ").split() if part]
+        if kind is Path:
+            return Path(text)
+        return kind(text)
+    except ValueError:
+        raise UserError(f"{env_name(field_name)}: cannot read {text!r} as {kind.__name__}") from None
+
+
+def field_types() -> dict[str, type]:
+    kinds = {"int": int, "float": float, "str": str, "Path": Path, "Path | None": Path, "list[str]": list}
+    return {f.name: kinds[str(f.type)] for f in fields(ServeConfig)}
+
+
+def from_env(environ: dict[str, str] | None = None, **overrides) -> ServeConfig:
+    """Defaults, then DNNZOO_* variables, then `overrides` (the flags that were given)."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for name, kind in field_types().items():
+        if env_name(name) in environ:
+            values[name] = parse_value(name, environ[env_name(name)], kind)
+    kinds = field_types()
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = parse_value(name, value, kinds[name]) if isinstance(value, str) and kinds[name] is not str else value
+    return ServeConfig(**values).check()

@@ -1,0 +1,179 @@
+"""The transport-free data plane: everything a protocol front end asks of the server.
+
+Servicers (the Open Inference Protocol one now, typed task services later) decode their wire
+format into `serving.requests` types, call a method here, and encode what comes back. Validation,
+batching, statistics and metrics all happen behind this one path, so every front end gets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from protos.model_config_pb2 import ModelConfig
+
+from serving.classification import classify
+from serving.errors import ModelNotFound, ServingError
+from serving.metrics import Metrics
+from serving.models import READY, ModelManager
+from serving.repository import ModelSpec
+from serving.requests import InferOutput, InferRequest, InferResponse
+from serving.statistics import VersionStatistics
+from serving.validation import check_inputs, check_outputs
+
+SERVER_NAME = "dnnzoo"
+# Only what this server really implements (Triton's extension names).
+EXTENSIONS = ("classification", "model_configuration", "model_repository", "statistics", "binary_tensor_data")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    providers: dict[str, tuple[str, ...]]  # version -> execution providers in use
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+class DataPlane:
+    def __init__(self, models: ModelManager, metrics: Metrics, version: str) -> None:
+        self.models = models
+        self.metrics = metrics
+        self.version = version
+        self.accepting = False  # true once started, false again when shutting down
+
+    # -- health --------------------------------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.accepting
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        return self.accepting and self.models.ready(name, version)
+
+    # -- metadata --------------------------------------------------------------------------------
+
+    def server_metadata(self) -> tuple[str, str, tuple[str, ...]]:
+        return SERVER_NAME, self.version, EXTENSIONS
+
+    def model_metadata(self, name: str, version: str = "") -> ModelInfo:
+        loaded = self.models.resolve(name, version)
+        spec = loaded.spec
+        entry = self.models.entries[name]
+        versions = [str(v) for v in sorted(entry.versions)] if not version else [str(loaded.version)]
+
+        def info(tensors) -> list[TensorInfo]:
+            return [TensorInfo(t.name, t.datatype.name, spec.full_shape(t)) for t in tensors]
+
+        providers = {str(v.version): v.runtime.providers for v in entry.versions.values()}
+        return ModelInfo(name, versions, "onnxruntime_onnx", info(spec.inputs), info(spec.outputs), providers)
+
+    def model_config(self, name: str, version: str = "") -> ModelConfig:
+        """The effective config: the file's, plus what the server chose (providers, threads)."""
+        loaded = self.models.resolve(name, version)
+        config = ModelConfig()
+        config.CopyFrom(loaded.spec.config)
+        if not config.platform and not config.backend:
+            config.platform = "onnxruntime_onnx"
+        runtime = loaded.runtime
+        config.parameters["dnnzoo.providers"].string_value = ",".join(runtime.providers)
+        config.parameters["intra_op_thread_count"].string_value = str(runtime.intra_op_threads)
+        config.parameters["inter_op_thread_count"].string_value = str(runtime.inter_op_threads)
+        return config
+
+    def statistics(self, name: str = "", version: str = "") -> list[VersionStatistics]:
+        if not name:
+            return [v.stats for v in self.models.loaded()]
+        if name not in self.models.entries:
+            raise ModelNotFound(f"unknown model {name!r}")
+        if version:
+            return [self.models.resolve(name, version).stats]
+        return [v.stats for v in self.models.loaded() if v.name == name]
+
+    def index(self, ready_only: bool = False) -> list[IndexEntry]:
+        rows = []
+        for name, entry in sorted(self.models.entries.items()):
+            if entry.versions:
+                rows += [IndexEntry(name, str(v), READY, "") for v in sorted(entry.versions)]
+            if not ready_only:
+                rows += [IndexEntry(name, str(v), "UNAVAILABLE", why) for v, why in sorted(entry.version_errors.items())]
+                if not entry.versions:
+                    rows.append(IndexEntry(name, "", entry.state, entry.reason))
+        return rows
+
+    async def load(self, name: str) -> None:
+        await self.models.load(name)
+
+    async def unload(self, name: str) -> None:
+        await self.models.unload(name)
+
+    # -- inference ------------------------------------------------------------------------------
+
+    async def infer(self, request: InferRequest, deadline: float | None = None) -> InferResponse:
+        """Run one request through its model's batcher. `deadline` is in `loop.time()` units."""
+        loaded = self.models.resolve(request.model, request.version)
+        model, version = loaded.name, str(loaded.version)
+        started = time.monotonic_ns()
+        in_flight = self.metrics.in_flight.labels(model, version)
+        in_flight.inc()
+        try:
+            inputs = loaded.runtime.prepare(check_inputs(loaded.spec, request))
+            wanted = check_outputs(loaded.spec, request.outputs)
+            if request.timeout_us:
+                own = asyncio.get_running_loop().time() + request.timeout_us / 1e6
+                deadline = own if deadline is None else min(deadline, own)
+            # No await between resolve() and submit(): a reload cannot retire this version between them.
+            values, timings = await loaded.batcher.submit(inputs, deadline)
+            outputs = _outputs(loaded.spec, values, wanted)
+        except asyncio.CancelledError:
+            self._failed(loaded, started, "CANCELLED")
+            raise
+        except ServingError as exc:
+            self._failed(loaded, started, type(exc).__name__)
+            raise
+        except Exception:
+            self._failed(loaded, started, "Internal")
+            raise
+        finally:
+            in_flight.dec()
+        total = time.monotonic_ns() - started
+        loaded.stats.record_success(total, timings)
+        self.metrics.observe_success(model, version, total, timings)
+        return InferResponse(model, version, request.id, outputs)
+
+    def _failed(self, loaded, started: int, reason: str) -> None:
+        total = time.monotonic_ns() - started
+        loaded.stats.record_failure(total)
+        self.metrics.observe_failure(loaded.name, str(loaded.version), total, reason)
+
+
+def _outputs(spec: ModelSpec, values, wanted) -> list[InferOutput]:
+    by_name = {t.name: t for t in spec.outputs}
+    result = []
+    for output in wanted:
+        tensor, value = by_name[output.name], values[output.name]
+        if output.classification > 0:
+            text = classify(value, output.classification, tensor.labels, spec.max_batch_size > 0, output.name)
+            result.append(InferOutput(output.name, "BYTES", text))
+        else:
+            result.append(InferOutput(output.name, tensor.datatype.name, value))
+    return result

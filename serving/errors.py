@@ -1,0 +1,40 @@
+"""Domain errors of the serving data plane.
+
+The data plane raises these and knows nothing of gRPC; `serving.status` maps each class to a gRPC
+code in one table. Messages are written for the client: they name the model or tensor and say what
+was expected, because that is all a caller sees.
+"""
+
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    """Base class: a failure the client caused or can act on; its message is sent as is."""
+
+
+class ModelNotFound(ServingError):
+    """No model (or version) of that name in the repository."""
+
+
+class ModelNotReady(ServingError):
+    """The model exists but cannot serve now: loading, unloading, failed to load, or draining."""
+
+
+class InvalidInput(ServingError):
+    """The request is malformed: names, datatypes, shapes or sizes do not match the model."""
+
+
+class QueueFull(ServingError):
+    """The model's bounded queue (default_queue_policy.max_queue_size) is full."""
+
+
+class DeadlineExceeded(ServingError):
+    """The request's deadline passed while it waited in the queue; it was not run."""
+
+
+class Unsupported(ServingError):
+    """The operation is not allowed in this server's mode (e.g. Load/Unload outside explicit mode)."""
+
+
+class LoadFailed(ServingError):
+    """A model could not be loaded; the message carries the reason also shown in RepositoryIndex."""

@@ -1,0 +1,130 @@
+"""The Open Inference Protocol servicer (`inference.GRPCInferenceService`).
+
+Each method only translates: protobuf in, a data-plane call, protobuf out. Errors are raised and
+turned into status codes by `serving.status` (one table); ModelStreamInfer is the exception to
+raising, because Triton reports a stream's per-request errors in `error_message` and keeps the
+stream open, so it uses the same table to write the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from protos import grpc_service_pb2 as pb
+from protos import grpc_service_pb2_grpc as pb_grpc
+
+from serving.codec import decode_request, encode_response
+from serving.dataplane import DataPlane
+from serving.errors import Unsupported
+from serving.statistics import Duration, VersionStatistics
+from serving.status import status_of
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    return asyncio.get_running_loop().time() + remaining
+
+
+def _duration(value: Duration) -> pb.StatisticDuration:
+    return pb.StatisticDuration(count=value.count, ns=value.ns)
+
+
+def _statistics(stats: VersionStatistics) -> pb.ModelStatistics:
+    message = pb.ModelStatistics(
+        name=stats.name,
+        version=stats.version,
+        last_inference=stats.last_inference_ms,
+        inference_count=stats.inference_count,
+        execution_count=stats.execution_count,
+        inference_stats=pb.InferStatistics(
+            success=_duration(stats.success),
+            fail=_duration(stats.fail),
+            queue=_duration(stats.queue),
+            compute_input=_duration(stats.compute_input),
+            compute_infer=_duration(stats.compute_infer),
+            compute_output=_duration(stats.compute_output),
+        ),
+    )
+    for size, batch in sorted(stats.batches.items()):
+        message.batch_stats.add(
+            batch_size=size,
+            compute_input=_duration(batch.compute_input),
+            compute_infer=_duration(batch.compute_infer),
+            compute_output=_duration(batch.compute_output),
+        )
+    return message
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+
+    async def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=self.plane.live())
+
+    async def ServerReady(self, request, context):
+        return pb.ServerReadyResponse(ready=self.plane.ready())
+
+    async def ModelReady(self, request, context):
+        return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version))
+
+    async def ServerMetadata(self, request, context):
+        name, version, extensions = self.plane.server_metadata()
+        return pb.ServerMetadataResponse(name=name, version=version, extensions=extensions)
+
+    async def ModelMetadata(self, request, context):
+        info = self.plane.model_metadata(request.name, request.version)
+        response = pb.ModelMetadataResponse(name=info.name, versions=info.versions, platform=info.platform)
+        for tensors, target in ((info.inputs, response.inputs), (info.outputs, response.outputs)):
+            for t in tensors:
+                target.add(name=t.name, datatype=t.datatype, shape=t.shape)
+        return response
+
+    async def ModelConfig(self, request, context):
+        return pb.ModelConfigResponse(config=self.plane.model_config(request.name, request.version))
+
+    async def ModelInfer(self, request, context):
+        response = await self.plane.infer(decode_request(request), _deadline(context))
+        return encode_response(response)
+
+    async def ModelStreamInfer(self, request_iterator, context):
+        deadline = _deadline(context)
+        async for request in request_iterator:
+            try:
+                response = await self.plane.infer(decode_request(request), deadline)
+                yield pb.ModelStreamInferResponse(infer_response=encode_response(response))
+            except Exception as exc:  # noqa: BLE001 - reported in the stream, which stays open
+                _, message = status_of(exc, "ModelStreamInfer")
+                yield pb.ModelStreamInferResponse(
+                    error_message=message,
+                    infer_response=pb.ModelInferResponse(
+                        model_name=request.model_name, model_version=request.model_version, id=request.id
+                    ),
+                )
+
+    async def ModelStatistics(self, request, context):
+        stats = self.plane.statistics(request.name, request.version)
+        return pb.ModelStatisticsResponse(model_stats=[_statistics(s) for s in stats])
+
+    async def RepositoryIndex(self, request, context):
+        rows = self.plane.index(ready_only=request.ready)
+        return pb.RepositoryIndexResponse(
+            models=[
+                pb.RepositoryIndexResponse.ModelIndex(name=r.name, version=r.version, state=r.state, reason=r.reason)
+                for r in rows
+            ]
+        )
+
+    async def RepositoryModelLoad(self, request, context):
+        if "config" in request.parameters or any(key.startswith("file:") for key in request.parameters):
+            raise Unsupported("loading with a 'config' override or 'file:' contents is not supported; load from the repository")
+        await self.plane.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request, context):
+        await self.plane.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()

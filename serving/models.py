@@ -1,0 +1,259 @@
+"""The model manager: which model versions are loaded, their state, and the control modes.
+
+- none: every model in the repository is loaded at start; the repository is not watched and
+  Load/Unload are refused.
+- poll: like none, then the repository is rescanned every `poll_seconds`: new models and versions
+  are loaded, removed ones unloaded, and a changed config or label file reloads the model.
+- explicit: only the `--load-model` names (`*` = all) at start, then the Load/Unload RPCs.
+
+A (re)load builds the new version objects first and swaps them in with no await in between, so a
+request always finds a complete set; versions that go away are drained (their batcher finishes what
+it has queued) before their session is dropped, so requests in flight never fail. A model that
+cannot be loaded is UNAVAILABLE with its reason, and the others serve on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from serving.batching import Batcher
+from serving.errors import LoadFailed, ModelNotFound, ModelNotReady, Unsupported
+from serving.repository import ModelSource, ModelSpec, Repository
+from serving.sessions import LoadedSession, ProviderChoice, open_session
+from serving.statistics import VersionStatistics
+
+log = logging.getLogger(__name__)
+
+READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
+MODES = ("none", "poll", "explicit")
+
+
+@dataclass
+class LoadedVersion:
+    """One servable model version: its session, batcher and statistics."""
+
+    name: str
+    version: int
+    spec: ModelSpec
+    runtime: LoadedSession
+    batcher: Batcher
+    stats: VersionStatistics
+    fingerprint: tuple
+
+    @property
+    def label(self) -> str:
+        return f"model {self.name!r} version {self.version}"
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    state: str = UNAVAILABLE
+    reason: str = ""
+    spec: ModelSpec | None = None
+    versions: dict[int, LoadedVersion] = field(default_factory=dict)
+    version_errors: dict[int, str] = field(default_factory=dict)
+    failed: dict[int, tuple] = field(default_factory=dict)  # version -> (fingerprint, reason) not retried
+
+
+@dataclass
+class ModelManager:
+    repository: Repository
+    executor: Executor  # where batches run
+    mode: str = "none"
+    providers: ProviderChoice = field(default_factory=ProviderChoice)
+    startup_models: tuple[str, ...] = ()
+    on_state: Callable[[str, bool], None] = lambda name, ready: None
+    on_execution: Callable[[LoadedVersion, int, int, int, int], None] = lambda version, *timings: None
+    entries: dict[str, ModelEntry] = field(default_factory=dict, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    # -- lookups (synchronous: no await between resolving and submitting a request) --------
+
+    def resolve(self, name: str, version: str = "") -> LoadedVersion:
+        entry = self.entries.get(name)
+        if entry is None:
+            raise ModelNotFound(f"unknown model {name!r}")
+        if version:
+            if not version.isdigit():
+                raise ModelNotFound(f"model {name!r} has no version {version!r} (versions are integers)")
+            number = int(version)
+            if number in entry.versions:
+                return entry.versions[number]
+            if number in entry.version_errors:
+                raise ModelNotReady(f"model {name!r} version {number} is unavailable: {entry.version_errors[number]}")
+            if entry.state == LOADING:
+                raise ModelNotReady(f"model {name!r} is loading")
+            raise ModelNotFound(f"model {name!r} has no loaded version {number}")
+        if not entry.versions:
+            why = entry.reason or entry.state.lower()
+            raise ModelNotReady(f"model {name!r} is not ready: {why}")
+        return entry.versions[max(entry.versions)]
+
+    def ready(self, name: str, version: str = "") -> bool:
+        try:
+            self.resolve(name, version)
+        except (ModelNotFound, ModelNotReady):
+            return False
+        return True
+
+    def loaded(self) -> list[LoadedVersion]:
+        # list() copies are atomic under the GIL: the metrics thread calls this too
+        return [v for entry in list(self.entries.values()) for _, v in sorted(list(entry.versions.items()))]
+
+    # -- control ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        names = self.repository.scan()
+        for name in names:
+            self.entries[name] = ModelEntry(name, reason="not loaded")
+        if self.mode == "explicit" and "*" not in self.startup_models:
+            wanted = [n for n in self.startup_models if n in self.entries]
+            for missing in sorted(set(self.startup_models) - set(self.entries)):
+                log.error("--load-model %r: no such model folder in %s", missing, self.repository.root)
+        else:
+            wanted = names
+        async with self._lock:
+            for name in wanted:
+                await self._sync(name)
+
+    async def poll_once(self) -> None:
+        """Bring loaded models in line with the disk (poll mode)."""
+        async with self._lock:
+            names = set(self.repository.scan())
+            for name in sorted(names | set(self.entries)):
+                if name not in names:
+                    await self._remove(name)
+                else:
+                    self.entries.setdefault(name, ModelEntry(name))
+                    await self._sync(name)
+
+    async def poll_forever(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.poll_once()
+            except Exception:  # noqa: BLE001 - a bad scan must not stop polling
+                log.exception("repository poll failed")
+
+    async def load(self, name: str) -> None:
+        if self.mode != "explicit":
+            raise Unsupported(f"explicit model load/unload is not allowed in model control mode {self.mode!r}")
+        async with self._lock:
+            if name not in self.repository.scan():
+                raise ModelNotFound(f"no model folder named {name!r} in the repository")
+            self.entries.setdefault(name, ModelEntry(name))
+            entry = await self._sync(name, force=True)
+        if entry.state != READY:
+            raise LoadFailed(f"failed to load {name!r}: {entry.reason}")
+
+    async def unload(self, name: str) -> None:
+        if self.mode != "explicit":
+            raise Unsupported(f"explicit model load/unload is not allowed in model control mode {self.mode!r}")
+        async with self._lock:
+            if name not in self.entries:
+                raise ModelNotFound(f"unknown model {name!r}")
+            await self._drop(self.entries[name], "unloaded")
+
+    async def close(self) -> None:
+        """Drain every batcher (queued requests still run), then forget the sessions."""
+        async with self._lock:
+            for entry in self.entries.values():
+                await self._drop(entry, "server is shutting down")
+
+    # -- internals ------------------------------------------------------------------------------
+
+    async def _remove(self, name: str) -> None:
+        entry = self.entries.get(name)
+        if entry is not None:
+            await self._drop(entry, "model folder removed")
+            del self.entries[name]
+
+    async def _drop(self, entry: ModelEntry, reason: str) -> None:
+        old = list(entry.versions.values())
+        entry.state, entry.reason, entry.versions, entry.version_errors = UNLOADING, reason, {}, {}
+        self.on_state(entry.name, False)
+        await asyncio.gather(*(v.batcher.close() for v in old))
+        entry.state = UNAVAILABLE
+
+    async def _sync(self, name: str, force: bool = False) -> ModelEntry:
+        """Load what the disk says for one model, keeping versions that did not change."""
+        entry = self.entries[name]
+        source: ModelSource = await asyncio.to_thread(self.repository.read, name)
+        if source.error:
+            if entry.versions:  # keep serving what works; say why the update was refused
+                entry.reason = f"update not applied: {source.error}"
+                log.error("model %r: %s (previous versions keep serving)", name, source.error)
+            else:
+                entry.state, entry.reason, entry.spec = UNAVAILABLE, source.error, None
+                log.error("model %r is unavailable: %s", name, source.error)
+                self.on_state(name, False)
+            return entry
+        keep: dict[int, LoadedVersion] = {}
+        for number, loaded in entry.versions.items():
+            same = loaded.fingerprint == (source.fingerprint, source.version_fingerprints.get(number))
+            if same and number in source.versions and not force:
+                keep[number] = loaded
+        unchanged_failures = all(
+            entry.failed.get(n, (None,))[0] == (source.fingerprint, source.version_fingerprints.get(n))
+            for n in source.versions if n not in keep
+        )
+        if set(keep) == set(entry.versions) and unchanged_failures and entry.spec is not None and not force:
+            return entry  # nothing changed on disk since the last look
+        if not entry.versions:
+            entry.state = LOADING
+        fresh: dict[int, LoadedVersion] = {}
+        errors = dict(source.version_errors)
+        for number, path in source.versions.items():
+            if number in keep:
+                continue
+            fingerprint = (source.fingerprint, source.version_fingerprints.get(number))
+            if not force and entry.failed.get(number, (None,))[0] == fingerprint:
+                errors[number] = entry.failed[number][1]  # same files as last time: do not retry
+                continue
+            try:
+                fresh[number] = await self._open(source, number, path)
+            except ValueError as exc:
+                errors[number] = f"version {number}: {exc}"
+                entry.failed[number] = (fingerprint, errors[number])
+                log.error("model %r version %d failed to load: %s", name, number, exc)
+                if number in entry.versions:  # a failed reload leaves the old one serving
+                    keep[number] = entry.versions[number]
+        old = [v for n, v in entry.versions.items() if keep.get(n) is not v]
+        entry.versions = {**keep, **fresh}
+        entry.version_errors = {n: e for n, e in errors.items() if n not in entry.versions}
+        entry.spec = source.spec
+        if entry.versions:
+            entry.state, entry.reason = READY, "; ".join(entry.version_errors.values())
+        else:
+            entry.state = UNAVAILABLE
+            entry.reason = "; ".join(errors.values()) or "no version to serve"
+        self.on_state(name, entry.state == READY)
+        for number in sorted(fresh):
+            log.info("loaded model %r version %d on %s", name, number, ", ".join(fresh[number].runtime.providers))
+        if old:
+            await asyncio.gather(*(v.batcher.close() for v in old))
+            log.info("unloaded model %r versions %s", name, sorted(v.version for v in old))
+        return entry
+
+    async def _open(self, source: ModelSource, number: int, path) -> LoadedVersion:
+        label = f"model {source.name!r} version {number}"
+        runtime = await asyncio.to_thread(open_session, path, source.spec, self.providers, label)
+        stats = VersionStatistics(source.name, str(number))
+        batcher = Batcher(runtime.run, source.spec.batch_policy(), self.executor, label)
+        loaded = LoadedVersion(
+            source.name, number, source.spec, runtime, batcher, stats,
+            (source.fingerprint, source.version_fingerprints.get(number)),
+        )
+
+        def executed(rows: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+            stats.record_execution(rows, input_ns, infer_ns, output_ns)
+            self.on_execution(loaded, rows, input_ns, infer_ns, output_ns)
+
+        batcher.on_execution = executed
+        batcher.start()
+        return loaded

@@ -1,0 +1,208 @@
+"""Reading a Triton-style model repository: folders, config.pbtxt, version folders, side files.
+
+A model name from a request is only ever looked up among the folder names found by `scan`; it never
+becomes part of a path. Names in the config (model file, label files) are accepted only as plain
+file names inside the model's folder. Problems are not raised at the server: they come back as the
+`error` of a `ModelSource` (or of one version), which RepositoryIndex shows as the reason the model
+is UNAVAILABLE while the other models serve.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protos.config_text import Datatype, from_config, parse_config
+from protos.model_config_pb2 import ModelConfig
+
+from serving.batching import BatchPolicy
+
+CONFIG_FILE = "config.pbtxt"
+DEFAULT_MODEL_FILE = "model.onnx"
+PLATFORMS = {"onnxruntime_onnx"}
+BACKENDS = {"onnxruntime"}
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_VERSION = re.compile(r"^[1-9][0-9]*$")  # Triton ignores non-numeric names and names starting with 0
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output as a client sees it: `dims` exclude the batch dimension if batched."""
+
+    name: str
+    datatype: Datatype
+    dims: tuple[int, ...]
+    reshape: tuple[int, ...] | None = None  # the model's own shape when config `reshape` is set
+    optional: bool = False
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What serving needs from a config.pbtxt, checked once when the model is read."""
+
+    config: ModelConfig
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.config.max_batch_size
+
+    def full_shape(self, tensor: TensorSpec) -> list[int]:
+        """The shape a client sends or receives: a leading -1 when the model batches."""
+        return [-1, *tensor.dims] if self.max_batch_size > 0 else list(tensor.dims)
+
+    def batch_policy(self) -> BatchPolicy:
+        config = self.config
+        instances = sum(max(1, group.count) for group in config.instance_group) or 1
+        if config.WhichOneof("scheduling_choice") != "dynamic_batching" or config.max_batch_size <= 0:
+            return BatchPolicy(max_batch_size=config.max_batch_size, instances=instances)
+        batching = config.dynamic_batching
+        return BatchPolicy(
+            max_batch_size=config.max_batch_size,
+            dynamic=True,
+            max_queue_delay_s=batching.max_queue_delay_microseconds / 1e6,
+            preferred_sizes=tuple(batching.preferred_batch_size),
+            max_queue_size=batching.default_queue_policy.max_queue_size,
+            instances=instances,
+        )
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One model folder as read from disk; `error` set means it cannot be loaded, and why."""
+
+    name: str
+    spec: ModelSpec | None = None
+    versions: dict[int, Path] = field(default_factory=dict)  # selected by version_policy
+    version_errors: dict[int, str] = field(default_factory=dict)
+    fingerprint: tuple = ()  # config + side files; a change means every version reloads
+    version_fingerprints: dict[int, tuple] = field(default_factory=dict)
+    error: str | None = None
+
+
+class Repository:
+    """A model repository folder. Stateless: every call reads the disk again (poll mode relies on it)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def scan(self) -> list[str]:
+        """Model folder names, sorted. Hidden folders (export's temporary ones) are skipped."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name))
+
+    def read(self, name: str) -> ModelSource:
+        """Read one model; `name` must come from `scan()` (checked again here)."""
+        if name not in self.scan():
+            return ModelSource(name, error=f"no model folder named {name!r} in the repository")
+        folder = self.root / name
+        try:
+            text = (folder / CONFIG_FILE).read_text(encoding="utf-8")
+        except OSError as exc:
+            return ModelSource(name, error=f"cannot read {CONFIG_FILE}: {exc.strerror or exc}")
+        fingerprint = [_stat(folder / CONFIG_FILE)]
+        try:
+            config = parse_config(text, f"{name}/{CONFIG_FILE}")
+            if not config.name:
+                config.name = name
+            spec = _spec(config, folder, name, fingerprint)
+        except ValueError as exc:
+            return ModelSource(name, error=str(exc), fingerprint=tuple(fingerprint))
+        versions, errors, stamps = _versions(folder, config)
+        error = None if versions or errors else "no numeric version folder (e.g. 1/) to serve"
+        return ModelSource(name, spec, versions, errors, tuple(fingerprint), stamps, error)
+
+
+def _stat(path: Path) -> tuple:
+    try:
+        st = path.stat()
+        return (path.name, st.st_mtime_ns, st.st_size)
+    except OSError:
+        return (path.name, None, None)
+
+
+def _plain_file_name(value: str, what: str) -> str:
+    if not value or value in (".", "..") or "/" in value or "\\" in value or "\x00" in value:
+        raise ValueError(f"{what} {value!r} must be a plain file name inside the model folder")
+    return value
+
+
+def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> ModelSpec:
+    if config.name != name:
+        raise ValueError(f"config.pbtxt names the model {config.name!r} but its folder is {name!r}")
+    if config.platform and config.platform not in PLATFORMS or config.backend and config.backend not in BACKENDS:
+        raise ValueError(
+            f"platform {config.platform!r} / backend {config.backend!r} is not served here "
+            "(only platform 'onnxruntime_onnx' / backend 'onnxruntime')"
+        )
+    if config.max_batch_size < 0:
+        raise ValueError(f"max_batch_size must be >= 0, got {config.max_batch_size}")
+    if not config.input or not config.output:
+        raise ValueError("config.pbtxt must list the model's inputs and outputs")
+    if config.WhichOneof("scheduling_choice") in ("sequence_batching", "ensemble_scheduling"):
+        raise ValueError(f"{config.WhichOneof('scheduling_choice')} is not supported by this server")
+
+    def tensor(t, labels=()) -> TensorSpec:
+        try:
+            datatype = from_config(t.data_type)
+        except ValueError:
+            raise ValueError(f"tensor {t.name!r}: unknown data_type {t.data_type}") from None
+        if datatype.name != "BYTES" and datatype.numpy is None:
+            raise ValueError(f"tensor {t.name!r}: {datatype.config_name} is not supported by ONNX Runtime here")
+        if any(d < -1 or d == 0 for d in t.dims):
+            raise ValueError(f"tensor {t.name!r}: dims {list(t.dims)} must be positive or -1")
+        reshape = tuple(t.reshape.shape) if t.HasField("reshape") else None
+        return TensorSpec(t.name, datatype, tuple(t.dims), reshape, getattr(t, "optional", False), tuple(labels))
+
+    inputs = tuple(tensor(t) for t in config.input)
+    outputs = []
+    for t in config.output:
+        labels: list[str] = []
+        if t.label_filename:
+            path = folder / _plain_file_name(t.label_filename, f"output {t.name!r} label_filename")
+            try:
+                labels = path.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ValueError(f"output {t.name!r}: cannot read labels {t.label_filename!r}: {exc.strerror or exc}") from None
+            fingerprint.append(_stat(path))
+        outputs.append(tensor(t, labels))
+    names = [t.name for t in (*inputs, *outputs)]
+    if len(set(names)) != len(names):
+        raise ValueError("input and output names must be unique")
+    return ModelSpec(config, inputs, tuple(outputs))
+
+
+def _versions(folder: Path, config: ModelConfig) -> tuple[dict[int, Path], dict[int, str], dict[int, tuple]]:
+    """The version folders the version_policy selects (default: latest 1), with their model files."""
+    present = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and _VERSION.match(p.name))
+    policy = config.version_policy
+    choice = policy.WhichOneof("policy_choice")
+    errors: dict[int, str] = {}
+    if choice == "all":
+        selected = present
+    elif choice == "specific":
+        selected = [v for v in policy.specific.versions if v in present]
+        errors = {v: f"version {v} named by version_policy has no folder" for v in policy.specific.versions if v not in present}
+    else:
+        count = policy.latest.num_versions if choice == "latest" else 1
+        selected = present[-max(1, count):] if present else []
+    file_name = _plain_file_name(config.default_model_filename or DEFAULT_MODEL_FILE, "default_model_filename")
+    versions, stamps = {}, {}
+    for version in selected:
+        path = folder / str(version) / file_name
+        if path.is_dir():  # Triton's layout for external data: model.onnx/model.onnx
+            path = path / file_name
+        stamps[version] = _stat(path)
+        if path.is_file():
+            versions[version] = path
+        else:
+            errors[version] = f"version {version}: {file_name} is missing"
+    return versions, errors, stamps

@@ -1,0 +1,152 @@
+"""The composition root: repository -> model manager -> data plane -> servicers -> grpc.aio server.
+
+`create_server(config)` builds and starts everything (port 0 binds a free port, for tests) and
+returns the running `Server` with its port; nothing happens at import time. `Server.stop(grace)`
+is the graceful shutdown: health goes NOT_SERVING, no new RPCs are accepted, batchers run what is
+queued without waiting for more, and in-flight RPCs get up to `grace` seconds to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from protos import grpc_service_pb2 as pb
+from protos import grpc_service_pb2_grpc as pb_grpc
+
+from serving.config import ServeConfig
+from serving.dataplane import DataPlane
+from serving.grpc_inference import InferenceServicer
+from serving.health import Health
+from serving.metrics import Metrics
+from serving.models import ModelManager
+from serving.repository import Repository
+from serving.sessions import ProviderChoice
+from serving.status import ErrorMappingInterceptor
+
+log = logging.getLogger(__name__)
+
+
+def _version() -> str:
+    from dnnzoo import __version__
+
+    return __version__
+
+
+@dataclass
+class Server:
+    grpc_server: grpc.aio.Server
+    plane: DataPlane
+    models: ModelManager
+    health: Health
+    metrics: Metrics
+    executor: ThreadPoolExecutor
+    port: int
+    metrics_port: int | None
+    _metrics_httpd: object | None = None
+    _poll_task: asyncio.Task | None = None
+    _stopped: asyncio.Event | None = None
+
+    async def stop(self, grace: float = 30.0) -> None:
+        if self._stopped is not None and self._stopped.is_set():
+            return
+        log.info("shutting down: finishing in-flight and queued requests (up to %.0f s)", grace)
+        self.plane.accepting = False
+        await self.health.shutting_down()
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+        # stop() refuses new RPCs at once and waits for the running ones; close() meanwhile makes
+        # every batcher run its queue without waiting for batches to fill.
+        await asyncio.gather(self.grpc_server.stop(grace), self.models.close())
+        if self._metrics_httpd is not None:
+            self._metrics_httpd.shutdown()
+            self._metrics_httpd.server_close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._stopped.set()
+        log.info("stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+def _credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
+    if config.tls_cert is None:
+        return None
+    key, cert = Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes()
+    if config.tls_client_ca is None:
+        return grpc.ssl_server_credentials([(key, cert)])
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=Path(config.tls_client_ca).read_bytes(), require_client_auth=True
+    )
+
+
+async def create_server(config: ServeConfig) -> tuple[Server, int]:
+    """Load the models, bind, start serving; returns the running server and its gRPC port."""
+    workers = config.workers or max(4, 2 * (os.cpu_count() or 1))
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dnnzoo-infer")
+    metrics = Metrics()
+    health = Health()
+    await health.server_ready(False)
+
+    def executed(loaded, rows: int, *_timings: int) -> None:
+        metrics.observe_execution(loaded.name, str(loaded.version), rows)
+
+    models = ModelManager(
+        Repository(config.repository),
+        executor,
+        mode=config.model_control_mode,
+        providers=ProviderChoice(config.providers),
+        startup_models=tuple(config.load_model),
+        on_state=health.model_changed,
+        on_execution=executed,
+    )
+    plane = DataPlane(models, metrics, _version())
+
+    limit = config.max_message_mb * 1024 * 1024
+    grpc_server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor()],
+        options=[
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), grpc_server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, grpc_server)
+    services = (
+        pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(services, grpc_server)
+    address = f"{config.host}:{config.port}"
+    credentials = _credentials(config)
+    if credentials is None:
+        port = grpc_server.add_insecure_port(address)
+    else:
+        port = grpc_server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"cannot bind gRPC port {address}")
+
+    await models.start()
+    httpd, metrics_port = (None, None)
+    if config.metrics_port >= 0:
+        httpd, metrics_port = metrics.serve(config.host, config.metrics_port)
+    metrics.watch_models(lambda: [(v.name, str(v.version), v.runtime.providers) for v in models.loaded()])
+    await grpc_server.start()
+    plane.accepting = True
+    await health.server_ready(True)
+    server = Server(grpc_server, plane, models, health, metrics, executor, port, metrics_port, httpd)
+    server._stopped = asyncio.Event()
+    if config.model_control_mode == "poll":
+        server._poll_task = asyncio.get_running_loop().create_task(models.poll_forever(config.poll_seconds))
+    log.info("serving %s on %s (gRPC) and port %s (metrics)", config.repository, address.rsplit(":", 1)[0] + f":{port}", metrics_port)
+    return server, port

@@ -1,0 +1,208 @@
+"""ONNX Runtime sessions: providers, thread settings, a check against the config, and warm-up.
+
+One session per loaded model version; `InferenceSession.run` is thread-safe, so the batcher may run
+`instance_group.count` batches on it at once. Providers follow `--providers` and the config's
+instance_group kind, in the order TensorRT, CUDA, CPU. onnxruntime-gpu lists CUDA and TensorRT as
+available even where they cannot start, so the providers a session really got are read back from
+`session.get_providers()`, logged when they differ from the ones asked for, and reported.
+
+Threads: unless the config's `parameters` say otherwise (`intra_op_thread_count`,
+`inter_op_thread_count`, `execution_mode`, as Triton's ONNX Runtime backend reads them), each
+session gets one intra-op thread and no spinning, so that several models and instances share a
+small machine without oversubscribing it; throughput comes from running instances side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from serving.errors import InvalidInput
+from serving.repository import ModelSpec, TensorSpec
+
+log = logging.getLogger(__name__)
+
+TENSORRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+PREFERENCES = {
+    "auto": (TENSORRT, CUDA, CPU),
+    "tensorrt": (TENSORRT, CUDA, CPU),
+    "cuda": (CUDA, CPU),
+    "cpu": (CPU,),
+}
+KIND_GPU, KIND_CPU = 1, 2  # ModelInstanceGroup.Kind values
+_SESSION_ENTRY_PREFIXES = ("session.", "memory.")
+
+
+@dataclass
+class LoadedSession:
+    """A session plus what it actually runs on; `run` takes and returns client-shaped arrays."""
+
+    session: ort.InferenceSession
+    spec: ModelSpec
+    providers: tuple[str, ...]
+    intra_op_threads: int
+    inter_op_threads: int
+
+    def prepare(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Before queueing: ONNX Runtime string tensors hold UTF-8 text, so BYTES become str here
+        (one bad request must fail alone, not inside a batch with others)."""
+        for tensor in self.spec.inputs:
+            if tensor.datatype.name == "BYTES" and tensor.name in inputs:
+                inputs[tensor.name] = _as_text(inputs[tensor.name], tensor.name)
+        return inputs
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {}
+        for tensor in self.spec.inputs:
+            if tensor.name in inputs:
+                feeds[tensor.name] = _to_model_shape(inputs[tensor.name], tensor, self.spec.max_batch_size)
+        names = [t.name for t in self.spec.outputs]
+        values = self.session.run(names, feeds)
+        return {
+            t.name: _to_client_shape(v, t, self.spec.max_batch_size) for t, v in zip(self.spec.outputs, values)
+        }
+
+
+def _as_text(array: np.ndarray, name: str) -> np.ndarray:
+    out = np.empty(array.shape, dtype=object)
+    flat_in, flat_out = array.reshape(-1), out.reshape(-1)
+    for i, item in enumerate(flat_in):
+        try:
+            flat_out[i] = item.decode("utf-8") if isinstance(item, (bytes, bytearray)) else str(item)
+        except UnicodeDecodeError:
+            raise InvalidInput(f"input {name!r}: element {i} is not UTF-8 text, which ONNX Runtime strings need") from None
+    return out
+
+
+def _to_model_shape(array: np.ndarray, tensor: TensorSpec, max_batch_size: int) -> np.ndarray:
+    if tensor.reshape is None:
+        return array
+    lead = (array.shape[0],) if max_batch_size > 0 else ()
+    return array.reshape(lead + tensor.reshape)
+
+
+def _to_client_shape(array: np.ndarray, tensor: TensorSpec, max_batch_size: int) -> np.ndarray:
+    if tensor.reshape is None or -1 in tensor.dims:
+        return array
+    lead = (array.shape[0],) if max_batch_size > 0 else ()
+    return array.reshape(lead + tensor.dims)
+
+
+@dataclass
+class ProviderChoice:
+    """`--providers` plus what this process has learnt: a provider that failed to start once (no
+    GPU, missing CUDA libraries) is not asked for again, so the fallback is paid and logged once."""
+
+    choice: str = "auto"
+    failed: set[str] = field(default_factory=set)
+
+    def wanted(self, spec: ModelSpec) -> list[str]:
+        """Providers to ask for, best first: the flag, narrowed by instance_group kind and the build."""
+        order = list(PREFERENCES[self.choice])
+        if {group.kind for group in spec.config.instance_group} == {KIND_CPU}:
+            order = [CPU]
+        available = ort.get_available_providers()
+        return [p for p in order if p in available and p not in self.failed] or [CPU]
+
+    def learn(self, wanted: list[str], used: tuple[str, ...]) -> None:
+        for provider in wanted:
+            if provider == used[0]:
+                break
+            self.failed.add(provider)
+
+
+def _int_parameter(spec: ModelSpec, key: str, default: int) -> int:
+    entry = spec.config.parameters.get(key)
+    if entry is None or entry.string_value == "":
+        return default
+    try:
+        return int(entry.string_value)
+    except ValueError:
+        raise ValueError(f"parameter {key!r} must be an integer, got {entry.string_value!r}") from None
+
+
+def session_options(spec: ModelSpec) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # provider fallbacks are logged by us, once, in plain words
+    options.intra_op_num_threads = _int_parameter(spec, "intra_op_thread_count", 1)
+    options.inter_op_num_threads = _int_parameter(spec, "inter_op_thread_count", 1)
+    mode = _int_parameter(spec, "execution_mode", 0)
+    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if mode == 1 else ort.ExecutionMode.ORT_SEQUENTIAL
+    entries = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
+    for key, value in spec.config.parameters.items():
+        if key.startswith(_SESSION_ENTRY_PREFIXES):
+            entries[key] = value.string_value
+    for key, value in entries.items():
+        options.add_session_config_entry(key, value)
+    level = spec.config.optimization.graph.level if spec.config.HasField("optimization") else 0
+    options.graph_optimization_level = {
+        -1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        2: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }.get(level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    return options
+
+
+def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: str) -> LoadedSession:
+    """Create, check and warm up a session; ValueError with a readable reason if any step fails."""
+    options = session_options(spec)
+    wanted = providers.wanted(spec)
+    try:
+        session = ort.InferenceSession(str(path), options, providers=wanted)
+    except Exception as exc:  # noqa: BLE001 - ORT raises several types for a bad file
+        raise ValueError(f"ONNX Runtime cannot load {path.parent.name}/{path.name}: {_first_line(exc)}") from None
+    used = tuple(session.get_providers())
+    providers.learn(wanted, used)
+    if used[0] != wanted[0]:
+        log.warning("%s: asked for %s, running on %s (the others could not start)", label, ", ".join(wanted), ", ".join(used))
+    else:
+        log.info("%s: running on %s", label, ", ".join(used))
+    check_graph(session, spec)
+    loaded = LoadedSession(session, spec, used, options.intra_op_num_threads, options.inter_op_num_threads)
+    try:
+        loaded.run(warm_up_inputs(spec))
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"warm-up inference failed: {_first_line(exc)}") from None
+    return loaded
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:
+    """Every configured tensor exists in the graph with the same element type and rank."""
+    graph = {arg.name: arg for arg in (*session.get_inputs(), *session.get_outputs())}
+    for kind, tensors in (("input", spec.inputs), ("output", spec.outputs)):
+        for tensor in tensors:
+            arg = graph.get(tensor.name)
+            if arg is None:
+                raise ValueError(f"config {kind} {tensor.name!r} is not in the ONNX graph (graph has {sorted(graph)})")
+            if arg.type != tensor.datatype.onnxruntime:
+                raise ValueError(
+                    f"{kind} {tensor.name!r}: config says {tensor.datatype.config_name}, the graph has {arg.type}"
+                )
+            model_dims = list(tensor.reshape) if tensor.reshape is not None else list(tensor.dims)
+            expected_rank = len(model_dims) + (1 if spec.max_batch_size > 0 else 0)
+            if arg.shape is not None and len(arg.shape) != expected_rank:
+                raise ValueError(
+                    f"{kind} {tensor.name!r}: the graph's shape {arg.shape} has rank {len(arg.shape)}, "
+                    f"the config implies rank {expected_rank} (max_batch_size {spec.max_batch_size})"
+                )
+
+
+def warm_up_inputs(spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Zeros of the configured shapes (batch 1, variable dims 1): enough to build every kernel."""
+    inputs = {}
+    for tensor in spec.inputs:
+        shape = tuple(1 if d == -1 else d for d in spec.full_shape(tensor))
+        if tensor.datatype.name == "BYTES":
+            inputs[tensor.name] = np.full(shape, "", dtype=object)
+        else:
+            inputs[tensor.name] = np.zeros(shape, dtype=tensor.datatype.numpy)
+    return inputs

@@ -1,0 +1,92 @@
+"""Fixtures: a model repository of tiny ONNX models, and a real server on a free loopback port.
+
+The server runs on its own event loop in a background thread, so tests use ordinary blocking gRPC
+clients against it exactly as an outside client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from protos import grpc_service_pb2_grpc as pb_grpc
+from serving.config import ServeConfig
+from tests.serving.builders import build_repository
+
+
+@dataclass
+class RunningServer:
+    server: object  # serving.server.Server
+    port: int
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def call(self, coroutine, timeout: float = 30.0):
+        """Run a coroutine on the server's loop (to inspect or drive it) and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.call(self.server.stop(grace))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def start_server(config: ServeConfig) -> RunningServer:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-server", daemon=True)
+    thread.start()
+    from serving.server import create_server
+
+    server, port = asyncio.run_coroutine_threadsafe(create_server(config), loop).result(60)
+    return RunningServer(server, port, loop, thread)
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition"):
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def server_config(repository, **overrides) -> ServeConfig:
+    values = dict(repository=repository, host="127.0.0.1", port=0, metrics_port=0, poll_seconds=0.2)
+    values.update(overrides)
+    return ServeConfig(**values).check()
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    return build_repository(tmp_path_factory.mktemp("serving") / "repo")
+
+
+@pytest.fixture(scope="module")
+def served(repository):
+    running = start_server(server_config(repository))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def channel(served):
+    with grpc.insecure_channel(served.address) as channel:
+        yield channel
+
+
+@pytest.fixture(scope="module")
+def stub(channel):
+    return pb_grpc.GRPCInferenceServiceStub(channel)

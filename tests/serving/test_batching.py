@@ -1,0 +1,239 @@
+"""Dynamic batching: unit tests of the batcher with a controllable model, then through the server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+
+from protos import grpc_service_pb2 as pb
+from serving.batching import Batcher, BatchPolicy
+from serving.errors import DeadlineExceeded, QueueFull
+from tests.serving.conftest import wait_until
+from tests.serving.test_protocol import output, raw_request
+
+
+class GatedModel:
+    """y = x + 1, recording each batch it runs; blocks while `gate` is clear."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.batches: list[np.ndarray] = []
+        self.started = 0
+
+    def __call__(self, inputs):
+        self.started += 1
+        self.gate.wait(10)
+        self.batches.append(inputs["x"].copy())
+        return {"y": inputs["x"] + 1}
+
+
+async def until(condition, what: str) -> None:
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_batcher(policy: BatchPolicy, scenario) -> GatedModel:
+    model = GatedModel()
+
+    async def main():
+        with ThreadPoolExecutor(2) as pool:
+            batcher = Batcher(model, policy, pool, "test")
+            batcher.start()
+            try:
+                await scenario(batcher, model)
+            finally:
+                model.gate.set()
+                await batcher.close()
+
+    asyncio.run(main())
+    return model
+
+
+def rows(value: float, n: int = 1) -> dict:
+    return {"x": np.full((n, 2), value, np.float32)}
+
+
+def test_requests_merge_up_to_max_batch_and_results_are_their_own():
+    async def scenario(batcher, model):
+        results = await asyncio.gather(*(batcher.submit(rows(i)) for i in range(4)))
+        for i, (outputs, timings) in enumerate(results):
+            np.testing.assert_array_equal(outputs["y"], np.full((1, 2), i + 1))
+            assert timings.batch_size == 4
+
+    model = run_batcher(BatchPolicy(max_batch_size=4, dynamic=True, max_queue_delay_s=30), scenario)
+    assert [len(b) for b in model.batches] == [4]
+
+
+def test_a_request_is_never_split_nor_overtaken():
+    async def scenario(batcher, model):
+        first = asyncio.ensure_future(batcher.submit(rows(1, 3)))
+        await until(lambda: batcher.queued == 1, "first queued")
+        second = asyncio.ensure_future(batcher.submit(rows(2, 2)))  # 3 + 2 > 4: the 3 runs alone now
+        await first
+        third = asyncio.ensure_future(batcher.submit(rows(3, 2)))
+        (y2, _), (y3, _) = await asyncio.gather(second, third)
+        assert y2["y"].shape == (2, 2) and y3["y"].shape == (2, 2)
+
+    model = run_batcher(BatchPolicy(max_batch_size=4, dynamic=True, max_queue_delay_s=30), scenario)
+    assert [len(b) for b in model.batches] == [3, 4]
+
+
+def test_without_delay_requests_run_as_soon_as_a_slot_is_free():
+    async def scenario(batcher, model):
+        model.gate.clear()
+        running = asyncio.ensure_future(batcher.submit(rows(0)))
+        await until(lambda: model.started == 1, "first running")
+        queued = [asyncio.ensure_future(batcher.submit(rows(i))) for i in range(1, 4)]
+        await until(lambda: batcher.queued == 3, "three queued")
+        model.gate.set()
+        await asyncio.gather(running, *queued)
+
+    model = run_batcher(BatchPolicy(max_batch_size=8, dynamic=True, max_queue_delay_s=0), scenario)
+    assert [len(b) for b in model.batches] == [1, 3]
+
+
+def test_no_dynamic_batching_runs_each_request_alone():
+    async def scenario(batcher, model):
+        await asyncio.gather(*(batcher.submit(rows(i)) for i in range(3)))
+
+    model = run_batcher(BatchPolicy(max_batch_size=8, dynamic=False), scenario)
+    assert [len(b) for b in model.batches] == [1, 1, 1]
+
+
+def test_full_queue_is_refused():
+    async def scenario(batcher, model):
+        model.gate.clear()
+        running = asyncio.ensure_future(batcher.submit(rows(0)))
+        await until(lambda: model.started == 1, "first running")
+        waiting = [asyncio.ensure_future(batcher.submit(rows(i))) for i in (1, 2)]
+        await until(lambda: batcher.queued == 2, "queue full")
+        with pytest.raises(QueueFull, match="queue is full"):
+            await batcher.submit(rows(3))
+        model.gate.set()
+        await asyncio.gather(running, *waiting)
+
+    run_batcher(BatchPolicy(max_batch_size=1, dynamic=True, max_queue_size=2), scenario)
+
+
+def test_expired_deadline_is_answered_and_not_run():
+    async def scenario(batcher, model):
+        loop = asyncio.get_running_loop()
+        model.gate.clear()
+        running = asyncio.ensure_future(batcher.submit(rows(0)))
+        await until(lambda: model.started == 1, "first running")
+        deadline = loop.time() + 0.2
+        late = asyncio.ensure_future(batcher.submit(rows(7), deadline=deadline))
+        on_time = asyncio.ensure_future(batcher.submit(rows(8), deadline=loop.time() + 60))
+        await until(lambda: batcher.queued == 2, "both queued")
+        await until(lambda: loop.time() > deadline, "the first deadline to pass")
+        model.gate.set()
+        with pytest.raises(DeadlineExceeded, match="not run"):
+            await late
+        await asyncio.gather(running, on_time)
+
+    model = run_batcher(BatchPolicy(max_batch_size=4, dynamic=True), scenario)
+    assert not any((b == 7).any() for b in model.batches)
+    assert any((b == 8).any() for b in model.batches)
+
+
+def test_cancelled_request_is_dropped():
+    async def scenario(batcher, model):
+        model.gate.clear()
+        running = asyncio.ensure_future(batcher.submit(rows(0)))
+        await until(lambda: model.started == 1, "first running")
+        doomed = asyncio.ensure_future(batcher.submit(rows(5)))
+        kept = asyncio.ensure_future(batcher.submit(rows(6)))
+        await until(lambda: batcher.queued == 2, "both queued")
+        doomed.cancel()
+        model.gate.set()
+        await asyncio.gather(running, kept)
+
+    model = run_batcher(BatchPolicy(max_batch_size=4, dynamic=True), scenario)
+    assert not any((b == 5).any() for b in model.batches)
+
+
+def test_close_runs_queued_requests_without_waiting_for_the_delay():
+    async def scenario(batcher, model):
+        pending = asyncio.ensure_future(batcher.submit(rows(1)))
+        await until(lambda: batcher.queued == 1, "queued")
+        await batcher.close()
+        (outputs, _) = await pending
+        np.testing.assert_array_equal(outputs["y"], np.full((1, 2), 2))
+
+    run_batcher(BatchPolicy(max_batch_size=4, dynamic=True, max_queue_delay_s=60), scenario)
+
+
+# -- through the server -------------------------------------------------------------------------
+
+
+def _batch_sizes(stub, model: str) -> dict[int, int]:
+    stats = stub.ModelStatistics(pb.ModelStatisticsRequest(name=model)).model_stats[0]
+    return {b.batch_size: b.compute_infer.count for b in stats.batch_stats}
+
+
+def _queued(served, model: str) -> int:
+    return served.server.models.resolve(model).batcher.queued
+
+
+def test_concurrent_requests_are_merged_and_equal_unbatched(stub, served):
+    before = _batch_sizes(stub, "merger")
+    inputs = [np.array([[i, -i]], np.float32) for i in range(4)]
+    futures = [stub.ModelInfer.future(raw_request("merger", x=("FP32", x)), timeout=30) for x in inputs]
+    results = [output(f.result(), "y") for f in futures]
+    for x, y in zip(inputs, results):
+        np.testing.assert_array_equal(y, x + 1)  # the unbatched answer
+    after = _batch_sizes(stub, "merger")
+    assert after.get(4, 0) == before.get(4, 0) + 1
+    stats = stub.ModelStatistics(pb.ModelStatisticsRequest(name="merger")).model_stats[0]
+    assert stats.inference_count > stats.execution_count
+
+
+def test_many_concurrent_clients_get_their_own_answers(stub):
+    rng = np.random.default_rng(1)
+    inputs = [rng.normal(size=(int(rng.integers(1, 4)), 4)).astype(np.float32) for _ in range(48)]
+    futures = [stub.ModelInfer.future(raw_request("doubler", x=("FP32", x)), timeout=30) for x in inputs]
+    for x, future in zip(inputs, futures):
+        np.testing.assert_array_equal(output(future.result(), "y"), x * 2)
+
+
+def test_queue_limit_is_resource_exhausted_and_cancelled_requests_are_dropped(stub, served):
+    executions = stub.ModelStatistics(pb.ModelStatisticsRequest(name="held")).model_stats[0].execution_count
+    waiting = [stub.ModelInfer.future(raw_request("held", x=("FP32", np.zeros((1, 2), np.float32))), timeout=60) for _ in range(2)]
+    wait_until(lambda: _queued(served, "held") == 2, what="two requests queued")
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(raw_request("held", x=("FP32", np.zeros((1, 2), np.float32))), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "queue is full" in caught.value.details()
+    for future in waiting:
+        future.cancel()
+    wait_until(lambda: _queued(served, "held") == 0, what="cancelled requests dropped")
+    assert stub.ModelStatistics(pb.ModelStatisticsRequest(name="held")).model_stats[0].execution_count == executions
+
+
+def test_deadline_while_queued_is_deadline_exceeded_and_not_run(stub, served):
+    before = stub.ModelStatistics(pb.ModelStatisticsRequest(name="held")).model_stats[0]
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(raw_request("held", x=("FP32", np.zeros((1, 2), np.float32))), timeout=0.3)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_until(lambda: _queued(served, "held") == 0, what="expired request dropped")
+    after = stub.ModelStatistics(pb.ModelStatisticsRequest(name="held")).model_stats[0]
+    assert after.execution_count == before.execution_count
+    assert after.inference_stats.fail.count == before.inference_stats.fail.count + 1
+
+
+def test_timeout_parameter_expires_a_queued_request(stub, served):
+    before = stub.ModelStatistics(pb.ModelStatisticsRequest(name="held")).model_stats[0].execution_count
+    request = raw_request("held", x=("FP32", np.zeros((1, 2), np.float32)))
+    request.parameters["timeout"].int64_param = 1000  # microseconds: gone long before the batch could fill
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(request, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "not run" in caught.value.details()
+    assert stub.ModelStatistics(pb.ModelStatisticsRequest(name="held")).model_stats[0].execution_count == before
