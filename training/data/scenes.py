@@ -77,11 +77,9 @@ class Scenes:
         return len(self.images)
 
 
-def _overlaps(box: np.ndarray, placed: list[np.ndarray]) -> bool:
-    for other in placed:
-        if min(box[2], other[2]) > max(box[0], other[0]) and min(box[3], other[3]) > max(box[1], other[1]):
-            return True
-    return False
+def _overlaps(box: tuple[int, ...], placed: list[tuple[int, ...]]) -> bool:
+    x1, y1, x2, y2 = box
+    return any(min(x2, b[2]) > max(x1, b[0]) and min(y2, b[3]) > max(y1, b[1]) for b in placed)
 
 
 def generate(bank: PatchBank, count: int, seed: int, canvas: int = 64, max_objects: int = 4) -> Scenes:
@@ -99,15 +97,15 @@ def generate(bank: PatchBank, count: int, seed: int, canvas: int = 64, max_objec
     wanted = rng.integers(1, max_objects + 1, size=count)
     picks = rng.integers(0, n_sources, size=(count, max_objects))
     drawn = sizes[rng.integers(0, len(sizes), size=(count, max_objects))]
-    corners = rng.random((count, max_objects, PLACEMENT_TRIES, 2))
+    corners = rng.integers(0, canvas - drawn + 1, size=(PLACEMENT_TRIES, 2, count, max_objects)).transpose(2, 3, 0, 1)
+    ink_lists = {size: bank.ink_boxes[size].tolist() for size in bank.sizes}
     for i in range(count):
-        placed: list[np.ndarray] = []
-        for k in range(wanted[i]):
-            src, size = picks[i, k], drawn[i, k]
-            ink = bank.ink_boxes[size][src]
-            for x_frac, y_frac in corners[i, k]:
-                x, y = int(x_frac * (canvas - size + 1)), int(y_frac * (canvas - size + 1))
-                box = ink + np.array([x, y, x, y])
+        placed: list[tuple[int, ...]] = []
+        for k in range(int(wanted[i])):
+            src, size = int(picks[i, k]), int(drawn[i, k])
+            a, b, c, d = ink_lists[size][src]
+            for x, y in corners[i, k].tolist():
+                box = (a + x, b + y, c + x, d + y)
                 if not _overlaps(box, placed):
                     break
             else:
