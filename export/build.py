@@ -1,0 +1,118 @@
+"""`dnnzoo build`: train every default family that has no run yet, then export each into the repository.
+
+The order puts the classifier before the GAN, which is judged by it. A model whose repository
+config already records this run's checkpoint digest (`dnnzoo.source.checkpoint_sha256`) is up to
+date and is not exported again unless --force; a retrained run is exported as the next version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dnnzoo.errors import UserError
+from export.cli import add_export_arguments, check_opset
+
+ORDER = ("classifier", "autoencoder", "detector", "sequence", "word2vec", "gan")
+DIGEST = "dnnzoo.source.checkpoint_sha256"
+
+
+@dataclass
+class Step:
+    family: str
+    run_dir: Path
+    trained_seconds: float | None = None
+    exported: list = dataclasses.field(default_factory=list)
+    export_seconds: float = 0.0
+    up_to_date: bool = False
+
+
+def ensure_run(family: str, profile: str, runs: Path, progress: bool) -> tuple[Path, float | None]:
+    """The run folder of `family` at `profile`, trained first when it has no finished run."""
+    from training.config import TrainConfig
+    from training.families import module
+
+    run_dir = runs / f"{family}-{profile}"
+    if (run_dir / "checkpoint.pt").is_file() and (run_dir / "metrics.json").is_file():
+        return run_dir, None
+    trainer = module(family)
+    config = TrainConfig(family=family, profile=profile, out=run_dir, progress=progress)
+    options = trainer.Options()
+    if family == "gan":  # judged by the classifier trained just before, wherever --runs points
+        options = dataclasses.replace(options, judge=runs / f"classifier-{profile}")
+    started = time.perf_counter()
+    trainer.train(config, options)
+    return run_dir, time.perf_counter() - started
+
+
+def up_to_date(repository: Path, name: str, run_dir: Path) -> bool:
+    """The repository's model and its companions already hold this run's checkpoint."""
+    from export.pipeline import checkpoint_digest
+    from export.repository import versions
+    from protos.config_text import parse_config
+
+    digest = checkpoint_digest(run_dir)
+    pending, seen = [name], set()
+    while pending:
+        current = pending.pop()
+        seen.add(current)
+        path = repository / current / "config.pbtxt"
+        if not path.is_file() or not versions(repository / current):
+            return False
+        try:
+            config = parse_config(path.read_text(encoding="utf-8"))
+        except ValueError:
+            return False
+        params = config.parameters
+        if DIGEST not in params or params[DIGEST].string_value != digest:
+            return False
+        pending += [v.string_value for k, v in params.items() if k.startswith("dnnzoo.companion.") and v.string_value not in seen]
+    return True
+
+
+def build(profile: str, repository: Path, runs: Path, opset: int, force: bool, instance_kind: str, progress: bool, out=print) -> list[Step]:
+    from export.families import DEFAULT_NAMES
+    from export.pipeline import export_run
+
+    steps = []
+    for family in ORDER:
+        run_dir, seconds = ensure_run(family, profile, runs, progress)
+        step = Step(family, run_dir, seconds)
+        name = DEFAULT_NAMES[family]
+        if not force and up_to_date(repository, name, run_dir):
+            step.up_to_date = True
+            out(f"{name}: up to date ({run_dir})")
+        else:
+            started = time.perf_counter()
+            step.exported = export_run(run_dir, repository, name, None, opset, False, instance_kind)
+            step.export_seconds = time.perf_counter() - started
+            for item in step.exported:
+                out(f"{name}: exported {item.name} v{item.version} ({item.bytes / 1024:.1f} KiB) in {step.export_seconds:.1f}s")
+        steps.append(step)
+    return steps
+
+
+def main(argv: list[str], prog: str = "dnnzoo build") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Train (where no run exists) and export every default model.")
+    parser.add_argument("--profile", choices=("tiny", "quick", "full"), default="quick")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders FAMILY-PROFILE (default runs)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide training progress bars")
+    add_export_arguments(parser)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    started = time.perf_counter()
+    try:
+        check_opset(args.opset)
+        steps = build(args.profile, args.repository, args.runs, args.opset, args.force, args.instance_kind, args.progress)
+    except (UserError, FloatingPointError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    trained = sum(s.trained_seconds or 0.0 for s in steps)
+    exported = sum(s.export_seconds for s in steps)
+    print(f"built {args.repository} in {time.perf_counter() - started:.0f}s (training {trained:.0f}s, export {exported:.0f}s)")
+    return 0

@@ -1,0 +1,156 @@
+"""Validate a model repository without serving it: what `dnnzoo repo check` runs.
+
+Per model folder: config.pbtxt parses (strictly, as Triton parses it), its name is the folder's,
+the platform is ONNX Runtime, there is at least one numeric version with a model.onnx, every input
+and output of the config exists in each version's graph with the same type and shape (the batch
+dimension prepended when max_batch_size > 0, and dynamic in the graph), every graph input is in the
+config, and the label/vocabulary files and companion models it names exist. Folders whose names
+start with "." (an export being staged) are not models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+from protos import config_text
+from protos.model_config_pb2 import ModelConfig
+
+from dnnzoo.errors import UserError
+
+CONFIG = "config.pbtxt"
+DEFAULT_MODEL_FILENAME = "model.onnx"
+PLATFORM = "onnxruntime_onnx"
+FILE_PARAMETERS = ("dnnzoo.labels_file", "dnnzoo.vocab_file")
+
+
+@dataclass
+class ModelCheck:
+    name: str
+    versions: list[int] = field(default_factory=list)
+    task: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def line(self) -> str:
+        versions = ",".join(str(v) for v in self.versions) or "-"
+        if self.ok:
+            return f"ok    {self.name}  versions {versions}  {self.task}"
+        return f"FAIL  {self.name}: " + "; ".join(self.problems)
+
+
+def _graph_shape(value: onnx.ValueInfoProto) -> list[int] | None:
+    """Dims as ints, -1 where symbolic or unknown; None when the graph states no shape."""
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+
+
+def _fmt(shape) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _tensor_problems(kind: str, tensor, graph_values: dict[str, onnx.ValueInfoProto], batched: bool) -> list[str]:
+    value = graph_values.get(tensor.name)
+    if value is None:
+        return [f"{kind} {tensor.name!r} is not in the ONNX graph (graph has {', '.join(graph_values) or 'none'})"]
+    problems = []
+    try:
+        expected_type = config_text.from_config(tensor.data_type)
+    except ValueError as exc:
+        return [f"{kind} {tensor.name!r}: {exc}"]
+    if value.type.tensor_type.elem_type != expected_type.onnx:
+        actual = onnx.TensorProto.DataType.Name(value.type.tensor_type.elem_type)
+        problems.append(f"{kind} {tensor.name!r} is {actual} in the graph but {expected_type.config_name} in the config")
+    shape = _graph_shape(value)
+    expected = ([-1] if batched else []) + list(tensor.dims)
+    if shape is None:
+        return problems
+    if len(shape) != len(expected):
+        return problems + [f"{kind} {tensor.name!r} has shape {_fmt(shape)} in the graph but {_fmt(expected)} by the config"]
+    if batched and shape[0] != -1:
+        problems.append(f"{kind} {tensor.name!r}: max_batch_size > 0 needs a dynamic first dimension, the graph has {shape[0]}")
+    for axis, (have, want) in enumerate(zip(shape, expected)):
+        if axis == 0 and batched:
+            continue
+        if have != -1 and have != want:
+            problems.append(f"{kind} {tensor.name!r} dimension {axis} is {have} in the graph but {want} in the config")
+    return problems
+
+
+def _graph_problems(path: Path, config: ModelConfig) -> list[str]:
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # a truncated or foreign file
+        return [f"{path.parent.name}/{path.name} is not a readable ONNX model ({str(exc).strip().splitlines()[0][:120]})"]
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = {v.name: v for v in graph.input if v.name not in initializers}
+    outputs = {v.name: v for v in graph.output}
+    batched = config.max_batch_size > 0
+    problems = []
+    for tensor in config.input:
+        problems += _tensor_problems("input", tensor, inputs, batched)
+    for tensor in config.output:
+        problems += _tensor_problems("output", tensor, outputs, batched)
+    missing = sorted(set(inputs) - {t.name for t in config.input})
+    if missing:
+        problems.append(f"graph inputs missing from the config: {', '.join(missing)}")
+    return [f"version {path.parent.name}: {p}" for p in problems]
+
+
+def check_model(folder: Path, names: set[str]) -> ModelCheck:
+    result = ModelCheck(folder.name)
+    config_path = folder / CONFIG
+    if not config_path.is_file():
+        result.problems.append(f"no {CONFIG}")
+        return result
+    try:
+        config = config_text.parse_config(config_path.read_text(encoding="utf-8"), source=f"{folder.name}/{CONFIG}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        result.problems.append(str(exc).splitlines()[0])
+        return result
+    problems = result.problems
+    result.task = config.parameters["dnnzoo.task"].string_value if "dnnzoo.task" in config.parameters else "(no dnnzoo.task)"
+    if config.name and config.name != folder.name:
+        problems.append(f"config name {config.name!r} differs from the folder name")
+    if config.platform != PLATFORM and config.backend != "onnxruntime":
+        problems.append(f"platform {config.platform!r} is not {PLATFORM!r}")
+    if config.max_batch_size < 0:
+        problems.append(f"max_batch_size {config.max_batch_size} is negative")
+    if config.max_batch_size == 0 and config.HasField("dynamic_batching"):
+        problems.append("dynamic_batching needs max_batch_size > 0")
+    if not config.input or not config.output:
+        problems.append("the config lists no inputs or no outputs")
+    result.versions = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and not p.name.startswith("0"))
+    if not result.versions:
+        problems.append("no numeric version folder")
+    filename = config.default_model_filename or DEFAULT_MODEL_FILENAME
+    for version in result.versions:
+        model_path = folder / str(version) / filename
+        if not model_path.is_file():
+            problems.append(f"version {version} has no {filename}")
+            continue
+        problems += _graph_problems(model_path, config)
+    files = [t.label_filename for t in config.output if t.label_filename]
+    files += [config.parameters[k].string_value for k in FILE_PARAMETERS if k in config.parameters]
+    for name in files:
+        if Path(name).name != name or not (folder / name).is_file():
+            problems.append(f"side file {name!r} is missing")
+    companions = [v.string_value for k, v in config.parameters.items() if k.startswith("dnnzoo.companion")]
+    problems += [f"companion model {c!r} is not in the repository" for c in companions if c not in names]
+    return result
+
+
+def check_repository(repository: Path) -> list[ModelCheck]:
+    repository = Path(repository)
+    if not repository.is_dir():
+        raise UserError(f"no model repository at {repository}")
+    folders = sorted(p for p in repository.iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = {p.name for p in folders}
+    return [check_model(folder, names) for folder in folders]

@@ -1,0 +1,53 @@
+"""Autoencoder: uint8 `images` [N,1,S,S] -> `codes` [N,K] and `reconstructions` [N,1,S,S] (float in [0, 1]).
+
+Reconstructions stay float so serving can compute the per-image reconstruction error (an anomaly
+score) without the rounding a uint8 picture would add.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.graphs.common import IMAGE_SCALE, digit_pool, fact, image_samples, rebuild
+from export.spec import ModelSpec, TensorSpec
+from training import autoencoder
+
+
+class Codec(nn.Module):
+    def __init__(self, model: autoencoder.StackedAutoencoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        codes = self.model.encode(images.to(torch.float32) / 255.0)
+        return codes, self.model.decode(codes)
+
+
+def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+    model = rebuild(autoencoder, checkpoint)
+    size = int(checkpoint["model_args"].get("image_size", 28))
+    code_size = int(fact(checkpoint, "code_size"))
+    wrapper = Codec(model).eval()
+    return [
+        ModelSpec(
+            suffix="",
+            module=wrapper,
+            inputs=[TensorSpec("images", np.uint8, (1, size, size))],
+            outputs=[TensorSpec("codes", np.float32, (code_size,)), TensorSpec("reconstructions", np.float32, (1, size, size))],
+            max_batch_size=64,
+            samples=image_samples(digit_pool(size), seed=5),
+            parameters={
+                "dnnzoo.task": "autoencoding",
+                "dnnzoo.input_size": str(size),
+                "dnnzoo.input_scaling": IMAGE_SCALE,
+                "dnnzoo.normalization.mean": repr(float(model.mean)),
+                "dnnzoo.normalization.std": repr(float(model.std)),
+                "dnnzoo.code_size": str(code_size),
+                "dnnzoo.reconstruction_range": "float in [0, 1] (pixel / 255)",
+            },
+        )
+    ]

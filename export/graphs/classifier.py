@@ -1,0 +1,50 @@
+"""Classifier: uint8 `images` [N,1,S,S] -> softmax `probabilities` [N,C]; `labels.txt` is the
+output's label_filename, so Triton's classification extension answers with label names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.graphs.common import IMAGE_SCALE, digit_pool, fact, image_samples, labels_file, rebuild
+from export.spec import ModelSpec, TensorSpec
+from training import classifier
+
+
+class Probabilities(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(images.to(torch.float32) / 255.0), dim=-1)
+
+
+def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+    model = rebuild(classifier, checkpoint)
+    labels = [str(label) for label in fact(checkpoint, "labels")]
+    size = int(checkpoint["model_args"].get("image_size", 28))
+    return [
+        ModelSpec(
+            suffix="",
+            module=Probabilities(model).eval(),
+            inputs=[TensorSpec("images", np.uint8, (1, size, size))],
+            outputs=[TensorSpec("probabilities", np.float32, (len(labels),), label_filename="labels.txt")],
+            max_batch_size=64,
+            samples=image_samples(digit_pool(size), seed=1),
+            side_files={"labels.txt": labels_file(labels)},
+            parameters={
+                "dnnzoo.task": "classification",
+                "dnnzoo.arch": str(checkpoint["model_args"].get("arch", "")),
+                "dnnzoo.input_size": str(size),
+                "dnnzoo.input_scaling": IMAGE_SCALE,
+                "dnnzoo.normalization.mean": repr(float(model.mean)),
+                "dnnzoo.normalization.std": repr(float(model.std)),
+                "dnnzoo.labels_file": "labels.txt",
+                "dnnzoo.classes": str(len(labels)),
+            },
+        )
+    ]

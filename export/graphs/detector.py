@@ -1,0 +1,131 @@
+"""Detector: uint8 `images` [N,1,H,W] -> `detections` [N, max_det, 6] = x1, y1, x2, y2, score, class
+in input pixels, best first, zero-padded.
+
+PyTorch traces the network and the YOLO decode (`training.detector.decode`, plain tensor ops); the
+non-maximum suppression is ONNX's own `NonMaxSuppression`, appended by `nms.append_nms`. Parity is
+therefore judged against the training module's own decode + `nms` on a fixed set of generated
+scenes: the same detections, in the same order, coordinates and scores within 1e-4.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.graphs.common import IMAGE_SCALE, fact, labels_file, rebuild
+from export.graphs.nms import append_nms
+from export.parity import FLOAT_TOLERANCE
+from export.spec import Arrays, ModelSpec, TensorSpec
+from training import detector
+
+MAX_BATCH = 32
+
+
+class Decoded(nn.Module):
+    def __init__(self, model: detector.Detector):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raw = self.model(images.to(torch.float32) / 255.0)
+        return detector.decode(raw, self.model.boxes, self.model.classes, self.model.canvas)
+
+
+def reference(model: detector.Detector, score: float, iou: float, max_det: int):
+    """The training module's decode + NMS, padded to the graph's fixed size."""
+
+    def run(case: Arrays) -> Arrays:
+        with torch.no_grad():
+            images = torch.from_numpy(case["images"]).float() / 255.0
+            boxes, scores = detector.decode(model(images), model.boxes, model.classes, model.canvas)
+            out = np.zeros((len(images), max_det, 6), np.float32)
+            for i, (b, s) in enumerate(zip(boxes, scores)):
+                found = detector.nms(b, s, score, iou, max_det).numpy()
+                out[i, : len(found)] = found
+        return {"detections": out}
+
+    return run
+
+
+def compare_detections(expected: Arrays, actual: Arrays) -> str | None:
+    """The same rows in the same order: classes equal, boxes and scores within tolerance."""
+    want, got = expected["detections"], actual.get("detections")
+    if got is None or got.shape != want.shape:
+        return f"detections shape {None if got is None else list(got.shape)}, expected {list(want.shape)}"
+    for i in range(len(want)):
+        kept_want, kept_got = int((want[i, :, 4] > 0).sum()), int((got[i, :, 4] > 0).sum())
+        if kept_want != kept_got:
+            return f"image {i}: {kept_got} detections, expected {kept_want}"
+        if not np.array_equal(want[i, :, 5], got[i, :, 5]):
+            return f"image {i}: classes {got[i, :kept_got, 5].tolist()}, expected {want[i, :kept_want, 5].tolist()}"
+        diff = np.abs(want[i, :, :5] - got[i, :, :5])
+        if diff.size and float(diff.max()) > FLOAT_TOLERANCE:
+            row, col = np.unravel_index(int(diff.argmax()), diff.shape)
+            return f"image {i}, detection {row}, field {'x1 y1 x2 y2 score'.split()[col]}: differs by {float(diff.max()):.3g}"
+    return None
+
+
+def scene_images(canvas: int, min_size: int, max_size: int):
+    """A sampler of generated scenes (fixed seeds), digits pasted as in training."""
+    from training.data import images, scenes
+
+    bank = scenes.make_bank(images.digits(), min(min_size, canvas), min(max_size, canvas))
+
+    def sample(n: int) -> Arrays:
+        return {"images": scenes.generate(bank, n, seed=1000 + n, canvas=canvas).images}
+
+    return sample
+
+
+def _scene_sizes(run_dir: Path) -> tuple[int, int]:
+    """The digit sizes the run pasted (its metrics.json options), else the training defaults."""
+    try:
+        options = json.loads((run_dir / "metrics.json").read_text()).get("options", {})
+    except (OSError, ValueError):
+        options = {}
+    return int(options.get("min_size") or 14), int(options.get("max_size") or 32)
+
+
+def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+    model = rebuild(detector, checkpoint)
+    classes = [str(c) for c in fact(checkpoint, "classes")]
+    score, iou = float(fact(checkpoint, "score_threshold")), float(fact(checkpoint, "iou_threshold"))
+    max_det = int(fact(checkpoint, "max_detections"))
+    canvas, grid, per_cell = int(model.canvas), int(model.grid), int(model.boxes)
+    anchors = grid * grid * per_cell
+    min_size, max_size = _scene_sizes(run_dir)
+    return [
+        ModelSpec(
+            suffix="",
+            module=Decoded(model).eval(),
+            export_outputs=["boxes", "scores"],
+            finish=lambda onnx_model, opset: append_nms(onnx_model, "boxes", "scores", "detections", model.classes,
+                                                        anchors, score, iou, max_det),  # fmt: skip
+            inputs=[TensorSpec("images", np.uint8, (1, canvas, canvas))],
+            outputs=[TensorSpec("detections", np.float32, (max_det, 6))],
+            max_batch_size=MAX_BATCH,
+            samples=scene_images(canvas, min_size, max_size),
+            reference=reference(model, score, iou, max_det),
+            compare=compare_detections,
+            side_files={"labels.txt": labels_file(classes)},
+            parameters={
+                "dnnzoo.task": "detection",
+                "dnnzoo.input_size": str(canvas),
+                "dnnzoo.input_scaling": IMAGE_SCALE,
+                "dnnzoo.normalization.mean": repr(float(model.mean)),
+                "dnnzoo.normalization.std": repr(float(model.std)),
+                "dnnzoo.grid": str(grid),
+                "dnnzoo.boxes_per_cell": str(per_cell),
+                "dnnzoo.classes": str(len(classes)),
+                "dnnzoo.labels_file": "labels.txt",
+                "dnnzoo.score_threshold": repr(score),
+                "dnnzoo.iou_threshold": repr(iou),
+                "dnnzoo.max_detections": str(max_det),
+                "dnnzoo.detection_layout": "x1,y1,x2,y2,score,class; input pixels; best first; zero rows pad",
+            },
+        )
+    ]

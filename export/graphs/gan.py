@@ -1,0 +1,49 @@
+"""GAN generator: `latent` FP32 [N,Z] -> `images` UINT8 [N,1,S,S] (rounded from [0, 1] inside the graph)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.graphs.common import fact, rebuild
+from export.spec import ModelSpec, TensorSpec
+from training import gan
+
+
+class Pixels(nn.Module):
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return torch.round(self.generator(latent) * 255.0).clamp(0.0, 255.0).to(torch.uint8)
+
+
+def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+    model = rebuild(gan, checkpoint)
+    latent = int(fact(checkpoint, "latent_size"))
+    size = int(fact(checkpoint, "image_size"))
+
+    def samples(n: int) -> dict[str, np.ndarray]:
+        return {"latent": np.random.default_rng(100 + n).standard_normal((n, latent)).astype(np.float32)}
+
+    return [
+        ModelSpec(
+            suffix="",
+            module=Pixels(model).eval(),
+            inputs=[TensorSpec("latent", np.float32, (latent,))],
+            outputs=[TensorSpec("images", np.uint8, (1, size, size))],
+            max_batch_size=64,
+            samples=samples,
+            parameters={
+                "dnnzoo.task": "generation",
+                "dnnzoo.latent_size": str(latent),
+                "dnnzoo.latent_distribution": str(checkpoint["extra"].get("latent_distribution", "normal(0, 1)")),
+                "dnnzoo.image_size": str(size),
+                "dnnzoo.output_scaling": "uint8 pixels, round(255 * generator output in [0, 1])",
+            },
+        )
+    ]

@@ -1,0 +1,166 @@
+"""Export one training run: checkpoint -> ModelSpecs -> checked ONNX -> parity -> repository.
+
+The steps run in that order for every model of the run (a main model and its companions) before
+anything is written, so a failure at any step leaves the repository as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from dnnzoo.errors import UserError
+from export import config as model_config
+from export import convert, parity, repository
+from export.families import DEFAULT_NAMES, graphs
+from export.spec import Arrays, ModelSpec
+from training import checkpoint as checkpoints
+
+
+@dataclass
+class Exported:
+    name: str
+    version: int
+    path: Path  # the model.onnx written
+    bytes: int
+    parity_max_abs_diff: float
+    task: str
+
+
+@dataclass
+class Source:
+    """Where the specs came from: recorded in each config's parameters."""
+
+    family: str
+    run_dir: Path
+    metrics: dict
+    digest: str
+
+
+def module_reference(spec: ModelSpec, names: list[str] | None = None):
+    """The PyTorch module itself, on the same numpy inputs, as named outputs."""
+    names = names or [t.name for t in spec.outputs]
+
+    def run(case: Arrays) -> Arrays:
+        with torch.no_grad():
+            outs = spec.module(*[torch.from_numpy(np.ascontiguousarray(case[t.name])) for t in spec.inputs])
+        outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+        return dict(zip(names, (o.numpy() for o in outs)))
+
+    return run
+
+
+def session_runner(model_bytes: bytes, threads: int = 1):
+    """ONNX Runtime on the CPU, as a serving runtime would load the file."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise UserError(f"ONNX Runtime cannot load the exported graph: {str(exc).strip().splitlines()[0]}") from exc
+    names = [o.name for o in session.get_outputs()]
+
+    def run(case: Arrays) -> Arrays:
+        return dict(zip(names, session.run(names, case)))
+
+    return run
+
+
+def _metrics(run_dir: Path) -> dict:
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no metrics.json: the training run did not finish")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not readable JSON ({exc})") from None
+
+
+def _scalar_parameters(prefix: str, values: dict) -> dict[str, str]:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, bool) or isinstance(value, (int, str)):
+            out[f"{prefix}{key}"] = str(value)
+        elif isinstance(value, float):
+            out[f"{prefix}{key}"] = format(value, ".6g")
+    return out
+
+
+def checkpoint_digest(run_dir: Path) -> str:
+    return hashlib.sha256((Path(run_dir) / checkpoints.FILENAME).read_bytes()).hexdigest()
+
+
+def _parameters(spec: ModelSpec, source: Source, main: str, names: dict[str, str], opset: int,
+                report: parity.Report) -> dict[str, str]:  # fmt: skip
+    params = {
+        "dnnzoo.family": source.family,
+        **spec.parameters,
+        **_scalar_parameters("dnnzoo.metrics.", source.metrics.get("final", {})),
+        "dnnzoo.source.run": source.run_dir.name,
+        "dnnzoo.source.profile": str(source.metrics.get("profile", "")),
+        "dnnzoo.source.checkpoint_sha256": source.digest,
+        "dnnzoo.export.opset": str(opset),
+        "dnnzoo.export.parity_max_abs_diff": format(report.max_abs_diff, ".3g"),
+    }
+    if spec.suffix:
+        params["dnnzoo.companion_of"] = main
+    else:
+        params |= {f"dnnzoo.companion.{suffix.lstrip('_')}": name for suffix, name in names.items() if suffix}
+    return params
+
+
+def export_run(run_dir: Path, repository_dir: Path, name: str | None = None, version: int | None = None,
+               opset: int = convert.DEFAULT_OPSET, force: bool = False, instance_kind: str = "auto") -> list[Exported]:  # fmt: skip
+    """Export a run folder's checkpoint into the repository; returns what was written."""
+    run_dir, repository_dir = Path(run_dir), Path(repository_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"no run folder at {run_dir}")
+    ckpt = checkpoints.load(run_dir)
+    family = ckpt["family"]
+    builder = graphs(family)
+    metrics = _metrics(run_dir)
+    main = repository.check_name(name or DEFAULT_NAMES[family])
+    if version is not None and version < 1:
+        raise UserError(f"--version must be a positive integer, not {version}")
+
+    source = Source(family, run_dir, metrics, checkpoint_digest(run_dir))
+    return export_specs(builder.specs(ckpt, run_dir), source, repository_dir, main, version, opset, force, instance_kind)
+
+
+def export_specs(specs: list[ModelSpec], source: Source, repository_dir: Path, main: str, version: int | None = None,
+                 opset: int = convert.DEFAULT_OPSET, force: bool = False, instance_kind: str = "auto") -> list[Exported]:  # fmt: skip
+    """Convert, check and parity-test every spec, then write them all; nothing is written on any failure."""
+    names = {spec.suffix: repository.check_name(main + spec.suffix) for spec in specs}
+    version = version or repository.next_version(repository_dir, list(names.values()))
+    repository.refuse_overwrite(repository_dir, list(names.values()), version, force)
+
+    folders, reports = [], []
+    for spec in specs:
+        model_name = names[spec.suffix]
+        onnx_model, before = convert.build(spec, opset, doc=f"dnnzoo {source.family} model {model_name}, exported from {source.run_dir.name}")
+        traced = None
+        if before is not None and spec.module is not None:
+            reference = module_reference(spec, spec.export_outputs)
+            traced = parity.check(f"{model_name} (before post-processing)", reference, session_runner(before.SerializeToString()), spec.cases())
+        data = onnx_model.SerializeToString()
+        reference = spec.reference or module_reference(spec)
+        report = parity.check(model_name, reference, session_runner(data), spec.cases(), spec.compare)
+        if traced is not None:
+            report = parity.Report(max(report.max_abs_diff, traced.max_abs_diff), report.cases + traced.cases)
+        params = _parameters(spec, source, main, names, opset, report)
+        config = model_config.model_config(model_name, spec, params, instance_kind)
+        folders.append(repository.ModelFolder(model_name, version, model_config.config_text_of(config), data, spec.side_files))
+        reports.append((report, params.get("dnnzoo.task", "")))
+
+    written = []
+    for folder, (report, task) in zip(folders, reports):
+        path = repository.write(repository_dir, folder)
+        written.append(Exported(folder.name, version, path, len(folder.onnx), report.max_abs_diff, task))
+    return written
