@@ -1,0 +1,157 @@
+"""The sequence family: the book's series, windows from CSV columns, streaming parity, runs and the quality bar."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dnnzoo.errors import UserError
+from training import checkpoint
+from training import sequence
+from training.cli import main as train_main
+from training.config import TrainConfig
+from training.data import series as series_data
+
+
+def book_formula(n: int, steps: int) -> np.ndarray:
+    """Chapter 15's generator, written out again from the issue's text."""
+    np.random.seed(42)
+    f1, f2, o1, o2 = np.random.rand(4, n, 1)
+    t = np.linspace(0, 1, steps)
+    s = 0.5 * np.sin((t - o1) * (f1 * 10 + 10)) + 0.2 * np.sin((t - o2) * (f2 * 20 + 20)) + 0.1 * (np.random.rand(n, steps) - 0.5)
+    return s[..., None].astype(np.float32)
+
+
+def test_generated_series_follow_the_book_formula():
+    got = series_data.generate_time_series(7, 51, seed=42)
+    assert got.shape == (7, 51, 1) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, book_formula(7, 51))
+
+
+def test_book_datasets_split_and_first_values():
+    data = series_data.book_series()
+    assert [len(s) for s in (data.next_train, data.next_valid, data.next_test)] == [7000, 2000, 1000]
+    assert data.next_train.series.shape[1:] == (51, 1) and data.ahead_valid.series.shape[1:] == (60, 1)
+    np.testing.assert_allclose(data.next_train.series[0, :3, 0], [0.4596948, 0.31486678, 0.12497123], atol=1e-6)
+    np.testing.assert_array_equal(data.ahead_test.series, book_formula(10_000, 60)[9000:])
+    # The book's naive baselines on the validation rows: repeat the last value.
+    baseline = sequence.naive(data.next_valid, data.ahead_valid, 50)
+    assert baseline["naive_mse_next"] == pytest.approx(0.0202, abs=2e-4)
+    assert baseline["naive_mse_10"] == pytest.approx(0.257, abs=2e-3)
+
+
+def test_seq2seq_targets_are_the_following_values_masked_at_the_end():
+    series = np.arange(8, dtype=np.float32)[None, :, None]  # one series 0..7
+    x, y, m = sequence.targets(series, window=5, horizon=3, seq2seq=True)
+    assert x[0, :, 0].tolist() == [0, 1, 2, 3, 4]
+    assert y[0, 0].tolist() == [1, 2, 3] and y[0, 4].tolist() == [5, 6, 7]
+    assert m.sum() == 15  # every target exists: 4 + 3 + 1 = 8 > 7 only past the window
+    x, y, m = sequence.targets(series[:, :6], window=5, horizon=3, seq2seq=True)
+    assert m[0, 4].tolist() == [1, 0, 0] and m[0, 3].tolist() == [1, 1, 0]
+    _, _, m = sequence.targets(series, window=5, horizon=3, seq2seq=False)
+    assert m[0, :4].sum() == 0 and m[0, 4].sum() == 3
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_step_by_step_equals_forward_on_every_prefix(cell):
+    torch.manual_seed(0)
+    model = sequence.build_model(cell=cell, hidden_size=6, num_layers=2, horizon=10, mean=0.3, std=2.0).eval()
+    series = torch.randn(3, 12, 1)
+    h, c = model.initial_state(3)
+    assert h.shape == (3, 2, 6)
+    with torch.no_grad():
+        for t in range(12):
+            nxt, ahead, h, c = model.step(series[:, t], h, c)
+            want_next, want_ahead = model(series[:, : t + 1])
+            torch.testing.assert_close(nxt, want_next, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(ahead, want_ahead, atol=1e-5, rtol=1e-5)
+    assert nxt.shape == (3, 1) and ahead.shape == (3, 10)
+    torch.testing.assert_close(ahead[:, :1], nxt)
+
+
+def test_step_ignores_c_for_cells_without_one():
+    model = sequence.build_model(cell="gru", hidden_size=4, num_layers=1).eval()
+    h, _ = model.initial_state(2)
+    marker = torch.full((2, 1, 4), 7.0)
+    with torch.no_grad():
+        *_, c = model.step(torch.zeros(2, 1), h, marker)
+        a = model.step(torch.zeros(2, 1), h, None)
+    assert c is marker and a[3] is None
+
+
+def write_csv(path, values, column="load"):
+    path.write_text("time," + column + "\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)))
+    return path
+
+
+def test_csv_column_is_cut_into_windows_split_in_time_order(tmp_path):
+    values = np.arange(1000, dtype=np.float32)
+    data = series_data.csv_series(write_csv(tmp_path / "s.csv", values), "load", window=20)
+    assert data.ahead_train.series.shape == (700 - 29, 30, 1)
+    assert data.next_valid.series.shape == (200 - 20, 21, 1)
+    np.testing.assert_array_equal(data.ahead_train.series[3, :, 0], np.arange(3, 33))
+    assert data.ahead_train.series.max() < data.ahead_valid.series.min()
+    assert data.ahead_valid.series.max() < data.ahead_test.series.min()
+
+
+@pytest.mark.parametrize(
+    "content, column, message",
+    [
+        (None, "load", "no such file"),
+        ("time,load\n" + "1,2\n" * 700, "price", "no column 'price'; the columns are: time, load"),
+        ("time,load\n" + "1,2\n" * 300 + "1,high\n" + "1,2\n" * 400, "load", "line 302: column 'load' holds 'high'"),
+        ("time,load\n" + "1,2\n" * 50, "load", "has 50 values; at least 600"),
+        ("", "load", "empty CSV"),
+        ("time,load\n1,2\n", None, "--column"),
+    ],
+)
+def test_bad_csv_input_names_the_problem(tmp_path, content, column, message):
+    path = tmp_path / "s.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        series_data.csv_series(path, column, window=50)
+
+
+def rebuild(run_dir):
+    ckpt = checkpoint.load(run_dir, family="sequence")
+    model = sequence.build_model(**ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+def test_tiny_profile_writes_a_run_that_rebuilds(tmp_path):
+    record = sequence.train(TrainConfig(family="sequence", profile="tiny", out=tmp_path / "run", progress=False), sequence.Options())
+    for name in ("checkpoint.pt", "metrics.json", "curves.png", "forecasts.png"):
+        assert (tmp_path / "run" / name).is_file()
+    final = record["final"]
+    assert np.isfinite(final["val_mse_next"]) and np.isfinite(final["val_mse_10"])
+    model, ckpt = rebuild(tmp_path / "run")
+    extra = ckpt["extra"]
+    assert extra["window"] == 20 and extra["horizon"] == 10 and extra["cell"] == "lstm"
+    assert set(extra["normalization"]) == {"mean", "std"} and extra["state_shape"] == [1, 8]
+    with torch.no_grad():
+        nxt, ahead = model(torch.zeros(2, extra["window"], 1))
+    assert nxt.shape == (2, 1) and ahead.shape == (2, 10)
+    assert len(record["history"]) == 2
+
+
+def test_cli_trains_a_gru_on_a_csv_column_and_rejects_a_missing_one(tmp_path, capsys):
+    t = np.arange(700)
+    path = write_csv(tmp_path / "s.csv", 100 + 20 * np.sin(t / 5.0))
+    out = tmp_path / "run"
+    argv = ["sequence", "--profile", "tiny", "--data", str(path), "--column", "load", "--cell", "gru", "--out", str(out), "--no-progress"]
+    assert train_main(argv) == 0
+    model, ckpt = rebuild(out)
+    assert ckpt["extra"]["cell"] == "gru" and ckpt["extra"]["normalization"]["mean"] == pytest.approx(100, abs=2)
+    assert train_main(argv[:5] + ["--column", "nope", "--out", str(tmp_path / "bad")]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_profile_meets_the_bars(tmp_path):
+    record = sequence.train(TrainConfig(family="sequence", profile="quick", out=tmp_path / "run", progress=False), sequence.Options())
+    final = record["final"]
+    assert final["val_mse_next"] <= 0.0029
+    assert final["val_mse_10"] <= 0.0060
