@@ -40,15 +40,16 @@ class Options:
     layerwise: bool | None = None
     pair_epochs: int | None = None  # epochs per layer pair with --layerwise
     noise: float | None = None  # Gaussian input noise (denoising autoencoder); 0 disables
+    samples: int | None = None  # held-out images shown in reconstructions.png
 
 
 PROFILES = {
     "tiny": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "optimizer": "adam", "schedule": "constant", "activation": "selu",
-             "hidden": (64, 16), "layerwise": False, "pair_epochs": 1, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False},
-    "quick": {"epochs": 60, "batch_size": 32, "lr": 2e-3, "optimizer": "adam", "schedule": "1cycle", "activation": "selu",
-              "hidden": (256, 64, 16), "layerwise": False, "pair_epochs": 10, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False},
+             "hidden": (64, 16), "layerwise": False, "pair_epochs": 1, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 4},
+    "quick": {"epochs": 50, "batch_size": 32, "lr": 2e-3, "optimizer": "adam", "schedule": "1cycle", "activation": "selu",
+              "hidden": (256, 64, 16), "layerwise": False, "pair_epochs": 10, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 16},
     "full": {"epochs": 200, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "schedule": "1cycle", "activation": "selu",
-             "hidden": (512, 128, 16), "layerwise": False, "pair_epochs": 30, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False},
+             "hidden": (512, 128, 16), "layerwise": False, "pair_epochs": 30, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 16},
 }
 
 
@@ -68,6 +69,7 @@ def add_arguments(group) -> None:
     group.add_argument("--hidden", type=_ints, help="encoder widths after the input, e.g. 256,64,16 (the last is the code size)")
     group.add_argument("--layerwise", action="store_true", default=None, help="greedy layer-wise pretraining of each (encoder, mirrored decoder) pair, then --epochs of end-to-end fine-tuning (0 skips it)")
     group.add_argument("--pair-epochs", type=int, help="epochs per layer pair with --layerwise")
+    group.add_argument("--samples", type=int, help="held-out images shown in reconstructions.png")
     group.add_argument("--noise", type=float, help="std of Gaussian noise added to inputs while training (denoising); 0 disables")
 
 
@@ -107,8 +109,7 @@ class StackedAutoencoder(nn.Module):
         self.encoder = dense_stack(sizes, activation, None, dropout, batch_norm)
         # The decoder mirrors the encoder; its inner layers use the hidden activation so each layer
         # pair reconstructs activations of the same kind, and the output is a sigmoid (pixels in [0,1]).
-        decoder = dense_stack(sizes[::-1], activation, "sigmoid", dropout, batch_norm)
-        self.decoder = decoder
+        self.decoder = dense_stack(sizes[::-1], activation, "sigmoid", dropout, batch_norm)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(((images - self.mean) / self.std).flatten(1))
@@ -240,8 +241,8 @@ def train(config: TrainConfig, options: Options | None = None) -> dict:
     })
     plots.curves(history, run.file("curves.png"), keys=["loss", "val_loss"], title="autoencoder: reconstruction MSE")
     with torch.no_grad():
-        shown = test_x[:16]
+        shown = test_x[: options.samples]
         recon = model(shown.to(device)).cpu()
     pictures = torch.stack([shown, recon], 1).reshape(-1, 1, *shown.shape[-2:]).numpy()
-    plots.image_grid(pictures, run.file("reconstructions.png"), columns=8, titles=["original", "reconstruction"] * 16)
+    plots.image_grid(pictures, run.file("reconstructions.png"), columns=8, titles=["original", "reconstruction"] * len(shown))
     return run.save_metrics(history, final)

@@ -1,0 +1,191 @@
+"""The classifier family: run folder, rebuild, architectures, user data, bad input, transfer, quality bar."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dnnzoo.errors import UserError
+from training import autoencoder, checkpoint, classifier
+from training import cli as train_cli
+from training.config import TrainConfig
+from training.data import images as image_data
+from training.runs import read_metrics
+
+
+def tiny(tmp_path, name="run", **config) -> TrainConfig:
+    return TrainConfig(family="classifier", profile="tiny", out=tmp_path / name, progress=False, **config)
+
+
+def test_tiny_run_writes_a_complete_run_folder(tmp_path):
+    record = classifier.train(tiny(tmp_path), classifier.Options())
+    run = tmp_path / "run"
+    ckpt = checkpoint.load(run, family="classifier")  # weights_only=True inside
+    assert ckpt["extra"]["labels"] == [str(i) for i in range(10)]
+    norm = ckpt["extra"]["normalisation"]
+    assert norm["scale"] == pytest.approx(1 / 255) and 0 < norm["mean"] < 1 and norm["std"] > 0
+    metrics = read_metrics(run)
+    assert metrics["final"]["test_acc"] == record["final"]["test_acc"]
+    assert metrics["final"]["test_images"] == 360 and len(metrics["history"]) == 1
+    for png in ("curves.png", "predictions.png"):
+        assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rebuilt_model_reproduces_the_recorded_accuracy(tmp_path):
+    record = classifier.train(tiny(tmp_path), classifier.Options())
+    ckpt = checkpoint.load(tmp_path / "run")
+    model = classifier.build_model(**ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    _, test = image_data.split(image_data.digits(), 0.2, 42)
+    x = torch.from_numpy(test.images.astype(np.float32) / 255)
+    with torch.no_grad():
+        logits = model(x)
+        again = classifier.build_model(**ckpt["model_args"])
+        again.load_state_dict(ckpt["state_dict"])
+        assert torch.equal(again.eval()(x), logits)
+    assert logits.shape == (360, 10)
+    accuracy = float((logits.argmax(1) == torch.from_numpy(test.labels)).float().mean())
+    assert accuracy == pytest.approx(record["final"]["test_acc"], abs=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["vgg", "mlp"])
+def test_other_architectures_train_and_map_images_to_logits(tmp_path, arch):
+    record = classifier.train(tiny(tmp_path), classifier.Options(arch=arch))
+    ckpt = checkpoint.load(tmp_path / "run")
+    assert ckpt["model_args"]["arch"] == arch == record["final"]["arch"]
+    model = classifier.build_model(**ckpt["model_args"]).eval()
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_residual_unit_projects_the_shortcut_only_when_the_shape_changes():
+    same = classifier.ResidualUnit(8, 8, 1, "relu", True)
+    assert isinstance(same.shortcut, torch.nn.Identity)
+    down = classifier.ResidualUnit(8, 16, 2, "relu", True)
+    conv, norm = down.shortcut
+    assert conv.kernel_size == (1, 1) and conv.stride == (2, 2) and isinstance(norm, torch.nn.BatchNorm2d)
+    assert down(torch.rand(2, 8, 14, 14)).shape == (2, 16, 7, 7)
+
+
+def test_augmentation_moves_pixels_but_keeps_shape_and_range():
+    torch.manual_seed(0)
+    x = torch.zeros(4, 1, 28, 28)
+    x[:, :, 10:18, 12:16] = 1.0
+    y = classifier.augment(x)
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert not torch.allclose(x, y)
+    assert y.sum() == pytest.approx(x.sum(), rel=0.35)  # small transforms keep most of the ink
+
+
+def test_class_subset_and_label_budget_are_relabelled(tmp_path):
+    options = classifier.Options(classes=("5", "6", "7"), labels_per_class=4)
+    record = classifier.train(tiny(tmp_path), options)
+    assert record["final"]["train_images"] == 12
+    assert record["final"]["test_images"] == pytest.approx(108, abs=3)
+    ckpt = checkpoint.load(tmp_path / "run")
+    assert ckpt["extra"]["labels"] == ["5", "6", "7"] and ckpt["model_args"]["num_classes"] == 3
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two easy classes: a bright square on the left or on the right."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.integers(0, 30, (n, 28, 28))
+    for i, label in enumerate(labels):
+        images[i, 8:20, (4 if label == 0 else 16) : (12 if label == 0 else 24)] = 255
+    return images.astype(np.uint8), labels.astype(np.uint8)
+
+
+def test_idx_files_via_data(tmp_path):
+    images, labels = _blobs(40)
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    _write_idx(folder / "train-images-idx3-ubyte", images)
+    _write_idx(folder / "train-labels-idx1-ubyte", labels)
+    record = classifier.train(tiny(tmp_path, data=folder), classifier.Options())
+    assert record["final"]["test_images"] == 8
+    assert checkpoint.load(tmp_path / "run")["extra"]["labels"] == ["0", "1"]
+
+
+def test_image_folder_via_data(tmp_path):
+    images, labels = _blobs(24)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / "pics" / ("left" if label == 0 else "right")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).resize((32, 32)).save(folder / f"{i}.png")
+    classifier.train(tiny(tmp_path, data=tmp_path / "pics"), classifier.Options(arch="vgg"))
+    assert checkpoint.load(tmp_path / "run")["extra"]["labels"] == ["left", "right"]
+
+
+def test_empty_folder_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = train_cli.main(["classifier", "--profile", "tiny", "--no-progress", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "no class sub-folders" in capsys.readouterr().err
+
+
+def test_wrong_idx_magic_is_one_clear_error(tmp_path, capsys):
+    bad = tmp_path / "train-images-idx3-ubyte"
+    bad.write_bytes(struct.pack(">HBB", 0, 0x0D, 3) + b"\x00" * 64)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x00")
+    code = train_cli.main(["classifier", "--profile", "tiny", "--no-progress", "--data", str(bad), "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "wrong IDX magic number" in capsys.readouterr().err
+
+
+def test_unknown_class_name_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not among the data's classes"):
+        classifier.train(tiny(tmp_path), classifier.Options(classes=("5", "x")))
+
+
+def test_init_from_a_checkpoint_of_another_family_is_refused(tmp_path):
+    checkpoint.save(tmp_path, "gan", {"latent": 8}, {"w": torch.zeros(1)})
+    with pytest.raises(UserError, match="gan checkpoint cannot initialise a classifier"):
+        classifier.train(tiny(tmp_path, init_from=tmp_path), classifier.Options())
+
+
+def test_transfer_from_the_autoencoder_reuses_and_freezes_its_encoder(tmp_path):
+    autoencoder.train(TrainConfig(family="autoencoder", profile="tiny", out=tmp_path / "ae", progress=False), autoencoder.Options())
+    source = checkpoint.load(tmp_path / "ae")["state_dict"]
+    record = classifier.train(tiny(tmp_path, init_from=tmp_path / "ae", freeze=("encoder",)), classifier.Options())
+    assert record["final"]["arch"] == "mlp" and record["final"]["frozen"] > 0
+    state = checkpoint.load(tmp_path / "run")["state_dict"]
+    encoder = [k for k in source if k.startswith("encoder.")]
+    assert encoder and all(torch.equal(state[k], source[k]) for k in encoder + ["mean", "std"])
+    head = checkpoint.load(tmp_path / "run")["model_args"]
+    assert head["hidden"] == checkpoint.load(tmp_path / "ae")["model_args"]["hidden"]
+
+
+def test_transfer_from_a_classifier_replaces_the_head_and_keeps_frozen_layers(tmp_path):
+    classifier.train(tiny(tmp_path, name="low"), classifier.Options(classes=("0", "1", "2", "3", "4")))
+    low = checkpoint.load(tmp_path / "low")["state_dict"]
+    config = tiny(tmp_path, name="high", init_from=tmp_path / "low", freeze=("stem", "stages.0"))
+    record = classifier.train(config, classifier.Options(classes=("5", "6", "7"), labels_per_class=5))
+    high = checkpoint.load(tmp_path / "high")["state_dict"]
+    frozen = [k for k in low if k.startswith(("stem.", "stages.0."))]
+    assert frozen and all(torch.equal(high[k], low[k]) for k in frozen)  # running BN statistics included
+    assert high["head.1.weight"].shape == (3, 8) and low["head.1.weight"].shape == (5, 8)
+    trained = [k for k in low if k.startswith("stages.1.") and k.endswith("weight")]
+    assert any(not torch.equal(high[k], low[k]) for k in trained)
+    assert record["final"]["transferred"] > 0
+
+
+def test_arch_conflicting_with_the_source_is_refused(tmp_path):
+    classifier.train(tiny(tmp_path, name="low"), classifier.Options())
+    with pytest.raises(UserError, match="cannot reuse its layers"):
+        classifier.train(tiny(tmp_path, name="high", init_from=tmp_path / "low"), classifier.Options(arch="vgg"))
+
+
+@pytest.mark.slow
+def test_quick_profile_reaches_the_accuracy_bar(tmp_path):
+    record = classifier.train(TrainConfig(family="classifier", profile="quick", out=tmp_path / "quick", progress=False), classifier.Options())
+    assert record["final"]["test_acc"] >= 0.98
