@@ -16,6 +16,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("export.build", "train (if needed) and export every default model"),
     "repo": ("export.repo_cli", "check a model repository without serving it"),
     "serve": ("serving.cli", "serve a model repository over gRPC"),
+    "classify": ("serving.commands.classify", "classify images with a served classifier"),
+    "detect": ("serving.commands.detect", "detect objects in images (optionally draw the boxes)"),
+    "similar": ("serving.commands.similar", "nearest words and analogies from a served word2vec model"),
+    "forecast": ("serving.commands.forecast", "forecast a series with a served sequence model"),
+    "generate": ("serving.commands.generate", "generate images with a served GAN into a grid PNG"),
+    "health": ("serving.commands.health", "exit 0 only when the server's health service says SERVING"),
 }
 
 

@@ -38,6 +38,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--tls-key", help="server private key (PEM)")
     p.add_argument("--tls-client-ca", help="CA (PEM) that client certificates must chain to: mutual TLS")
     p.add_argument("--grace-seconds", type=float, help=f"shutdown grace period for in-flight requests (default {d.grace_seconds:g})")
+    p.add_argument("--max-generate-count", type=int, help=f"most images one Generate call may ask for (default {d.max_generate_count})")
+    p.add_argument("--max-forecast-horizon", type=int, help=f"most values one Forecast may ask for (default {d.max_forecast_horizon})")
+    p.add_argument("--max-image-pixels", type=int, help=f"most decoded pixels of one request image (default {d.max_image_pixels})")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 

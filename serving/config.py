@@ -33,6 +33,10 @@ class ServeConfig:
     tls_client_ca: Path | None = None
     grace_seconds: float = 30.0  # how long SIGTERM waits for in-flight and queued requests
     workers: int = 0  # threads that run model executions; 0 = 2 x CPU cores (at least 4)
+    # Limits of the typed task services (requests above them are INVALID_ARGUMENT).
+    max_generate_count: int = 64  # images one Generate call may ask for
+    max_forecast_horizon: int = 1000  # values one Forecast may ask for (beyond the trained horizon by feeding back)
+    max_image_pixels: int = 4096 * 4096  # decoded pixels of one request image: the image-bomb cap
 
     def check(self) -> ServeConfig:
         if self.providers not in PROVIDER_CHOICES:
@@ -49,6 +53,9 @@ class ServeConfig:
             raise UserError("--tls-cert and --tls-key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise UserError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        for name in ("max_generate_count", "max_forecast_horizon", "max_image_pixels"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("tls_cert", "tls_key", "tls_client_ca"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():

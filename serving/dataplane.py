@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from protos.model_config_pb2 import ModelConfig
 
 from serving.classification import classify
-from serving.errors import ModelNotFound, ServingError
+from serving.errors import ModelNotFound, ModelNotReady, ServingError
 from serving.metrics import Metrics
 from serving.models import READY, ModelManager
 from serving.repository import ModelSpec
@@ -42,6 +42,21 @@ class ModelInfo:
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     providers: dict[str, tuple[str, ...]]  # version -> execution providers in use
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A resolved model version as the typed task services see it: its config and its identity."""
+
+    name: str
+    version: str
+    spec: ModelSpec
+    fingerprint: tuple  # changes whenever the files behind this version change
+    requested: str = ""  # the version the client asked for ("" = latest): what inference asks for too
+
+    def parameter(self, key: str, default: str | None = None) -> str | None:
+        parameters = self.spec.config.parameters
+        return parameters[key].string_value if key in parameters else default
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,17 @@ class DataPlane:
         config.parameters["intra_op_thread_count"].string_value = str(runtime.intra_op_threads)
         config.parameters["inter_op_thread_count"].string_value = str(runtime.inter_op_threads)
         return config
+
+    def handle(self, name: str, version: str = "") -> ModelHandle:
+        loaded = self.models.resolve(name, version)
+        return ModelHandle(loaded.name, str(loaded.version), loaded.spec, loaded.fingerprint, version)
+
+    def side_file(self, handle: ModelHandle, file_name: str) -> str:
+        """A text side file of the model (its vocabulary, its labels); unreadable -> UNAVAILABLE."""
+        try:
+            return self.models.repository.side_file(handle.name, file_name)
+        except ValueError as exc:
+            raise ModelNotReady(f"model {handle.name!r} cannot serve: {exc}") from None
 
     def statistics(self, name: str = "", version: str = "") -> list[VersionStatistics]:
         if not name:

@@ -16,6 +16,10 @@ class ModelNotFound(ServingError):
     """No model (or version) of that name in the repository."""
 
 
+class UnknownItems(ServingError):
+    """Items a request names are not in the model's vocabulary (words a word2vec model never saw)."""
+
+
 class ModelNotReady(ServingError):
     """The model exists but cannot serve now: loading, unloading, failed to load, or draining."""
 

@@ -1,7 +1,7 @@
 """`grpc.health.v1` statuses kept in step with the server and its models.
 
-Service "" (the whole server) and "inference.GRPCInferenceService" are SERVING only while the server
-is ready; each model name is its own service, SERVING while that model can answer. The model
+Service "" (the whole server), "inference.GRPCInferenceService" and each typed task service
+(`dnnzoo.v1.ImageClassification`, ...) are SERVING only while the server is ready; each model name is its own service, SERVING while that model can answer. The model
 manager reports changes synchronously, so updates are queued as tasks on the event loop in order.
 """
 
@@ -18,12 +18,13 @@ SERVER_SERVICES = ("", "inference.GRPCInferenceService")
 
 
 class Health:
-    def __init__(self) -> None:
+    def __init__(self, services: tuple[str, ...] = SERVER_SERVICES) -> None:
         self.servicer = health_aio.HealthServicer()
+        self.services = services
         self._pending: set[asyncio.Task] = set()
 
     async def server_ready(self, ready: bool) -> None:
-        for service in SERVER_SERVICES:
+        for service in self.services:
             await self.servicer.set(service, SERVING if ready else NOT_SERVING)
 
     def model_changed(self, name: str, ready: bool) -> None:

@@ -121,6 +121,20 @@ class Repository:
         return ModelSource(name, spec, versions, errors, tuple(fingerprint), stamps, error)
 
 
+    def side_file(self, name: str, file_name: str) -> str:
+        """A text file of one model's folder (vocab.txt, labels.txt) named by its config.
+
+        `name` must be a scanned folder and `file_name` a plain file name, as for label files.
+        """
+        if name not in self.scan():
+            raise ValueError(f"no model folder named {name!r} in the repository")
+        path = self.root / name / _plain_file_name(file_name, "side file")
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read {file_name!r} of model {name!r}: {exc.strerror or exc}") from None
+
+
 def _stat(path: Path) -> tuple:
     try:
         st = path.stat()

@@ -1,5 +1,9 @@
 """The composition root: repository -> model manager -> data plane -> servicers -> grpc.aio server.
 
+The Open Inference Protocol servicer and the typed task servicers (`dnnzoo.v1`, through a
+`serving.tasks.Catalog` on the same data plane) are registered side by side, each with its health
+status and its reflection name.
+
 `create_server(config)` builds and starts everything (port 0 binds a free port, for tests) and
 returns the running `Server` with its port; nothing happens at import time. `Server.stop(grace)`
 is the graceful shutdown: health goes NOT_SERVING, no new RPCs are accepted, batchers run what is
@@ -25,12 +29,15 @@ from protos import grpc_service_pb2_grpc as pb_grpc
 from serving.config import ServeConfig
 from serving.dataplane import DataPlane
 from serving.grpc_inference import InferenceServicer
-from serving.health import Health
+from serving.grpc_tasks import SERVICE_NAMES as TASK_SERVICES
+from serving.grpc_tasks import add_task_servicers
+from serving.health import SERVER_SERVICES, Health
 from serving.metrics import Metrics
 from serving.models import ModelManager
 from serving.repository import Repository
 from serving.sessions import ProviderChoice
 from serving.status import ErrorMappingInterceptor
+from serving.tasks import Catalog, TaskLimits
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +100,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
     workers = config.workers or max(4, 2 * (os.cpu_count() or 1))
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dnnzoo-infer")
     metrics = Metrics()
-    health = Health()
+    health = Health(SERVER_SERVICES + TASK_SERVICES)
     await health.server_ready(False)
 
     def executed(loaded, rows: int, *_timings: int) -> None:
@@ -120,9 +127,12 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         ],
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), grpc_server)
+    limits = TaskLimits(config.max_generate_count, config.max_forecast_horizon, config.max_image_pixels)
+    task_services = add_task_servicers(Catalog(plane, limits), grpc_server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, grpc_server)
     services = (
         pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+        *task_services,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
     )

@@ -6,6 +6,7 @@ INTERNAL with a generic message and the traceback goes to the log only, never ov
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import grpc
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 
 CODES: dict[type[errors.ServingError], grpc.StatusCode] = {
     errors.ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    errors.UnknownItems: grpc.StatusCode.NOT_FOUND,
     errors.ModelNotReady: grpc.StatusCode.UNAVAILABLE,
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -37,30 +39,57 @@ def status_of(exc: BaseException, method: str = "") -> tuple[grpc.StatusCode, st
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every unary-response handler so a raised exception becomes its mapped status.
+    """Wraps every handler of our services so a raised exception becomes its mapped status.
 
-    Streaming-response handlers are left alone: ModelStreamInfer reports errors inside its messages
-    (as Triton does) and uses `status_of` itself; health and reflection raise nothing of ours.
+    Streaming responses are wrapped too (ForecastStream ends with the mapped status); ModelStreamInfer
+    reports per-request errors inside its messages (as Triton does, using `status_of` itself) and so
+    never lets one escape. Handlers that write with `context.write` instead of yielding (health's
+    Watch) are left alone; health and reflection raise nothing of ours.
     """
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if handler is None or handler.response_streaming:
+        if handler is None:
             return handler
         method = handler_call_details.method
-        if handler.request_streaming:
-            inner, factory = handler.stream_unary, grpc.stream_unary_rpc_method_handler
-        else:
-            inner, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
 
-        async def behaviour(request, context):
-            try:
-                return await inner(request, context)
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - this is the one place that maps them all
-                code, message = status_of(exc, method)
-                await context.abort(code, message)
+        async def mapped(context, exc: Exception) -> None:
+            code, message = status_of(exc, method)
+            await context.abort(code, message)
+
+        if handler.response_streaming:
+            if handler.request_streaming:
+                inner, factory = handler.stream_stream, grpc.stream_stream_rpc_method_handler
+            else:
+                inner, factory = handler.unary_stream, grpc.unary_stream_rpc_method_handler
+            if not inspect.isasyncgenfunction(inner):
+                return handler  # writes with context.write (health's Watch): nothing to wrap
+
+            async def streaming(request, context):
+                try:
+                    async for response in inner(request, context):
+                        yield response
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - this is the one place that maps them all
+                    await mapped(context, exc)
+
+            behaviour = streaming
+        else:
+            if handler.request_streaming:
+                inner, factory = handler.stream_unary, grpc.stream_unary_rpc_method_handler
+            else:
+                inner, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
+
+            async def unary(request, context):
+                try:
+                    return await inner(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - this is the one place that maps them all
+                    await mapped(context, exc)
+
+            behaviour = unary
 
         return factory(
             behaviour,

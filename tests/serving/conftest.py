@@ -90,3 +90,8 @@ def channel(served):
 @pytest.fixture(scope="module")
 def stub(channel):
     return pb_grpc.GRPCInferenceServiceStub(channel)
+
+
+# The typed task services' fixtures (a repository exported from tiny training runs, its server, a
+# client), defined once here so every tests/serving/test_tasks*.py module shares one session copy.
+from tests.serving.task_fixtures import task_client, task_server, tiny_exported  # noqa: E402, F401

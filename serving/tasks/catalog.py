@@ -1,0 +1,120 @@
+"""Finding a task's model in the repository, reading its facts, and running it on the data plane.
+
+Every typed service goes through here: a model is looked up by name (NOT_FOUND when unknown), its
+`dnnzoo.task` parameter must be the one the service needs (INVALID_ARGUMENT otherwise: the request
+named the wrong model), and inference is an ordinary data-plane request, so dynamic batching,
+statistics and metrics are those of the Open Inference Protocol. Requests larger than the model's
+max_batch_size are split into batches that run concurrently and are joined in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+
+from serving.dataplane import DataPlane, ModelHandle
+from serving.errors import InvalidInput, Unsupported
+from serving.requests import InferInput, InferRequest, RequestedOutput
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TaskLimits:
+    """Server settings that bound what one typed request may ask for."""
+
+    max_generate_count: int = 64
+    max_forecast_horizon: int = 1000
+    max_image_pixels: int = 4096 * 4096
+
+
+@dataclass
+class Catalog:
+    plane: DataPlane
+    limits: TaskLimits = field(default_factory=TaskLimits)
+    _cache: dict[tuple[str, str], tuple[tuple, object]] = field(default_factory=dict, init=False)
+
+    def find(self, name: str, version: str, task: str, service: str) -> ModelHandle:
+        if not name:
+            raise InvalidInput(f"{service}: the request names no model")
+        handle = self.plane.handle(name, version)
+        actual = handle.parameter("dnnzoo.task", "")
+        if actual != task:
+            what = f"a {actual!r} model" if actual else "a model without a dnnzoo.task parameter"
+            raise InvalidInput(f"model {name!r} is {what}; {service} needs a {task!r} model")
+        return handle
+
+    def companion(self, handle: ModelHandle, key: str, task: str, service: str) -> ModelHandle:
+        """The companion model export recorded under `dnnzoo.companion.<key>` (e.g. NAME_neighbors)."""
+        name = handle.parameter(f"dnnzoo.companion.{key}")
+        if not name:
+            raise Unsupported(f"model {handle.name!r} has no companion {key!r} model (dnnzoo.companion.{key}), which {service} needs")
+        return self.find(name, "", task, service)
+
+    def number(self, handle: ModelHandle, key: str, kind: type = int):
+        """A numeric `dnnzoo.` parameter the service needs; missing or unreadable -> FAILED_PRECONDITION."""
+        text = handle.parameter(key)
+        try:
+            return kind(text)
+        except (TypeError, ValueError):
+            raise Unsupported(f"model {handle.name!r} has no usable parameter {key!r} (got {text!r})") from None
+
+    def cached(self, handle: ModelHandle, what: str, build: Callable[[], T]) -> T:
+        """`build()` once per model version (a vocabulary, a label list), kept until the files change."""
+        key = (handle.name, what)
+        stamp = (handle.version, handle.fingerprint)
+        cached = self._cache.get(key)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, build())
+            self._cache[key] = cached
+        return cached[1]
+
+    def lines(self, handle: ModelHandle, file_name: str) -> tuple[str, ...]:
+        """A side file's lines (vocabulary, labels), read once per model version."""
+        return self.cached(handle, f"file:{file_name}", lambda: tuple(self.plane.side_file(handle, file_name).splitlines()))
+
+    def labels(self, handle: ModelHandle, output: str, count: int) -> tuple[str, ...]:
+        """Class names: the output's label_filename, else `dnnzoo.labels_file`, else the class ids."""
+        tensor = next((t for t in handle.spec.outputs if t.name == output), None)
+        labels = tensor.labels if tensor is not None else ()
+        if not labels and handle.parameter("dnnzoo.labels_file"):
+            labels = self.lines(handle, handle.parameter("dnnzoo.labels_file"))
+        if len(labels) < count:
+            labels = tuple(labels) + tuple(str(i) for i in range(len(labels), count))
+        return tuple(labels)
+
+    async def run(self, handle: ModelHandle, inputs: dict[str, np.ndarray], outputs: list[str] | None = None,
+                  deadline: float | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+        """Run the model on numpy inputs (batch first when it batches); outputs by name.
+
+        `deadline` is in `loop.time()` units (the RPC's), as for the Open Inference Protocol.
+        """
+        spec = handle.spec
+        tensors = {t.name: t for t in spec.inputs}
+        arrays = {name: np.ascontiguousarray(value, dtype=tensors[name].datatype.numpy) for name, value in inputs.items()}
+        wanted = [RequestedOutput(name) for name in outputs] if outputs else []
+        if spec.max_batch_size <= 0:
+            chunks = [arrays]
+        else:
+            rows = len(next(iter(arrays.values())))
+            step = spec.max_batch_size
+            chunks = [{k: v[i : i + step] for k, v in arrays.items()} for i in range(0, rows, step)]
+
+        async def one(chunk: dict[str, np.ndarray]):
+            request = InferRequest(
+                handle.name,
+                [InferInput(name, tensors[name].datatype.name, value) for name, value in chunk.items()],
+                version=handle.requested,
+                outputs=list(wanted),
+            )
+            response = await self.plane.infer(request, deadline)
+            return {out.name: out.data for out in response.outputs}
+
+        results = await asyncio.gather(*(one(chunk) for chunk in chunks))
+        if len(results) == 1:
+            return results[0]
+        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}

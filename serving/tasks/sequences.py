@@ -1,0 +1,140 @@
+"""Forecast (whole series) and forecast streams (one observation at a time, state kept per stream).
+
+Forecast runs the sequence model on each series (`series` [N, T, 1] -> `next`, `next<H>`); series
+of one length share a request, so the batcher may merge them. A horizon beyond the trained one H
+is reached by feeding back: the H predicted values are appended to the series and the model runs
+again, as often as needed; the reply says so, because errors then compound.
+
+A stream (`ForecastStream`) runs the companion `NAME_step` graph, whose recurrent state (`h`, `c`)
+is an explicit input and output: this object holds that state for one stream, starting from zeros,
+and is simply dropped when the stream ends. Feeding a series value by value gives the same
+forecasts as Forecast on every prefix (the export checks the step graph against the module).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from serving.dataplane import ModelHandle
+from serving.errors import InvalidInput, Unsupported
+from serving.tasks.catalog import Catalog
+
+TASK = "sequence"
+STEP_TASK = "sequence_step"
+
+
+@dataclass(frozen=True)
+class Forecasts:
+    model: str
+    version: str
+    forecasts: list[np.ndarray]
+    horizon: int
+    trained_horizon: int
+    fed_back: bool
+
+
+def _check_values(values, what: str) -> np.ndarray:
+    array = np.asarray(values, np.float64)
+    bad = np.flatnonzero(~np.isfinite(array))
+    if bad.size:
+        raise InvalidInput(f"{what}: value {int(bad[0])} is {array[bad[0]]} (values must be finite)")
+    return array.astype(np.float32)
+
+
+async def forecast(catalog: Catalog, model: str, version: str, series: list[list[float]], horizon: int | None,
+                   deadline: float | None = None) -> Forecasts:  # fmt: skip
+    handle = catalog.find(model, version, TASK, "Forecast")
+    trained = catalog.number(handle, "dnnzoo.horizon", int)
+    minimum = int(handle.parameter("dnnzoo.min_length", "1") or 1)
+    cap = catalog.limits.max_forecast_horizon
+    wanted = trained if horizon is None else horizon
+    if not 1 <= wanted <= cap:
+        raise InvalidInput(f"horizon must be between 1 and the server's cap of {cap}, got {wanted}")
+    if not series:
+        raise InvalidInput("Forecast: the request has no series")
+    arrays = []
+    for i, values in enumerate(series):
+        if len(values) < minimum:
+            raise InvalidInput(f"series {i} has {len(values)} values; the model needs at least {minimum}")
+        arrays.append(_check_values(values, f"series {i}"))
+    ahead = handle.parameter("dnnzoo.output.ahead") or f"next{trained}"
+    rounds = math.ceil(wanted / trained)
+    by_length: dict[int, list[int]] = {}
+    for i, array in enumerate(arrays):
+        by_length.setdefault(len(array), []).append(i)
+
+    async def group(members: list[int]) -> list[np.ndarray]:
+        current = np.stack([arrays[i] for i in members])[:, :, None]
+        predicted = []
+        for _ in range(rounds):
+            values = await catalog.run(handle, {"series": current}, [ahead], deadline)
+            step = np.asarray(values[ahead], np.float32)
+            predicted.append(step)
+            current = np.concatenate([current, step[:, :, None]], axis=1)
+        return list(np.concatenate(predicted, axis=1)[:, :wanted])
+
+    results = await asyncio.gather(*(group(members) for members in by_length.values()))
+    out: list[np.ndarray] = [np.empty(0)] * len(arrays)
+    for members, rows in zip(by_length.values(), results):
+        for i, row in zip(members, rows):
+            out[i] = row
+    return Forecasts(handle.name, handle.version, out, wanted, trained, wanted > trained)
+
+
+@dataclass(frozen=True)
+class StreamAnswer:
+    observations: int
+    next: float
+    ahead: np.ndarray
+
+
+@dataclass
+class ForecastStream:
+    """One stream's state on the step graph; create with `open_stream`, then `push` observations."""
+
+    catalog: Catalog
+    model: str  # the name the client used (the sequence model, or its step model)
+    step: ModelHandle
+    state_inputs: list[str]
+    state_outputs: list[str]
+    ahead_output: str
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+    observations: int = 0
+
+    async def push(self, values: list[float], deadline: float | None = None) -> StreamAnswer:
+        if not len(values):
+            raise InvalidInput("ForecastStream: a message must carry at least one value")
+        array = _check_values(values, f"observation {self.observations}")
+        outputs = ["next", self.ahead_output, *self.state_outputs]
+        result = None
+        for value in array:
+            inputs = {"value": np.array([[value]], np.float32), **self.state}
+            result = await self.catalog.run(self.step, inputs, outputs, deadline)
+            self.state = {name: result[out] for name, out in zip(self.state_inputs, self.state_outputs)}
+            self.observations += 1
+        return StreamAnswer(self.observations, float(result["next"][0, 0]), np.asarray(result[self.ahead_output][0]))
+
+
+def open_stream(catalog: Catalog, model: str, version: str) -> ForecastStream:
+    """A stream on the step graph of `model` (a sequence model, or its `_step` companion itself)."""
+    if not model:
+        raise InvalidInput("ForecastStream: the first message must name the model")
+    handle = catalog.plane.handle(model, version)
+    if handle.parameter("dnnzoo.task") == STEP_TASK:
+        step = catalog.find(model, version, STEP_TASK, "ForecastStream")
+    else:
+        main = catalog.find(model, version, TASK, "ForecastStream")
+        step = catalog.companion(main, "step", STEP_TASK, "ForecastStream")
+    inputs = [n for n in (step.parameter("dnnzoo.state.inputs") or "").split(",") if n]
+    outputs = [n for n in (step.parameter("dnnzoo.state.outputs") or "").split(",") if n]
+    shape = tuple(int(d) for d in (step.parameter("dnnzoo.state.shape") or "").split(",") if d)
+    if not inputs or len(inputs) != len(outputs) or not shape:
+        raise Unsupported(f"model {step.name!r} does not describe its recurrent state (dnnzoo.state.*)")
+    trained = catalog.number(step, "dnnzoo.horizon", int)
+    state = {name: np.zeros((1, *shape), np.float32) for name in inputs}
+    ahead = step.parameter("dnnzoo.output.ahead") or f"next{trained}"
+    return ForecastStream(catalog, model, step, inputs, outputs, ahead, state)
