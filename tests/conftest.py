@@ -1,3 +1,51 @@
+"""Session fixtures shared across the suite.
+
+`quick_build` trains the quick profile of every family at most once per session (only when a slow
+test asks for it) with `dnnzoo build`'s own code, and exports the default repository from it; the
+quality-bar tests and the end-to-end serving tests on quick models all read that one build.
+"""
+
+from __future__ import annotations
+
 import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@dataclass
+class QuickBuild:
+    runs: Path
+    repository: Path
+    steps: list
+
+    def run(self, family: str) -> Path:
+        return self.runs / f"{family}-quick"
+
+
+_timings: list[tuple[str, float, float]] = []
+
+
+@pytest.fixture(scope="session")
+def quick_build(tmp_path_factory) -> QuickBuild:
+    from export.build import build
+
+    root = tmp_path_factory.mktemp("quick")
+    runs, repository = root / "runs", root / "repository"
+    steps = build("quick", repository, runs, opset=17, force=False, instance_kind="auto", progress=False, out=lambda _: None)
+    _timings.extend((s.family, s.trained_seconds or 0.0, s.export_seconds) for s in steps)
+    return QuickBuild(runs, repository, steps)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print what the quick profile cost, so CI logs carry the figures the notes quote."""
+    if not _timings:
+        return
+    terminalreporter.section("quick profile: training and export seconds")
+    for family, trained, exported in _timings:
+        terminalreporter.write_line(f"{family:<12} train {trained:7.1f}s  export {exported:5.1f}s")
+    total = sum(t for _, t, _ in _timings)
+    terminalreporter.write_line(f"{'total':<12} train {total:7.1f}s  export {sum(e for *_, e in _timings):5.1f}s")

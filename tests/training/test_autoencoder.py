@@ -94,7 +94,6 @@ def test_image_folder_via_data(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_profile_beats_pca_at_the_same_code_size(tmp_path):
-    record = autoencoder.train(TrainConfig(family="autoencoder", profile="quick", out=tmp_path / "quick", progress=False), autoencoder.Options())
-    final = record["final"]
-    assert final["test_mse"] < final["pca_mse"]
+def test_quick_profile_beats_pca_at_the_same_code_size(quick_build):
+    final = read_metrics(quick_build.run("autoencoder"))["final"]
+    assert final["test_mse"] < final["pca_mse"], final

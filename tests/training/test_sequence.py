@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dnnzoo.errors import UserError
+from training.runs import read_metrics
 from training import checkpoint
 from training import sequence
 from training.cli import main as train_main
@@ -150,8 +151,7 @@ def test_cli_trains_a_gru_on_a_csv_column_and_rejects_a_missing_one(tmp_path, ca
 
 
 @pytest.mark.slow
-def test_quick_profile_meets_the_bars(tmp_path):
-    record = sequence.train(TrainConfig(family="sequence", profile="quick", out=tmp_path / "run", progress=False), sequence.Options())
-    final = record["final"]
-    assert final["val_mse_next"] <= 0.0029
-    assert final["val_mse_10"] <= 0.0060
+def test_quick_profile_meets_the_bars(quick_build):
+    final = read_metrics(quick_build.run("sequence"))["final"]
+    assert final["val_mse_next"] <= 0.0029, final
+    assert final["val_mse_10"] <= 0.0060, final

@@ -285,9 +285,12 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys, content, flags, message)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [42, 7])
-def test_quick_profile_meets_the_pair_bar(tmp_path, seed):
-    record = w2v.train(TrainConfig(family="word2vec", profile="quick", out=tmp_path, seed=seed, progress=False), w2v.Options())
-    final = record["final"]
+def test_quick_profile_meets_the_pair_bar(quick_build, tmp_path, seed):
+    if seed == 42:  # the default seed: the run `dnnzoo build` made
+        final = read_metrics(quick_build.run("word2vec"))["final"]
+    else:
+        config = TrainConfig(family="word2vec", profile="quick", out=tmp_path, seed=seed, progress=False)
+        final = w2v.train(config, w2v.Options())["final"]
     assert final["pairs_coverage"] == 1.0
-    assert final["pairs_top10_mutual"] >= 0.40
-    assert final["pairs_top20_either"] >= 0.60
+    assert final["pairs_top10_mutual"] >= 0.40, final
+    assert final["pairs_top20_either"] >= 0.60, final
