@@ -220,7 +220,7 @@ def test_fit_lowers_the_loss_with_every_technique_switched_on():
         optimizer="nesterov", lr=0.05, epochs=15, progress=False, schedule="1cycle",
         clip_norm=1.0, l2=1e-4, max_norm=3.0, early_stopping=5,
     )
-    val = lambda m: {"val_loss": float(nn.functional.mse_loss(m(x), y))}  # noqa: E731
+    val = lambda m: {"val_loss": float(nn.functional.mse_loss(m(x), y).detach())}  # noqa: E731
     start = val(model)["val_loss"]
     history = fit(model, batches, cfg, lambda m, b: nn.functional.mse_loss(m(b[0]), b[1]), val, torch.device("cpu"))
     assert history[-1]["val_loss"] < 0.2 * start
