@@ -11,6 +11,16 @@ The queue is bounded (`default_queue_policy.max_queue_size`, 0 = unbounded) and 
 when full. A request whose deadline passed while queued gets DeadlineExceeded and is not run; a
 cancelled request (its future cancelled by gRPC) is dropped. ONNX Runtime releases the GIL, so the
 batch runs in a thread pool and the event loop keeps accepting requests meanwhile.
+
+Two shortcuts keep a lone request cheap without changing those rules. A request that arrives to an
+empty queue with an instance free, and that the policy would not hold back to wait for company, is
+launched from `submit` itself rather than through the scheduler task (nothing could have merged
+with it or been overtaken by it). And when a batch holds every request the model has in hand and
+its measured cost is below `inline_below_s`, it runs on the event loop thread: handing it to a
+worker thread and back costs about as much as running a small model (0.3-0.5 ms on a small, busy
+CPU), and the loop has nothing else of this model's to do meanwhile. Under concurrent load batches
+still go to the pool, where they overlap with the loop's own protocol work. The first execution
+always goes to the pool, since nothing has been measured yet.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,11 +51,13 @@ class BatchPolicy:
     preferred_sizes: tuple[int, ...] = ()
     max_queue_size: int = 0  # 0: unbounded
     instances: int = 1  # executions in flight at once for this model version
+    inline_below_s: float = 0.001  # a lone batch measured to cost less runs on the loop thread; 0: never
 
 
-@dataclass(frozen=True)
-class Timings:
-    """Nanoseconds a request spent in each phase (compute phases are its batch's)."""
+class Timings(NamedTuple):
+    """Nanoseconds a request spent in each phase (compute phases are its batch's).
+
+    A NamedTuple rather than a dataclass: one is built per request, on the event loop thread."""
 
     queue_ns: int
     compute_input_ns: int
@@ -71,6 +84,11 @@ class _Executed:
     output_ns: int
 
 
+_COST_WEIGHT = 0.2  # of the newest execution in the running estimate of a row's cost
+_COST_CLIP = 2.0  # an execution counts as at most this many times the estimate: on a busy machine a
+# thread is often preempted mid-run, and those outliers say nothing about the model's own cost
+
+
 @dataclass
 class Batcher:
     """Queue + scheduler for one model version; `submit` is the only way in."""
@@ -82,13 +100,15 @@ class Batcher:
     on_execution: Callable[[int, int, int, int], None] | None = None  # rows, input/infer/output ns
     _queue: deque[_Pending] = field(default_factory=deque, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _slots: asyncio.Semaphore | None = field(default=None, init=False)
-    _running: set[asyncio.Task] = field(default_factory=set, init=False)
+    _free: int = field(default=0, init=False)  # instances not executing now
+    _running: set[asyncio.Future] = field(default_factory=set, init=False)  # executions in the pool
+    _row_ns: float | None = field(default=None, init=False)  # running estimate of one row's cost
+    _in_hand: int = field(default=0, init=False)  # requests submitted and not yet answered
     _task: asyncio.Task | None = field(default=None, init=False)
     _closing: bool = field(default=False, init=False)
 
     def start(self) -> None:
-        self._slots = asyncio.Semaphore(max(1, self.policy.instances))
+        self._free = max(1, self.policy.instances)
         self._task = asyncio.get_running_loop().create_task(self._schedule(), name=f"batcher {self.label}")
 
     @property
@@ -110,9 +130,19 @@ class Batcher:
         rows, signature = self._shape_of(inputs)
         loop = asyncio.get_running_loop()
         item = _Pending(dict(inputs), rows, signature, loop.create_future(), time.monotonic_ns(), deadline)
-        self._queue.append(item)
-        self._wake.set()
-        return await item.future
+        if self._free and not self._queue and not self._would_wait(rows):
+            if deadline is not None and loop.time() >= deadline:
+                raise DeadlineExceeded(f"{self.label}: deadline passed before the request could run; not run")
+            self._in_hand += 1
+            self._launch([item])
+        else:
+            self._in_hand += 1
+            self._queue.append(item)
+            self._wake.set()
+        try:
+            return await item.future
+        finally:
+            self._in_hand -= 1
 
     async def close(self) -> None:
         """Stop taking requests, run everything already queued without waiting, then stop."""
@@ -120,10 +150,21 @@ class Batcher:
         self._wake.set()
         if self._task is not None:
             await asyncio.shield(self._task)
-        if self._running:
+        while self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
 
     # -- scheduling -------------------------------------------------------------------------
+
+    def _would_wait(self, rows: int) -> bool:
+        """Whether a lone request of `rows` rows would be held back for others to join it."""
+        policy = self.policy
+        return (
+            policy.dynamic
+            and policy.max_batch_size > 0
+            and policy.max_queue_delay_s > 0
+            and rows < policy.max_batch_size
+            and rows not in policy.preferred_sizes
+        )
 
     def _shape_of(self, inputs: Mapping[str, np.ndarray]) -> tuple[int, tuple]:
         if self.policy.max_batch_size <= 0:
@@ -164,13 +205,12 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             batch, _ = self._head()
-            if not batch:
-                if self._closing:
+            if not batch or not self._free:
+                if not batch and self._closing:
                     return
                 self._wake.clear()
-                await self._wake.wait()
+                await self._wake.wait()  # set by submit, close and every finished execution
                 continue
-            await self._slots.acquire()
             while True:
                 batch, can_grow = self._head()
                 if not batch or not can_grow or self._closing:
@@ -187,35 +227,70 @@ class Batcher:
                 except TimeoutError:
                     pass
             if not batch:
-                self._slots.release()
                 continue
             for _ in batch:
                 self._queue.popleft()
-            task = loop.create_task(self._execute(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._launch(batch)
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    def _launch(self, batch: list[_Pending]) -> None:
+        """Take an instance and run `batch`: inline when it is known to be cheap, else in the pool."""
+        self._free -= 1
         started = time.monotonic_ns()
+        requests, rows = [item.inputs for item in batch], [item.rows for item in batch]
+        total = sum(rows)
+        alone = len(batch) == self._in_hand and self._free == max(1, self.policy.instances) - 1
+        if alone and self._row_ns is not None and self._row_ns * total < self.policy.inline_below_s * 1e9:
+            try:
+                result: _Executed | BaseException = self._run_batch(requests, rows)
+            except Exception as exc:  # noqa: BLE001 - delivered to every request of the batch
+                result = exc
+            self._finish(batch, started, total, result)
+            return
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+        self._running.add(finished)
+
+        def deliver(result: _Executed | BaseException) -> None:
+            self._running.discard(finished)
+            finished.set_result(None)
+            self._finish(batch, started, total, result)
+
+        def work() -> None:
+            try:
+                result: _Executed | BaseException = self._run_batch(requests, rows)
+            except BaseException as exc:  # noqa: BLE001 - the loop thread frees the instance either way
+                result = exc
+            try:
+                loop.call_soon_threadsafe(deliver, result)
+            except RuntimeError:  # the loop is gone: nobody is waiting any more
+                pass
+
         try:
-            done = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self._run_batch, [item.inputs for item in batch], [item.rows for item in batch]
-            )
-        except Exception as exc:  # noqa: BLE001 - delivered to every waiting request
+            self.executor.submit(work)
+        except RuntimeError as exc:  # the pool was shut down
+            deliver(exc)
+
+    def _finish(self, batch: list[_Pending], started: int, rows: int, result: _Executed | BaseException) -> None:
+        """On the loop thread: free the instance, then answer every request still waiting."""
+        self._free += 1
+        self._wake.set()
+        if isinstance(result, BaseException):
             for item in batch:
                 if not item.future.done():
-                    item.future.set_exception(exc)
+                    item.future.set_exception(result)
             return
-        finally:
-            self._slots.release()
-            self._wake.set()
-        rows = sum(item.rows for item in batch)
+        cost = (result.input_ns + result.infer_ns + result.output_ns) / rows
+        if self._row_ns is None:
+            self._row_ns = cost
+        else:
+            self._row_ns += _COST_WEIGHT * (min(cost, _COST_CLIP * self._row_ns) - self._row_ns)
         if self.on_execution is not None:
-            self.on_execution(rows, done.input_ns, done.infer_ns, done.output_ns)
-        for item, outputs in zip(batch, done.outputs):
+            self.on_execution(rows, result.input_ns, result.infer_ns, result.output_ns)
+        for item, outputs in zip(batch, result.outputs):
             if not item.future.done():
-                timings = Timings(started - item.enqueued_ns, done.input_ns, done.infer_ns, done.output_ns, rows)
-                item.future.set_result((outputs, timings))
+                item.future.set_result(
+                    (outputs, Timings(started - item.enqueued_ns, result.input_ns, result.infer_ns, result.output_ns, rows))
+                )
 
     def _run_batch(self, requests: list[Arrays], rows: list[int]) -> _Executed:
         """In a worker thread: concatenate along dim 0, run, slice each request's rows back out."""

@@ -8,6 +8,7 @@ elements travel as a 4-byte little-endian length followed by the bytes.
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -47,8 +48,8 @@ def _datatype(name: str, tensor: str) -> Datatype:
 
 
 def _shape(values, tensor: str) -> tuple[int, ...]:
-    shape = tuple(int(d) for d in values)
-    if any(d < 0 for d in shape):
+    shape = tuple(values)
+    if shape and min(shape) < 0:
         raise InvalidInput(f"input {tensor!r}: shape {list(shape)} has a negative dimension")
     return shape
 
@@ -82,7 +83,7 @@ def encode_bytes(array: np.ndarray) -> bytes:
 
 def _decode_raw(tensor: pb.ModelInferRequest.InferInputTensor, datatype: Datatype, raw: bytes) -> np.ndarray:
     shape = _shape(tensor.shape, tensor.name)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python ints: exact, and far cheaper than np.prod for a few dims
     if datatype.name == "BYTES":
         return decode_bytes(raw, count, tensor.name).reshape(shape)
     expected = count * datatype.itemsize
@@ -96,7 +97,7 @@ def _decode_raw(tensor: pb.ModelInferRequest.InferInputTensor, datatype: Datatyp
 
 def _decode_typed(tensor: pb.ModelInferRequest.InferInputTensor, datatype: Datatype) -> np.ndarray:
     shape = _shape(tensor.shape, tensor.name)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     field = TYPED_FIELDS.get(datatype.name)
     if field is None:
         raise InvalidInput(f"input {tensor.name!r}: {datatype.name} can only be sent as raw_input_contents")

@@ -159,8 +159,8 @@ class DataPlane:
         loaded = self.models.resolve(request.model, request.version)
         model, version = loaded.name, str(loaded.version)
         started = time.monotonic_ns()
-        in_flight = self.metrics.in_flight.labels(model, version)
-        in_flight.inc()
+        metrics = self.metrics.version(model, version)
+        metrics.in_flight.inc()
         try:
             inputs = loaded.runtime.prepare(check_inputs(loaded.spec, request))
             wanted = check_outputs(loaded.spec, request.outputs)
@@ -180,10 +180,10 @@ class DataPlane:
             self._failed(loaded, started, "Internal")
             raise
         finally:
-            in_flight.dec()
+            metrics.in_flight.dec()
         total = time.monotonic_ns() - started
         loaded.stats.record_success(total, timings)
-        self.metrics.observe_success(model, version, total, timings)
+        metrics.observe_success(total, timings)
         return InferResponse(model, version, request.id, outputs)
 
     def _failed(self, loaded, started: int, reason: str) -> None:

@@ -45,20 +45,25 @@ class Metrics:
             "dnnzoo_batch_size", "Rows per model execution", _LABELS, buckets=_BATCH_BUCKETS, registry=r,
         )
         self.in_flight = Gauge("dnnzoo_requests_in_flight", "Inference requests being handled", _LABELS, registry=r)
+        self._versions: dict[tuple[str, str], VersionMetrics] = {}
+
+    def version(self, model: str, version: str) -> VersionMetrics:
+        """The label children of one model version, looked up once: `.labels()` costs more than
+        the observation itself, and this runs for every request on the event loop thread."""
+        key = (model, version)
+        found = self._versions.get(key)
+        if found is None:
+            found = self._versions[key] = VersionMetrics(self, model, version)
+        return found
 
     def observe_success(self, model: str, version: str, total_ns: int, timings: Timings) -> None:
-        self.success.labels(model, version).inc()
-        self.request_latency.labels(model, version).observe(total_ns / 1e9)
-        self.queue_latency.labels(model, version).observe(timings.queue_ns / 1e9)
-        compute = timings.compute_input_ns + timings.compute_infer_ns + timings.compute_output_ns
-        self.compute_latency.labels(model, version).observe(compute / 1e9)
+        self.version(model, version).observe_success(total_ns, timings)
 
     def observe_failure(self, model: str, version: str, total_ns: int, reason: str) -> None:
-        self.failure.labels(model, version, reason).inc()
-        self.request_latency.labels(model, version).observe(total_ns / 1e9)
+        self.version(model, version).observe_failure(total_ns, reason)
 
     def observe_execution(self, model: str, version: str, rows: int) -> None:
-        self.batch_size.labels(model, version).observe(rows)
+        self.version(model, version).batch_size.observe(rows)
 
     def watch_models(self, snapshot: Callable[[], Iterable[tuple[str, str, tuple[str, ...]]]]) -> None:
         """Export `dnnzoo_model_loaded{model,version,providers}` = 1, read at scrape time."""
@@ -68,6 +73,29 @@ class Metrics:
         """Start the /metrics HTTP endpoint in a daemon thread; returns (httpd, bound port)."""
         httpd, _thread = start_http_server(port, addr=host, registry=self.registry)
         return httpd, httpd.server_port
+
+
+class VersionMetrics:
+    """One model version's label children (see `Metrics.version`)."""
+
+    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
+        self._metrics, self._labels = metrics, (model, version)
+        self.success = metrics.success.labels(model, version)
+        self.request_latency = metrics.request_latency.labels(model, version)
+        self.queue_latency = metrics.queue_latency.labels(model, version)
+        self.compute_latency = metrics.compute_latency.labels(model, version)
+        self.batch_size = metrics.batch_size.labels(model, version)
+        self.in_flight = metrics.in_flight.labels(model, version)
+
+    def observe_success(self, total_ns: int, timings: Timings) -> None:
+        self.success.inc()
+        self.request_latency.observe(total_ns / 1e9)
+        self.queue_latency.observe(timings.queue_ns / 1e9)
+        self.compute_latency.observe((timings.compute_input_ns + timings.compute_infer_ns + timings.compute_output_ns) / 1e9)
+
+    def observe_failure(self, total_ns: int, reason: str) -> None:
+        self._metrics.failure.labels(*self._labels, reason).inc()
+        self.request_latency.observe(total_ns / 1e9)
 
 
 class _LoadedModels(Collector):

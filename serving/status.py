@@ -47,11 +47,25 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     Watch) are left alone; health and reflection raise nothing of ours.
     """
 
+    def __init__(self) -> None:
+        # method -> (the handler grpc gave, our wrapper of it): grpc asks for every RPC, and
+        # building the wrapper each time costs as much as a cheap request's own Python work.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
         method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    @staticmethod
+    def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
 
         async def mapped(context, exc: Exception) -> None:
             code, message = status_of(exc, method)

@@ -101,6 +101,47 @@ def test_without_delay_requests_run_as_soon_as_a_slot_is_free():
     assert [len(b) for b in model.batches] == [1, 3]
 
 
+def test_a_lone_cheap_request_runs_on_the_loop_thread_once_measured():
+    threads = []
+
+    def cheap(inputs):
+        threads.append(threading.get_ident())
+        return {"y": inputs["x"] + 1}
+
+    async def main():
+        with ThreadPoolExecutor(2) as pool:
+            batcher = Batcher(cheap, BatchPolicy(max_batch_size=8, dynamic=True), pool, "test")
+            batcher.start()
+            for i in range(3):
+                (outputs, _) = await batcher.submit(rows(i))
+                np.testing.assert_array_equal(outputs["y"], np.full((1, 2), i + 1))
+            await batcher.close()
+
+    asyncio.run(main())
+    loop_thread = threading.get_ident()  # asyncio.run ran the loop on this thread
+    assert threads[0] != loop_thread  # nothing measured yet: the pool
+    assert threads[1:] == [loop_thread, loop_thread]
+
+
+def test_inline_execution_can_be_turned_off():
+    threads = []
+
+    def cheap(inputs):
+        threads.append(threading.get_ident())
+        return {"y": inputs["x"] + 1}
+
+    async def main():
+        with ThreadPoolExecutor(2) as pool:
+            batcher = Batcher(cheap, BatchPolicy(max_batch_size=8, dynamic=True, inline_below_s=0), pool, "test")
+            batcher.start()
+            for i in range(3):
+                await batcher.submit(rows(i))
+            await batcher.close()
+
+    asyncio.run(main())
+    assert threading.get_ident() not in threads
+
+
 def test_no_dynamic_batching_runs_each_request_alone():
     async def scenario(batcher, model):
         await asyncio.gather(*(batcher.submit(rows(i)) for i in range(3)))
