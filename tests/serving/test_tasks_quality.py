@@ -77,10 +77,9 @@ def test_generated_scene_boxes_found_within_iou_half(quick_client):
     assert found / total >= 0.85, f"found {found} of {total} boxes at IoU 0.5"
 
 
-def test_analogy_from_the_training_corpus(quick_client):
-    # key : keys :: value : ?  (both pairs are in training.word2vec_pairs, chosen before training).
-    # On a corpus this small (pydoc topics, ~60k words) the quick model ranks "values" third behind
-    # two "iterate" forms, so the bar is the top 3, as analogy evaluations on small corpora often use.
-    reply = quick_client.most_similar("pydoc_word2vec", positive=["keys", "value"], negative=["key"], top_k=3)
+@pytest.mark.parametrize("a, b, c, expected", [("list", "lists", "tuple", "tuples"), ("integer", "integers", "string", "strings")])
+def test_analogy_from_the_training_corpus(quick_client, a, b, c, expected):
+    # a : b :: c : ?  — plurals as the pydoc text uses them ("a list of tuples", "integers and strings").
+    reply = quick_client.most_similar("pydoc_word2vec", positive=[b, c], negative=[a], top_k=3)
     words = [n.word for n in reply.neighbors]
-    assert "values" in words, words
+    assert words[0] == expected, words
