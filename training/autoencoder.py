@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dnnzoo.errors import UserError
 from training import plots
+from training.cli import int_list
 from training.config import TrainConfig, apply_profile
 from training.data import images as image_data
 from training.device import pick, seed_everything, set_threads
@@ -53,20 +54,9 @@ PROFILES = {
 }
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    import argparse
-
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("layer widths must be positive integers")
-    return values
-
 
 def add_arguments(group) -> None:
-    group.add_argument("--hidden", type=_ints, help="encoder widths after the input, e.g. 256,64,16 (the last is the code size)")
+    group.add_argument("--hidden", type=int_list, help="encoder widths after the input, e.g. 256,64,16 (the last is the code size)")
     group.add_argument("--layerwise", action="store_true", default=None, help="greedy layer-wise pretraining of each (encoder, mirrored decoder) pair, then --epochs of end-to-end fine-tuning (0 skips it)")
     group.add_argument("--pair-epochs", type=int, help="epochs per layer pair with --layerwise")
     group.add_argument("--samples", type=int, help="held-out images shown in reconstructions.png")

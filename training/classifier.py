@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from dnnzoo.errors import UserError
 from training import checkpoint, plots
 from training.autoencoder import dense_stack
+from training.cli import int_list
 from training.config import TrainConfig, apply_profile
 from training.data import images as image_data
 from training.device import pick, seed_everything, set_threads
@@ -65,21 +66,12 @@ PROFILES = {
 }
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("widths must be positive integers")
-    return values
-
 
 def add_arguments(group) -> None:
     group.add_argument("--arch", choices=ARCHS, help="resnet (default), vgg, or mlp (dense; reuses an autoencoder's encoder)")
-    group.add_argument("--widths", type=_ints, help="channels per stage, e.g. 16,32,64 (resnet, vgg)")
+    group.add_argument("--widths", type=int_list, help="channels per stage, e.g. 16,32,64 (resnet, vgg)")
     group.add_argument("--blocks", type=int, help="residual units per stage (resnet)")
-    group.add_argument("--hidden", type=_ints, help="dense widths, e.g. 256,64,16 (mlp)")
+    group.add_argument("--hidden", type=int_list, help="dense widths, e.g. 256,64,16 (mlp)")
     group.add_argument("--classes", type=lambda t: tuple(c.strip() for c in t.split(",") if c.strip()),
                        help="train and test on these class names only, e.g. 5,6,7,8,9 (relabelled 0..k-1)")
     group.add_argument("--labels-per-class", type=int, help="keep only this many training images per class")

@@ -26,6 +26,17 @@ def _fractions(text: str) -> tuple[float, ...]:
     return values
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    """An argparse type for comma-separated positive integers (layer widths, class lists)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--profile", choices=cfg.PROFILES, default="quick", help="tiny (seconds, tests), quick (this CPU), full (a GPU)")
