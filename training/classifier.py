@@ -15,7 +15,6 @@ the training images.
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 
