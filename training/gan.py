@@ -1,9 +1,11 @@
 """Generate digit images with a DCGAN: latent vectors to 28×28 images, judged by the trained classifier.
 
 The generator follows the DCGAN recipe: a dense projection of the latent vector to a 7×7 feature
-map, then transposed convolutions (stride 2) with batch norm and ReLU up to 28×28, ending in a
-sigmoid so that images come out in [0, 1] like every other image model here (export turns them into
-uint8). The discriminator mirrors it with strided convolutions, batch norm and LeakyReLU; it exists
+map, one stride-1 transposed convolution there (cheap at 7×7; with the matching discriminator layer it
+lifted the quick profile's judged confidence from ≈0.79 to ≈0.80–0.82, where wider 14×14 layers cost
+more and gained less), then transposed convolutions (stride 2) with batch norm and ReLU up to
+28×28, ending in a sigmoid so that images come out in [0, 1] like every other image model here
+(export turns them into uint8). The discriminator mirrors it with strided convolutions, batch norm and LeakyReLU; it exists
 only for training, so the checkpoint's state_dict is the generator alone (what `build_model`
 rebuilds and export serves) and the discriminator goes to a side file, `discriminator.pt`.
 
@@ -57,7 +59,7 @@ class Options:
 PROFILES = {
     "tiny": {"epochs": 1, "batch_size": 64, "lr": 2e-3, "optimizer": "adam", "schedule": "constant", "threads": 1,
              "latent_size": 8, "channels": 4, "output": "sigmoid", "beta1": 0.5, "label_smoothing": 0.1, "judge_samples": 100, "judge_every": 0, "ema": 0.9},
-    "quick": {"epochs": 30, "batch_size": 64, "lr": 5e-4, "optimizer": "adam", "schedule": "constant", "threads": 1,
+    "quick": {"epochs": 36, "batch_size": 64, "lr": 2e-3, "optimizer": "adam", "schedule": "constant", "threads": 1,
               "latent_size": 32, "channels": 16, "output": "sigmoid", "beta1": 0.5, "label_smoothing": 0.1, "judge_samples": 1000, "judge_every": 0, "ema": 0.99},
     "full": {"epochs": 200, "batch_size": 64, "lr": 2e-4, "optimizer": "adam", "schedule": "constant",
              "latent_size": 64, "channels": 64, "output": "sigmoid", "beta1": 0.5, "label_smoothing": 0.1, "judge_samples": 1000, "judge_every": 0, "ema": 0.99},
@@ -92,6 +94,7 @@ class Generator(nn.Module):
         self.project = nn.Sequential(nn.Linear(latent_size, wide * self.base * self.base, bias=False),
                                      nn.BatchNorm1d(wide * self.base * self.base), nn.ReLU())
         self.up = nn.Sequential(
+            nn.ConvTranspose2d(wide, wide, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(wide), nn.ReLU(),
             nn.ConvTranspose2d(wide, channels, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
             nn.ConvTranspose2d(channels, 1, 4, stride=2, padding=1),
         )
@@ -107,6 +110,9 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """images [N, 1, 28, 28] in [0, 1] -> one logit per image (real vs generated).
 
+    Two strided convolutions bring the image to 7×7, where one more 3×3 convolution adds depth
+    at little cost (the generator got it too: the two grew together in the experiments).
+
     Before the dense layer it appends one feature map holding the batch's mean per-feature standard
     deviation (ProGAN's minibatch-stddev): a batch of near-identical fakes is then easy to spot,
     which pushes the generator away from collapsing onto a few digits.
@@ -118,6 +124,7 @@ class Discriminator(nn.Module):
         self.body = nn.Sequential(
             nn.Conv2d(1, channels, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
             nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * channels), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * channels, 2 * channels, 3, padding=1, bias=False), nn.BatchNorm2d(2 * channels), nn.LeakyReLU(0.2),
         )
         self.head = nn.Linear((2 * channels + 1) * base * base, 1)
 
@@ -188,7 +195,6 @@ def judge_run_dir(config: TrainConfig, options: Options) -> Path | None:
     return default if (default / checkpoint.FILENAME).is_file() else None
 
 
-@torch.no_grad()
 @torch.no_grad()
 def recalibrate_batch_norm(generator: nn.Module, latent_size: int, batches: int, batch_size: int, rng: torch.Generator, device) -> None:
     """Re-estimate the generator's batch-norm statistics as a plain average over fresh latent batches.
