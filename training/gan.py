@@ -59,8 +59,8 @@ class Options:
 PROFILES = {
     "tiny": {"epochs": 1, "batch_size": 64, "lr": 2e-3, "optimizer": "adam", "schedule": "constant", "threads": 1,
              "latent_size": 8, "channels": 4, "output": "sigmoid", "beta1": 0.5, "label_smoothing": 0.1, "judge_samples": 100, "judge_every": 0, "ema": 0.9},
-    "quick": {"epochs": 36, "batch_size": 64, "lr": 2e-3, "optimizer": "adam", "schedule": "constant", "threads": 1,
-              "latent_size": 32, "channels": 16, "output": "sigmoid", "beta1": 0.5, "label_smoothing": 0.1, "judge_samples": 1000, "judge_every": 0, "ema": 0.99},
+    "quick": {"epochs": 50, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "schedule": "constant", "threads": 1,
+              "latent_size": 32, "channels": 24, "output": "sigmoid", "beta1": 0.5, "label_smoothing": 0.1, "judge_samples": 1000, "judge_every": 0, "ema": 0.99},
     "full": {"epochs": 200, "batch_size": 64, "lr": 2e-4, "optimizer": "adam", "schedule": "constant",
              "latent_size": 64, "channels": 64, "output": "sigmoid", "beta1": 0.5, "label_smoothing": 0.1, "judge_samples": 1000, "judge_every": 0, "ema": 0.99},
 }
