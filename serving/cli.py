@@ -2,8 +2,8 @@
 
 Every flag also reads DNNZOO_<FLAG> from the environment (e.g. DNNZOO_PORT, DNNZOO_PROVIDERS).
 When the repository folder does not exist and the training extra is installed, the default
-repository is built first by running `dnnzoo build --profile quick` as a child process, so that
-this process never imports torch.
+repository is built first by running `dnnzoo build --profile quick` (--build-profile) as a child
+process, so that this process never imports torch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from dnnzoo.errors import UserError
-from serving.config import CONTROL_MODES, PROVIDER_CHOICES, ServeConfig, env_name, from_env
+from serving.config import BUILD_PROFILES, CONTROL_MODES, PROVIDER_CHOICES, ServeConfig, env_name, from_env
 
 log = logging.getLogger("serving")
 
@@ -37,6 +37,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="server certificate (PEM) to serve TLS")
     p.add_argument("--tls-key", help="server private key (PEM)")
     p.add_argument("--tls-client-ca", help="CA (PEM) that client certificates must chain to: mutual TLS")
+    p.add_argument("--build-profile", choices=BUILD_PROFILES,
+                   help=f"training profile used when the repository is missing and gets built (default {d.build_profile})")
     p.add_argument("--grace-seconds", type=float, help=f"shutdown grace period for in-flight requests (default {d.grace_seconds:g})")
     p.add_argument("--max-generate-count", type=int, help=f"most images one Generate call may ask for (default {d.max_generate_count})")
     p.add_argument("--max-forecast-horizon", type=int, help=f"most values one Forecast may ask for (default {d.max_forecast_horizon})")
@@ -54,8 +56,8 @@ def _ensure_repository(config: ServeConfig) -> None:
             f"model repository {config.repository} does not exist; export models into it "
             "(`dnnzoo build`, which needs the training extra: pip install 'dnnzoo[train]')"
         )
-    log.info("no repository at %s: building it with `dnnzoo build --profile quick` (a few minutes)", config.repository)
-    command = [sys.executable, "-m", "dnnzoo", "build", "--profile", "quick", "--repository", str(config.repository)]
+    log.info("no repository at %s: building it with `dnnzoo build --profile %s`", config.repository, config.build_profile)
+    command = [sys.executable, "-m", "dnnzoo", "build", "--profile", config.build_profile, "--repository", str(config.repository)]
     if subprocess.run(command, check=False).returncode != 0:
         raise UserError(f"building the default repository failed (command: {' '.join(command)})")
 

@@ -14,6 +14,7 @@ from dnnzoo.errors import UserError
 
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 CONTROL_MODES = ("none", "poll", "explicit")
+BUILD_PROFILES = ("tiny", "quick", "full")
 ENV_PREFIX = "DNNZOO_"
 
 
@@ -31,6 +32,7 @@ class ServeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    build_profile: str = "quick"  # the training profile a missing repository is built with
     grace_seconds: float = 30.0  # how long SIGTERM waits for in-flight and queued requests
     workers: int = 0  # threads that run model executions; 0 = 2 x CPU cores (at least 4)
     # Limits of the typed task services (requests above them are INVALID_ARGUMENT).
@@ -41,6 +43,8 @@ class ServeConfig:
     def check(self) -> ServeConfig:
         if self.providers not in PROVIDER_CHOICES:
             raise UserError(f"--providers must be one of {', '.join(PROVIDER_CHOICES)}, got {self.providers!r}")
+        if self.build_profile not in BUILD_PROFILES:
+            raise UserError(f"--build-profile must be one of {', '.join(BUILD_PROFILES)}, got {self.build_profile!r}")
         if self.model_control_mode not in CONTROL_MODES:
             raise UserError(f"--model-control-mode must be one of {', '.join(CONTROL_MODES)}, got {self.model_control_mode!r}")
         if self.load_model and self.model_control_mode != "explicit":

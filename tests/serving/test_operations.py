@@ -209,6 +209,33 @@ def test_cli_reports_a_missing_repository_without_training_extra_or_builds(tmp_p
     assert cli.main(["--repository", str(tmp_path / "nowhere")]) == 2
 
 
+def test_serve_builds_a_missing_repository_then_serves_it(tmp_path):
+    repository = tmp_path / "model_repository"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DNNZOO_PROVIDERS="cpu", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--build-profile", "tiny",
+               "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        for line in process.stderr:  # the build runs first; the server reports its port when it serves
+            match = re.search(r"on 127\.0\.0\.1:(\d+) \(gRPC\)", line)
+            if match:
+                port = int(match.group(1))
+                break
+        assert port, "server did not report its port"
+        assert (tmp_path / "runs" / "classifier-tiny" / "checkpoint.pt").is_file()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            assert stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready
+            assert stub.ModelReady(pb.ModelReadyRequest(name="digits_classifier"), timeout=30).ready
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_serving_never_imports_torch_training_or_export():
     code = (
         "import sys, serving.server, serving.cli, serving.grpc_inference, serving.dataplane;"
