@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.graphs.common import IMAGE_SCALE, digit_pool, fact, image_samples, rebuild
+from export.graphs.common import digit_pool, fact, image_input_parameters, image_samples, rebuild
 from export.spec import ModelSpec, TensorSpec
 from training import autoencoder
 
@@ -42,10 +42,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
             samples=image_samples(digit_pool(size), seed=5),
             parameters={
                 "dnnzoo.task": "autoencoding",
-                "dnnzoo.input_size": str(size),
-                "dnnzoo.input_scaling": IMAGE_SCALE,
-                "dnnzoo.normalization.mean": repr(float(model.mean)),
-                "dnnzoo.normalization.std": repr(float(model.std)),
+                **image_input_parameters(model, size),
                 "dnnzoo.code_size": str(code_size),
                 "dnnzoo.reconstruction_range": "float in [0, 1] (pixel / 255)",
             },

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.graphs.common import IMAGE_SCALE, digit_pool, fact, image_samples, labels_file, rebuild
+from export.graphs.common import digit_pool, fact, image_input_parameters, image_samples, labels_file, rebuild
 from export.spec import ModelSpec, TensorSpec
 from training import classifier
 
@@ -39,10 +39,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
             parameters={
                 "dnnzoo.task": "classification",
                 "dnnzoo.arch": str(checkpoint["model_args"].get("arch", "")),
-                "dnnzoo.input_size": str(size),
-                "dnnzoo.input_scaling": IMAGE_SCALE,
-                "dnnzoo.normalization.mean": repr(float(model.mean)),
-                "dnnzoo.normalization.std": repr(float(model.std)),
+                **image_input_parameters(model, size),
                 "dnnzoo.labels_file": "labels.txt",
                 "dnnzoo.classes": str(len(labels)),
             },

@@ -72,3 +72,13 @@ def labels_file(labels: list[str]) -> bytes:
     if bad:
         raise UserError(f"a label contains a line break and cannot go into labels.txt: {bad[0]!r}")
     return "".join(f"{label}\n" for label in labels).encode("utf-8")
+
+
+def image_input_parameters(model: nn.Module, size: int) -> dict[str, str]:
+    """The config facts every image model shares: input size, scaling and the module's normalisation."""
+    return {
+        "dnnzoo.input_size": str(size),
+        "dnnzoo.input_scaling": IMAGE_SCALE,
+        "dnnzoo.normalization.mean": repr(float(model.mean)),
+        "dnnzoo.normalization.std": repr(float(model.std)),
+    }

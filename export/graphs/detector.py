@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.graphs.common import IMAGE_SCALE, fact, labels_file, rebuild
+from export.graphs.common import fact, image_input_parameters, labels_file, rebuild
 from export.graphs.nms import append_nms
 from export.parity import FLOAT_TOLERANCE
 from export.spec import Arrays, ModelSpec, TensorSpec
@@ -114,10 +114,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
             side_files={"labels.txt": labels_file(classes)},
             parameters={
                 "dnnzoo.task": "detection",
-                "dnnzoo.input_size": str(canvas),
-                "dnnzoo.input_scaling": IMAGE_SCALE,
-                "dnnzoo.normalization.mean": repr(float(model.mean)),
-                "dnnzoo.normalization.std": repr(float(model.std)),
+                **image_input_parameters(model, canvas),
                 "dnnzoo.grid": str(grid),
                 "dnnzoo.boxes_per_cell": str(per_cell),
                 "dnnzoo.classes": str(len(classes)),
