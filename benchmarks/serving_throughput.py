@@ -10,13 +10,17 @@ options the server gives the model, and are the physical limit the server is com
 dynamic batching can win on a CPU. Works on any repository model with one input.
 
 Method, so that neither side is favoured: the server runs in its own process and the load generator
-in a third one (neither shares a GIL with the other or with the in-process runs); the load generator
-is the cheapest Python client, blocking calls of a sync channel with the request serialised once
-(raw bytes in, raw bytes out; the first answers are decoded and checked), one thread per concurrent
-client. Each server scenario is measured right after its in-process counterpart, so that the load
-other programs put on a shared machine drifts as little as possible between the two halves of a
-ratio. On a machine with few cores the load generator's own CPU time competes with the server's;
-it is printed as a share of one core.
+in another (neither shares a GIL with the other or with the in-process runs). The load generator is
+h2load (nghttp2's C HTTP/2 benchmark, `apt install nghttp2-client`) when it is on PATH, as Triton's
+perf_analyzer is a C++ client: it posts the gRPC-framed request, serialised once, on `concurrency`
+connections, one call in flight on each. h2load sees HTTP status only, so the server's own
+ModelStatistics must count every call it made as a success and none as a failure, or the run
+stops. Without h2load (or with `--client python`) it is the cheapest Python client: blocking calls
+of a sync channel, raw bytes in and out, one thread per concurrent client. Each server scenario is
+measured right after its in-process counterpart, so that the load other programs put on a shared
+machine drifts as little as possible between the two halves of a ratio. On a machine with few cores
+the load generator's own CPU time competes with the server's; it is printed as a share of one core,
+beside the server's.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import multiprocessing
 import os
 import re
 import shutil
+import resource
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -183,7 +189,71 @@ def load_generator(address: str, model: str, tensor: tuple[str, str], array: np.
         results.put(closed_loop(lambda: infer(payload, timeout=30), batch, concurrency, seconds))
 
 
+def grpc_frame(model: str, tensor: tuple[str, str], array: np.ndarray) -> bytes:
+    """One ModelInfer request as it travels in an HTTP/2 DATA frame: flag, length, message."""
+    from protos import grpc_service_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=model, raw_input_contents=[array.tobytes()])
+    request.inputs.add(name=tensor[0], datatype=tensor[1], shape=array.shape)
+    message = request.SerializeToString()
+    return b"\0" + struct.pack(">I", len(message)) + message
+
+
+def call_counts(address: str, model: str) -> tuple[int, int]:
+    """(successes, failures) the server has recorded for `model`."""
+    import grpc
+
+    from protos import grpc_service_pb2 as pb
+    from protos import grpc_service_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        stats = pb_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(
+            pb.ModelStatisticsRequest(name=model), timeout=30).model_stats
+    return sum(s.inference_stats.success.count for s in stats), sum(s.inference_stats.fail.count for s in stats)
+
+
+def h2load(arguments: list[str]) -> tuple[int, float]:
+    """Run h2load; (calls made, seconds taken) from its summary."""
+    text = subprocess.run(["h2load", *arguments], check=True, capture_output=True, text=True).stdout
+    finished = re.search(r"finished in ([\d.]+)(ms|s)", text)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done", text)
+    if not finished or not done:
+        raise SystemExit(f"cannot read h2load's summary:\n{text}")
+    return int(done.group(1)), float(finished.group(1)) / (1000 if finished.group(2) == "ms" else 1)
+
+
+def with_h2load(address: str, model: str, spec, batch: int, concurrency: int, seconds: float) -> dict:
+    """h2load as the load generator; the server's statistics vouch that every call succeeded.
+
+    A fixed number of calls (sized from a warm-up so the run lasts about `seconds`) rather than a
+    duration, so that no call is cut off at the end and the counts must match exactly."""
+    with tempfile.TemporaryDirectory() as tmp:
+        body, log = Path(tmp) / "request.bin", Path(tmp) / "calls.tsv"
+        body.write_bytes(grpc_frame(model, (spec.inputs[0].name, spec.inputs[0].datatype.name), make_input(spec, batch)))
+        url = f"http://{address}/inference.GRPCInferenceService/ModelInfer"
+        common = ["-c", str(concurrency), "-m", "1", "-t", "1", "-d", str(body),
+                  "-H", "content-type: application/grpc", "-H", "te: trailers"]
+        warm_calls, warm_seconds = h2load(["-n", str(50 * concurrency), *common, url])
+        total = max(10 * concurrency, round(warm_calls / warm_seconds * seconds))
+        before = call_counts(address, model)
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        calls_made, elapsed = h2load(["-n", str(total), f"--log-file={log}", *common, url])
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        after = call_counts(address, model)
+        calls = np.loadtxt(log, ndmin=2)  # start (us since epoch), HTTP status, duration (us)
+    statuses = set(calls[:, 1].astype(int)) if len(calls) else set()
+    succeeded, failed = after[0] - before[0], after[1] - before[1]
+    if statuses != {200} or calls_made != total or len(calls) != total or succeeded != total or failed:
+        raise SystemExit(f"{model}: h2load made {calls_made} of {total} calls (HTTP {sorted(statuses)}); "
+                         f"the server counted {succeeded} successes and {failed} failures")
+    result = summarise(list(calls[:, 2] / 1e6), total * batch, elapsed)
+    result["cpu"] = (used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime) / elapsed
+    return result
+
+
 def over_grpc(address: str, model: str, spec, batch: int, concurrency: int, seconds: float) -> dict:
+    if CLIENT == "h2load":
+        return with_h2load(address, model, spec, batch, concurrency, seconds)
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     tensor = (spec.inputs[0].name, spec.inputs[0].datatype.name)
@@ -195,6 +265,18 @@ def over_grpc(address: str, model: str, spec, batch: int, concurrency: int, seco
         return results.get(timeout=seconds + 120)
     finally:
         client.join(30)
+
+
+CLIENT = "python"  # set by main from --client
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds a process has used so far (Linux); 0 where /proc is not there."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(repository: Path) -> tuple[subprocess.Popen, str]:
@@ -220,7 +302,17 @@ def main() -> int:
                         help="override the config's max_queue_delay_microseconds (default: keep the config's)")
     parser.add_argument("--instances", type=int, default=None,
                         help="override the config's instance_group count (default: keep the config's)")
+    parser.add_argument("--client", choices=("auto", "h2load", "python"), default="auto",
+                        help="load generator: h2load (C, from nghttp2-client), the Python client, or h2load when installed")
+    parser.add_argument("--grpc-front", choices=("native", "grpcio"), default=None,
+                        help="the server's --grpc-front (default: the server's own choice)")
     args = parser.parse_args()
+    global CLIENT
+    CLIENT = args.client if args.client != "auto" else ("h2load" if shutil.which("h2load") else "python")
+    if CLIENT == "h2load" and not shutil.which("h2load"):
+        raise SystemExit("--client h2load: h2load is not on PATH (apt install nghttp2-client)")
+    if args.grpc_front:
+        os.environ["DNNZOO_GRPC_FRONT"] = args.grpc_front
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -239,16 +331,22 @@ def main() -> int:
         process, address = start_server(repo)
         try:
             # Each pair back to back: in-process first, then the same work through the server.
+            def served(model: str, batch: int, concurrency: int) -> dict:
+                before, start = process_cpu(process.pid), time.perf_counter()
+                row = over_grpc(address, model, spec, batch, concurrency, s)
+                row["server_cpu"] = (process_cpu(process.pid) - before) / (time.perf_counter() - start)
+                return row
+
             rows = {}
             rows["in-process batch 1"] = in_process(path, spec, 1, 1, s)
-            rows["server b1 c1"] = over_grpc(address, batched, spec, 1, 1, s)
+            rows["server b1 c1"] = served(batched, 1, 1)
             local16 = [in_process(path, spec, 16, t, s) for t in (1, 2)]
             rows["in-process batch 16"] = max(local16, key=lambda r: r["items_s"])
-            rows["server b1 c16 batching"] = over_grpc(address, batched, spec, 1, 16, s)
-            rows["server b1 c16 no batching"] = over_grpc(address, unbatched, spec, 1, 16, s)
+            rows["server b1 c16 batching"] = served(batched, 1, 16)
+            rows["server b1 c16 no batching"] = served(unbatched, 1, 16)
             local32 = [in_process(path, spec, 32, t, s) for t in (1, 2)]
             rows["in-process batch 32"] = max(local32, key=lambda r: r["items_s"])
-            rows["server b32 c2"] = over_grpc(address, batched, spec, 32, 2, s)
+            rows["server b32 c2"] = served(batched, 32, 2)
             rows["in-process batch 1 (again)"] = in_process(path, spec, 1, 1, s)
         finally:
             process.send_signal(signal.SIGTERM)
@@ -266,6 +364,8 @@ def main() -> int:
     threads32 = 1 + int(local32[1]["items_s"] > local32[0]["items_s"])
     print(f"model {model}; {os.cpu_count()} CPU cores; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{s:g} s per scenario")
+    front = os.environ.get("DNNZOO_GRPC_FRONT", "the server's default")
+    print(f"load generator: {CLIENT}; gRPC front: {front}")
     print(f"server config: max_batch_size {policy.max_batch_size}, dynamic batching "
           f"{'max_queue_delay ' + format(policy.max_queue_delay_s * 1e6, 'g') + ' us' if policy.dynamic else 'off'}, "
           f"{policy.instances} instance(s)\n")
@@ -279,11 +379,12 @@ def main() -> int:
         "server b1 c16 no batching": "server b1 c16, no batching",
         "server b32 c2": "server batch 32, concurrency 2",
     }
-    print(f"{'scenario':40} {'items/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'client CPU':>10} {'ratio':>6}")
+    print(f"{'scenario':40} {'items/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'client CPU':>10} {'server CPU':>10} {'ratio':>6}")
     for key, row in rows.items():
         ratio = f"{ratios[key]:6.2f}" if key in ratios else ""
         client = f"{row['cpu']:9.0%} " if key.startswith("server") else ""
-        print(f"{names[key]:40} {row['items_s']:9.0f} {row['p50']:8.3f} {row['p99']:8.3f} {client:>10} {ratio}")
+        server = f"{row['server_cpu']:9.0%} " if key.startswith("server") else ""
+        print(f"{names[key]:40} {row['items_s']:9.0f} {row['p50']:8.3f} {row['p99']:8.3f} {client:>10} {server:>10} {ratio}")
     gain = limit16 / b1["items_s"]
     added = rows["server b1 c1"]["p50"] - b1["p50"]
     print(f"\nONNX Runtime's own gain, batch 16 over batch 1: {gain:.2f}x items/s")
@@ -291,7 +392,7 @@ def main() -> int:
     print(f"b1 c16 with dynamic batching / in-process batch 16: {ratios['server b1 c16 batching']:.2f}   (target >= 0.9)")
     print(f"b32 c2 / in-process batch 32: {ratios['server b32 c2']:.2f}   (target >= 0.9)")
     print("ratios: b1 c1 vs in-process batch 1 (best of the two runs); b1 c16 vs in-process batch 16; "
-          "b32 c2 vs in-process batch 32. client CPU: the load generator process's CPU time, in cores")
+          "b32 c2 vs in-process batch 32. client/server CPU: each process's CPU time, in cores")
     return 0
 
 

@@ -3,24 +3,26 @@
 Requests wait in a FIFO queue. When an execution slot is free (one per model instance), the batcher
 takes the oldest request and every following request that fits beside it (same dtypes and same
 non-batch dims, total rows <= max_batch_size), stopping at the first that does not: a request is
-never split and never overtaken. With a delay configured it waits until the batch is full, reaches
-a preferred size, or the oldest request has waited `max_queue_delay_microseconds`; with
-`dynamic_batching {}` it never waits. Without dynamic batching each request runs alone.
+never split and never overtaken. One difference from Triton: when more than one instance is idle,
+what is queued is spread over them (each batch takes its share of the rows, in order) instead of
+all going to one, because on a CPU a batch stops gaining long before max_batch_size while an idle
+instance is an idle core (two b32 requests: two b32 runs side by side, not one b64 run). With a
+delay configured it waits until the batch is full, reaches a preferred size, or the oldest request
+has waited `max_queue_delay_microseconds`; with `dynamic_batching {}` it never waits. Without dynamic batching each request runs alone.
 
 The queue is bounded (`default_queue_policy.max_queue_size`, 0 = unbounded) and answers QueueFull
 when full. A request whose deadline passed while queued gets DeadlineExceeded and is not run; a
 cancelled request (its future cancelled by gRPC) is dropped. ONNX Runtime releases the GIL, so the
 batch runs in a thread pool and the event loop keeps accepting requests meanwhile.
 
-Two shortcuts keep a lone request cheap without changing those rules. A request that arrives to an
-empty queue with an instance free, and that the policy would not hold back to wait for company, is
-launched from `submit` itself rather than through the scheduler task (nothing could have merged
-with it or been overtaken by it). And when a batch holds every request the model has in hand and
-its measured cost is below `inline_below_s`, it runs on the event loop thread: handing it to a
-worker thread and back costs about as much as running a small model (0.3-0.5 ms on a small, busy
-CPU), and the loop has nothing else of this model's to do meanwhile. Under concurrent load batches
-still go to the pool, where they overlap with the loop's own protocol work. The first execution
-always goes to the pool, since nothing has been measured yet.
+A request is never launched from `submit` itself: it is queued and the scheduler task takes it
+in a later loop iteration, so requests that arrive together (the native gRPC front hands them over
+in batches) are all queued before the first batch is cut, and merge. When a batch holds every
+request the model has in hand and its measured cost is below `inline_below_s`, it runs on the
+event loop thread: handing it to a worker thread and back costs about as much as running a small
+model (0.3-0.5 ms on a small, busy CPU), and the loop has nothing else of this model's to do
+meanwhile. Under concurrent load batches go to the pool, where they overlap with the loop's own
+protocol work. The first execution always goes to the pool, since nothing has been measured yet.
 """
 
 from __future__ import annotations
@@ -130,15 +132,9 @@ class Batcher:
         rows, signature = self._shape_of(inputs)
         loop = asyncio.get_running_loop()
         item = _Pending(dict(inputs), rows, signature, loop.create_future(), time.monotonic_ns(), deadline)
-        if self._free and not self._queue and not self._would_wait(rows):
-            if deadline is not None and loop.time() >= deadline:
-                raise DeadlineExceeded(f"{self.label}: deadline passed before the request could run; not run")
-            self._in_hand += 1
-            self._launch([item])
-        else:
-            self._in_hand += 1
-            self._queue.append(item)
-            self._wake.set()
+        self._in_hand += 1
+        self._queue.append(item)
+        self._wake.set()
         try:
             return await item.future
         finally:
@@ -154,17 +150,6 @@ class Batcher:
             await asyncio.gather(*self._running, return_exceptions=True)
 
     # -- scheduling -------------------------------------------------------------------------
-
-    def _would_wait(self, rows: int) -> bool:
-        """Whether a lone request of `rows` rows would be held back for others to join it."""
-        policy = self.policy
-        return (
-            policy.dynamic
-            and policy.max_batch_size > 0
-            and policy.max_queue_delay_s > 0
-            and rows < policy.max_batch_size
-            and rows not in policy.preferred_sizes
-        )
 
     def _shape_of(self, inputs: Mapping[str, np.ndarray]) -> tuple[int, tuple]:
         if self.policy.max_batch_size <= 0:
@@ -193,13 +178,23 @@ class Batcher:
         first = self._queue[0]
         if not self.policy.dynamic or self.policy.max_batch_size <= 0:
             return [first], False
-        batch, rows = [first], first.rows
+        batch, rows, blocked = [first], first.rows, False
         for item in list(self._queue)[1:]:
             if item.signature != first.signature or rows + item.rows > self.policy.max_batch_size:
-                return batch, False  # blocked: waiting cannot make this batch larger
+                blocked = True  # waiting cannot make this batch larger
+                break
             batch.append(item)
             rows += item.rows
-        return batch, rows < self.policy.max_batch_size and rows not in self.policy.preferred_sizes
+        if self._free > 1 and len(batch) > 1:
+            # Spread what is here over the idle instances rather than give it all to one: on a CPU a
+            # batch stops paying well before max_batch_size, and an idle instance is an idle core.
+            share, taken, count = -(-rows // self._free), 0, 0
+            while count < len(batch) and (count == 0 or taken + batch[count].rows <= share):
+                taken += batch[count].rows
+                count += 1
+            if count < len(batch):
+                return batch[:count], False
+        return batch, not blocked and rows < self.policy.max_batch_size and rows not in self.policy.preferred_sizes
 
     async def _schedule(self) -> None:
         loop = asyncio.get_running_loop()

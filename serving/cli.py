@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from dnnzoo.errors import UserError
-from serving.config import BUILD_PROFILES, CONTROL_MODES, PROVIDER_CHOICES, ServeConfig, env_name, from_env
+from serving.config import BUILD_PROFILES, CONTROL_MODES, GRPC_FRONTS, PROVIDER_CHOICES, ServeConfig, env_name, from_env
 
 log = logging.getLogger("serving")
 
@@ -34,6 +34,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--load-model", nargs="+", action="extend", metavar="NAME", help="explicit mode: models to load at start (* = all)")
     p.add_argument("--poll-seconds", type=float, help=f"poll mode: seconds between repository scans (default {d.poll_seconds:g})")
     p.add_argument("--max-message-mb", type=int, help=f"largest gRPC message either way, MiB (default {d.max_message_mb})")
+    p.add_argument("--grpc-front", choices=GRPC_FRONTS,
+                   help="native: unary RPCs on pygrpc-native's Rust front, the rest via grpc.aio behind it; "
+                        "grpcio: grpc.aio alone; auto (default): native unless TLS is on or it is not installed")
     p.add_argument("--tls-cert", help="server certificate (PEM) to serve TLS")
     p.add_argument("--tls-key", help="server private key (PEM)")
     p.add_argument("--tls-client-ca", help="CA (PEM) that client certificates must chain to: mutual TLS")

@@ -15,6 +15,7 @@ from dnnzoo.errors import UserError
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 CONTROL_MODES = ("none", "poll", "explicit")
 BUILD_PROFILES = ("tiny", "quick", "full")
+GRPC_FRONTS = ("auto", "native", "grpcio")
 ENV_PREFIX = "DNNZOO_"
 
 
@@ -29,6 +30,7 @@ class ServeConfig:
     load_model: list[str] = field(default_factory=list)
     poll_seconds: float = 15.0
     max_message_mb: int = 64
+    grpc_front: str = "auto"  # native: pygrpc-native's front (unary RPCs) over grpc.aio; auto: native without TLS
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -47,6 +49,10 @@ class ServeConfig:
             raise UserError(f"--build-profile must be one of {', '.join(BUILD_PROFILES)}, got {self.build_profile!r}")
         if self.model_control_mode not in CONTROL_MODES:
             raise UserError(f"--model-control-mode must be one of {', '.join(CONTROL_MODES)}, got {self.model_control_mode!r}")
+        if self.grpc_front not in GRPC_FRONTS:
+            raise UserError(f"--grpc-front must be one of {', '.join(GRPC_FRONTS)}, got {self.grpc_front!r}")
+        if self.grpc_front == "native" and self.tls_cert is not None:
+            raise UserError("--grpc-front native has no TLS; use --grpc-front grpcio (or auto) with --tls-cert")
         if self.load_model and self.model_control_mode != "explicit":
             raise UserError("--load-model needs --model-control-mode explicit")
         if self.poll_seconds <= 0:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ from serving.grpc_tasks import add_task_servicers
 from serving.health import SERVER_SERVICES, Health
 from serving.metrics import Metrics
 from serving.models import ModelManager
+from serving.native_front import MethodTable, NativeFront, available
 from serving.repository import Repository
 from serving.sessions import ProviderChoice
 from serving.status import ErrorMappingInterceptor
@@ -59,6 +62,8 @@ class Server:
     port: int
     metrics_port: int | None
     _metrics_httpd: object | None = None
+    front: NativeFront | None = None  # the public port when the native front is on
+    _socket_dir: str | None = None  # holds the grpc.aio server's Unix socket behind the front
     _poll_task: asyncio.Task | None = None
     _stopped: asyncio.Event | None = None
 
@@ -72,7 +77,12 @@ class Server:
             self._poll_task.cancel()
         # stop() refuses new RPCs at once and waits for the running ones; close() meanwhile makes
         # every batcher run its queue without waiting for batches to fill.
-        await asyncio.gather(self.grpc_server.stop(grace), self.models.close())
+        stopping = [self.grpc_server.stop(grace), self.models.close()]
+        if self.front is not None:
+            stopping.append(self.front.stop(grace))
+        await asyncio.gather(*stopping)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()
             self._metrics_httpd.server_close()
@@ -82,6 +92,17 @@ class Server:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def use_native_front(config: ServeConfig) -> bool:
+    """`--grpc-front`: native asks for it (config.check refuses it with TLS), auto takes it when it can."""
+    if config.grpc_front == "grpcio" or config.tls_cert is not None:
+        return False
+    if available():
+        return True
+    if config.grpc_front == "native":
+        raise OSError("--grpc-front native: pygrpc-native is not installed (pip install pygrpc-native)")
+    return False
 
 
 def _credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
@@ -126,9 +147,10 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
             ("grpc.so_reuseport", 0),
         ],
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), grpc_server)
+    ours = MethodTable(grpc_server)  # records our unary methods for the native front
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), ours)
     limits = TaskLimits(config.max_generate_count, config.max_forecast_horizon, config.max_image_pixels)
-    task_services = add_task_servicers(Catalog(plane, limits), grpc_server)
+    task_services = add_task_servicers(Catalog(plane, limits), ours)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, grpc_server)
     services = (
         pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
@@ -139,7 +161,15 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
     reflection.enable_server_reflection(services, grpc_server)
     address = f"{config.host}:{config.port}"
     credentials = _credentials(config)
-    if credentials is None:
+    front, socket_dir = None, None
+    if use_native_front(config):
+        socket_dir = tempfile.mkdtemp(prefix="dnnzoo-grpc-")
+        socket = os.path.join(socket_dir, "grpc.sock")
+        if grpc_server.add_insecure_port(f"unix:{socket}") == 0:
+            raise OSError(f"cannot bind the Unix socket {socket}")
+        front = NativeFront(address, list(ours.unary.values()), socket, limit)
+        port = front.port
+    elif credentials is None:
         port = grpc_server.add_insecure_port(address)
     else:
         port = grpc_server.add_secure_port(address, credentials)
@@ -152,11 +182,15 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         httpd, metrics_port = metrics.serve(config.host, config.metrics_port)
     metrics.watch_models(lambda: [(v.name, str(v.version), v.runtime.providers) for v in models.loaded()])
     await grpc_server.start()
+    if front is not None:
+        front.start()
     plane.accepting = True
     await health.server_ready(True)
-    server = Server(grpc_server, plane, models, health, metrics, executor, port, metrics_port, httpd)
+    server = Server(grpc_server, plane, models, health, metrics, executor, port, metrics_port, httpd, front=front,
+                    _socket_dir=socket_dir)
     server._stopped = asyncio.Event()
     if config.model_control_mode == "poll":
         server._poll_task = asyncio.get_running_loop().create_task(models.poll_forever(config.poll_seconds))
+    log.info("gRPC front: %s", "pygrpc-native for unary RPCs, grpc.aio behind it" if front is not None else "grpc.aio")
     log.info("serving %s on %s (gRPC) and port %s (metrics)", config.repository, address.rsplit(":", 1)[0] + f":{port}", metrics_port)
     return server, port

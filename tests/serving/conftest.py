@@ -74,9 +74,13 @@ def repository(tmp_path_factory):
     return build_repository(tmp_path_factory.mktemp("serving") / "repo")
 
 
-@pytest.fixture(scope="module")
-def served(repository):
-    running = start_server(server_config(repository))
+FRONTS = ("native", "grpcio")  # every test of the shared server runs against both gRPC fronts
+
+
+@pytest.fixture(scope="module", params=FRONTS)
+def served(repository, request):
+    running = start_server(server_config(repository, grpc_front=request.param))
+    assert (running.server.front is not None) == (request.param == "native")
     yield running
     running.stop()
 

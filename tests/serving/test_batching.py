@@ -101,6 +101,29 @@ def test_without_delay_requests_run_as_soon_as_a_slot_is_free():
     assert [len(b) for b in model.batches] == [1, 3]
 
 
+def test_requests_submitted_together_are_queued_before_the_first_batch_is_cut():
+    """No request launches from submit itself: what arrives in one loop iteration merges."""
+    async def scenario(batcher, model):
+        await asyncio.gather(*(batcher.submit(rows(i)) for i in range(6)))
+
+    model = run_batcher(BatchPolicy(max_batch_size=8, dynamic=True, max_queue_delay_s=0), scenario)
+    assert [len(b) for b in model.batches] == [6]
+
+
+def test_idle_instances_share_what_is_queued_in_order():
+    async def scenario(batcher, model):
+        results = await asyncio.gather(*(batcher.submit(rows(i)) for i in range(6)))
+        for i, (outputs, timings) in enumerate(results):
+            np.testing.assert_array_equal(outputs["y"], np.full((1, 2), i + 1))
+            assert timings.batch_size == 3
+        big = await asyncio.gather(batcher.submit(rows(10, 4)), batcher.submit(rows(20, 4)))
+        assert [timings.batch_size for _, timings in big] == [4, 4]  # two runs side by side, not one of 8
+
+    model = run_batcher(BatchPolicy(max_batch_size=8, dynamic=True, max_queue_delay_s=0, instances=2), scenario)
+    assert [len(b) for b in model.batches] == [3, 3, 4, 4]
+    assert sorted(batch[:, 0].tolist() for batch in model.batches[:2]) == [[0, 1, 2], [3, 4, 5]]
+
+
 def test_a_lone_cheap_request_runs_on_the_loop_thread_once_measured():
     threads = []
 

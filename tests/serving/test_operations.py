@@ -21,7 +21,7 @@ from dnnzoo.errors import UserError
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 from serving.config import from_env
-from tests.serving.conftest import server_config, start_server, wait_until
+from tests.serving.conftest import FRONTS, server_config, start_server, wait_until
 from tests.serving.test_protocol import output, raw_request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,8 +151,9 @@ def test_tls_and_mutual_tls(tmp_path, pki):
 # -- graceful shutdown in a real process ------------------------------------------------------------
 
 
-def test_sigterm_finishes_queued_requests_and_exits_zero(repository):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DNNZOO_PROVIDERS="cpu")
+@pytest.mark.parametrize("front", FRONTS)
+def test_sigterm_finishes_queued_requests_and_exits_zero(repository, front):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DNNZOO_PROVIDERS="cpu", DNNZOO_GRPC_FRONT=front)
     command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
                "--port", "0", "--metrics-port", "0", "--grace-seconds", "20"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
@@ -246,12 +247,13 @@ def test_serving_never_imports_torch_training_or_export():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_message_size_limit_is_configurable(tmp_path):
+@pytest.mark.parametrize("front", FRONTS)
+def test_message_size_limit_is_configurable(tmp_path, front):
     from tests.serving.builders import write_model
 
     repo = tmp_path / "repo"
     write_model(repo, "doubler")
-    small = start_server(server_config(repo, providers="cpu", max_message_mb=1))
+    small = start_server(server_config(repo, providers="cpu", max_message_mb=1, grpc_front=front))
     try:
         with grpc.insecure_channel(small.address) as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)

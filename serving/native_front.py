@@ -1,0 +1,183 @@
+"""The unary RPCs on pygrpc-native's Rust HTTP/2 front; everything else through grpc.aio behind it.
+
+Why: on a small CPU grpcio's Python layer costs more than a small model. Measured on the 2-core
+build machine with a C load generator (h2load) and an empty handler, a grpc.aio server answers in
+0.56-0.67 ms at concurrency 1 and spends about 0.4 ms of CPU per call at concurrency 16;
+pygrpc-native's low-level front (HTTP/2, flow control, deadlines and cancellation on tokio threads,
+outside the GIL) answers in 0.21-0.29 ms and spends about 0.06 ms. See `benchmarks/serving_throughput.py`.
+
+How: the front listens on the public port and serves the unary-unary methods of our own services
+(the Open Inference Protocol's and the typed task services'). Any other path (streams, health,
+reflection, unknown methods) is proxied by the front to the grpc.aio server, which listens on a
+Unix socket in a private temporary folder, so every method keeps one implementation and one port.
+Calls reach Python in batches on one dispatch thread and become tasks on the event loop; calls
+that arrive together reach the batchers in the same loop iteration, which is what lets dynamic
+batching merge them. Errors map through `serving.status.status_of`, the same table the grpc.aio
+interceptor uses. The front has no TLS, so a TLS server uses grpc.aio alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from serving.status import status_of
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[object, "CallContext"], Awaitable[object]]
+
+
+def available() -> bool:
+    try:
+        import pygrpc_native  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class UnaryMethod:
+    """One unary-unary method as generated code registers it: decode, handle, encode."""
+
+    path: str
+    handler: Handler
+    deserialize: Callable[[bytes], object]
+    serialize: Callable[[object], bytes]
+
+
+class CallContext:
+    """The part of grpc.aio.ServicerContext our unary handlers use: the time left to the deadline."""
+
+    __slots__ = ("_deadline",)
+
+    def __init__(self, deadline: float | None) -> None:
+        self._deadline = deadline  # loop.time() units
+
+    def time_remaining(self) -> float | None:
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - asyncio.get_running_loop().time())
+
+
+class MethodTable:
+    """Stands in for the grpc.aio server while generated `add_*Servicer_to_server` functions run:
+    forwards every registration to it and keeps the unary-unary handlers for the front."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self.server = server
+        self.unary: dict[str, UnaryMethod] = {}
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        self.server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.server.add_registered_method_handlers(service, handlers)
+        for name, handler in handlers.items():
+            if not handler.request_streaming and not handler.response_streaming:
+                path = f"/{service}/{name}"
+                self.unary[path] = UnaryMethod(
+                    path, handler.unary_unary, handler.request_deserializer, handler.response_serializer
+                )
+
+
+class NativeFront:
+    """The public port. `start` needs the running loop; `stop` drains like grpc.aio's stop."""
+
+    def __init__(self, address: str, methods: list[UnaryMethod], fallback_socket: str, max_message: int) -> None:
+        from pygrpc_native import NativeGrpcFront
+
+        self.methods = methods
+        self.max_message = max_message
+        io_threads = 1 if (os.cpu_count() or 1) <= 2 else 2  # on 2 cores a second one only competes
+        try:
+            self._front = NativeGrpcFront(address, [(m.path, False) for m in methods], io_threads=io_threads, call_details=True)
+        except OSError as exc:
+            raise OSError(f"cannot bind gRPC port {address}: {exc}") from None
+        self._front.set_fallback(fallback_socket)
+        self.port = self._front.bound_port
+        self._calls: dict[int, asyncio.Task] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._front.start()
+        threading.Thread(target=self._dispatch, name="dnnzoo-grpc-front", daemon=True).start()
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls (UNAVAILABLE), give running ones `grace` seconds, cancel the rest, close."""
+        self._stopping = True
+        running = dict(self._calls)
+        if running:
+            await asyncio.wait(running.values(), timeout=grace)
+        for call_id, task in running.items():
+            if not task.done():
+                task.cancel()
+                self._front.fail(call_id, grpc.StatusCode.UNAVAILABLE.value[0], "server shut down before the request finished")
+        await asyncio.gather(*running.values(), return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._front.close)
+
+    # -- on the dispatch thread -------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        front, loop = self._front, self._loop
+        while (events := front.recv_batch_details(256)) is not None:
+            try:
+                loop.call_soon_threadsafe(self._on_events, events)
+            except RuntimeError:  # the loop is closed: nobody can answer any more
+                front.close()
+                return
+
+    # -- on the event loop ------------------------------------------------------------------
+
+    def _on_events(self, events) -> None:
+        from pygrpc_native import EVENT_CANCEL
+
+        now = self._loop.time()
+        for kind, call_id, method_id, payload, _client, details in events:
+            if kind == EVENT_CANCEL:  # the client cancelled, or its deadline passed
+                task = self._calls.get(call_id)
+                if task is not None:
+                    task.cancel()
+                continue
+            if self._stopping:
+                self._front.fail(call_id, grpc.StatusCode.UNAVAILABLE.value[0], "server is shutting down; retry elsewhere")
+                continue
+            remaining = details[2] if details else None
+            deadline = None if remaining is None else now + remaining
+            self._calls[call_id] = self._loop.create_task(self._run(call_id, self.methods[method_id], payload, deadline))
+
+    async def _run(self, call_id: int, method: UnaryMethod, payload: bytes, deadline: float | None) -> None:
+        front = self._front
+        try:
+            if len(payload) > self.max_message:
+                front.fail(call_id, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
+                           f"received message larger than max ({len(payload)} vs. {self.max_message})")
+                return
+            try:
+                request = method.deserialize(payload)
+            except Exception:  # noqa: BLE001 - any decode failure is the client's malformed message
+                front.fail(call_id, grpc.StatusCode.INTERNAL.value[0], "failed to parse the request message")
+                return
+            try:
+                data = method.serialize(await method.handler(request, CallContext(deadline)))
+            except asyncio.CancelledError:
+                return  # the front has answered the client already (CANCELLED or DEADLINE_EXCEEDED)
+            except Exception as exc:  # noqa: BLE001 - mapped in one place, as the interceptor does
+                code, message = status_of(exc, method.path)
+                front.fail(call_id, code.value[0], message)
+                return
+            if len(data) > self.max_message:
+                front.fail(call_id, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
+                           f"sent message larger than max ({len(data)} vs. {self.max_message})")
+                return
+            front.respond(call_id, data)
+        finally:
+            self._calls.pop(call_id, None)

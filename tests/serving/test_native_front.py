@@ -1,0 +1,129 @@
+"""The pygrpc-native front: which methods it serves itself, what it hands to grpc.aio behind it,
+how it is chosen, and how it drains on shutdown. The protocol itself is tested on both fronts by the
+shared `served` fixture (tests/serving/conftest.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+import numpy as np
+import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from dnnzoo.errors import UserError
+from protos import grpc_service_pb2 as pb
+from protos import grpc_service_pb2_grpc as pb_grpc
+from serving.config import ServeConfig
+from serving.server import use_native_front
+from tests.serving.conftest import server_config, start_server, wait_until
+from tests.serving.test_protocol import output, raw_request
+
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+@pytest.fixture(scope="module")
+def native(repository):
+    running = start_server(server_config(repository, providers="cpu", grpc_front="native"))
+    yield running
+    running.stop()
+
+
+def test_unary_methods_are_native_and_the_rest_goes_behind(native):
+    served_natively = {method.path for method in native.server.front.methods}
+    assert INFER in served_natively and "/dnnzoo.v1.ImageClassification/Classify" in served_natively
+    assert "/inference.GRPCInferenceService/ModelStreamInfer" not in served_natively  # a bidi stream
+    assert not any(path.startswith("/grpc.") for path in served_natively)  # health, reflection
+    with grpc.insecure_channel(native.address) as channel:
+        # Through the front to grpc.aio on its Unix socket, on the same public port.
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stream = stub.ModelStreamInfer(iter([raw_request("doubler", x=("FP32", np.ones((1, 4), np.float32)))]))
+        answer = next(stream)
+        assert answer.error_message == "" and output(answer.infer_response, "y").tolist() == [[2.0] * 4]
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        listed = next(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        assert "inference.GRPCInferenceService" in {s.name for s in listed.list_services_response.service}
+
+
+def test_unknown_method_is_unimplemented_through_the_front(native):
+    with grpc.insecure_channel(native.address) as channel:
+        missing = channel.unary_unary("/inference.GRPCInferenceService/NoSuchMethod")
+        with pytest.raises(grpc.RpcError) as caught:
+            missing(b"", timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_malformed_message_is_refused_and_the_server_keeps_serving(native):
+    with grpc.insecure_channel(native.address) as channel:
+        infer = channel.unary_unary(INFER)  # bytes in, bytes out
+        with pytest.raises(grpc.RpcError) as caught:
+            infer(b"\xff\xff\xff", timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INTERNAL and "parse" in caught.value.details()
+        good = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+            raw_request("doubler", x=("FP32", np.ones((1, 4), np.float32))), timeout=10)
+        assert output(good, "y").tolist() == [[2.0] * 4]
+
+
+def test_choice_of_front():
+    assert use_native_front(ServeConfig(grpc_front="auto"))  # installed with the base dependencies
+    assert not use_native_front(ServeConfig(grpc_front="grpcio"))
+    assert not use_native_front(ServeConfig(grpc_front="auto", tls_cert="cert.pem", tls_key="key.pem"))
+    with pytest.raises(UserError, match="--grpc-front"):
+        ServeConfig(grpc_front="rust").check()
+
+
+def test_native_front_with_tls_is_refused(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    with pytest.raises(UserError, match="no TLS"):
+        ServeConfig(grpc_front="native", tls_cert=cert, tls_key=key).check()
+
+
+def test_stop_finishes_queued_requests_and_refuses_new_ones(repository):
+    running = start_server(server_config(repository, providers="cpu", grpc_front="native"))
+    stopped = threading.Event()
+    try:
+        with grpc.insecure_channel(running.address) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            inputs = [np.full((1, 2), i, np.float32) for i in (1, 2)]
+            # 'held' waits a minute for a full batch: both sit in its queue until shutdown runs them
+            futures = [stub.ModelInfer.future(raw_request("held", x=("FP32", x)), timeout=60) for x in inputs]
+            wait_until(lambda: running.server.models.resolve("held").batcher.queued == 2, what="two queued")
+
+            def stop() -> None:
+                running.call(running.server.stop(20))
+                stopped.set()
+
+            threading.Thread(target=stop, daemon=True).start()
+            for x, future in zip(inputs, futures):
+                np.testing.assert_array_equal(output(future.result(), "y"), x + 1)
+            wait_until(stopped.is_set, what="stop to return")
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ModelInfer(raw_request("doubler", x=("FP32", np.ones((1, 4), np.float32))), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.loop.call_soon_threadsafe(running.loop.stop)
+        running.thread.join(10)
+
+
+def test_concurrent_calls_reach_the_batcher_together(repository):
+    """Calls the front hands over in one batch are queued in one loop iteration, so they merge."""
+    running = start_server(server_config(repository, providers="cpu", grpc_front="native"))
+    try:
+        with grpc.insecure_channel(running.address) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            inputs = [np.full((1, 4), i, np.float32) for i in range(16)]
+            for _ in range(20):  # arrival times are up to the OS; a few rounds make a merge certain
+                futures = [stub.ModelInfer.future(raw_request("doubler", x=("FP32", x)), timeout=30) for x in inputs]
+                for x, future in zip(inputs, futures):
+                    np.testing.assert_array_equal(output(future.result(), "y"), x * 2)
+                if max(b.batch_size for b in _stats(stub, "doubler").batch_stats) > 1:
+                    break
+            assert max(b.batch_size for b in _stats(stub, "doubler").batch_stats) > 1
+    finally:
+        running.stop()
+
+
+def _stats(stub, model: str) -> pb.ModelStatistics:
+    return stub.ModelStatistics(pb.ModelStatisticsRequest(name=model), timeout=10).model_stats[0]
