@@ -146,8 +146,8 @@ class DataPlane:
                     rows.append(IndexEntry(name, "", entry.state, entry.reason))
         return rows
 
-    async def load(self, name: str) -> None:
-        await self.models.load(name)
+    async def load(self, name: str, override: ModelConfig | None = None) -> None:
+        await self.models.load(name, override)
 
     async def unload(self, name: str) -> None:
         await self.models.unload(name)

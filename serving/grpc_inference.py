@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+from google.protobuf import json_format
 
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
+from protos.model_config_pb2 import ModelConfig
 
 from serving.codec import decode_request, encode_response
 from serving.dataplane import DataPlane
-from serving.errors import Unsupported
+from serving.errors import InvalidInput, Unsupported
 from serving.statistics import Duration, VersionStatistics
 from serving.status import status_of
 
@@ -27,6 +29,22 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     if remaining is None:
         return None
     return asyncio.get_running_loop().time() + remaining
+
+
+def _config_override(request: pb.RepositoryModelLoadRequest) -> ModelConfig | None:
+    """Triton's `config` load parameter: the model's config as JSON, used instead of its config.pbtxt."""
+    if "config" not in request.parameters:
+        return None
+    parameter = request.parameters["config"]
+    if parameter.WhichOneof("parameter_choice") != "string_param":
+        raise InvalidInput("load parameter 'config' must be a string holding the model config as JSON")
+    try:
+        config = json_format.Parse(parameter.string_param, ModelConfig())
+    except json_format.ParseError as exc:
+        raise InvalidInput(f"load parameter 'config' is not a model config in JSON: {exc}") from None
+    if config.name and config.name != request.model_name:
+        raise InvalidInput(f"load parameter 'config' names model {config.name!r}, the request loads {request.model_name!r}")
+    return config
 
 
 def _duration(value: Duration) -> pb.StatisticDuration:
@@ -120,9 +138,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     async def RepositoryModelLoad(self, request, context):
-        if "config" in request.parameters or any(key.startswith("file:") for key in request.parameters):
-            raise Unsupported("loading with a 'config' override or 'file:' contents is not supported; load from the repository")
-        await self.plane.load(request.model_name)
+        if any(key.startswith("file:") for key in request.parameters):
+            raise Unsupported("model file contents ('file:' parameters) are not accepted; the model files come from the repository")
+        await self.plane.load(request.model_name, _config_override(request))
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request, context):

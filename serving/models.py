@@ -20,6 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from protos.model_config_pb2 import ModelConfig
+
 from serving.batching import Batcher
 from serving.errors import LoadFailed, ModelNotFound, ModelNotReady, Unsupported
 from serving.repository import ModelSource, ModelSpec, Repository
@@ -58,6 +60,7 @@ class ModelEntry:
     versions: dict[int, LoadedVersion] = field(default_factory=dict)
     version_errors: dict[int, str] = field(default_factory=dict)
     failed: dict[int, tuple] = field(default_factory=dict)  # version -> (fingerprint, reason) not retried
+    refused: str = ""  # why the last sync applied nothing or not everything ("" when all of it loaded)
 
 
 @dataclass
@@ -140,16 +143,19 @@ class ModelManager:
             except Exception:  # noqa: BLE001 - a bad scan must not stop polling
                 log.exception("repository poll failed")
 
-    async def load(self, name: str) -> None:
+    async def load(self, name: str, override: ModelConfig | None = None) -> None:
+        """Explicit mode: (re)load `name`, with `override` in place of its config.pbtxt if given."""
         if self.mode != "explicit":
             raise Unsupported(f"explicit model load/unload is not allowed in model control mode {self.mode!r}")
         async with self._lock:
             if name not in self.repository.scan():
                 raise ModelNotFound(f"no model folder named {name!r} in the repository")
             self.entries.setdefault(name, ModelEntry(name))
-            entry = await self._sync(name, force=True)
-        if entry.state != READY:
-            raise LoadFailed(f"failed to load {name!r}: {entry.reason}")
+            entry = await self._sync(name, force=True, override=override)
+        if entry.state != READY or entry.refused:
+            # As Triton: a failed reload leaves the versions already loaded serving, and says so.
+            still = f" (version {', '.join(map(str, sorted(entry.versions)))} still serving)" if entry.versions else ""
+            raise LoadFailed(f"failed to load {name!r}: {entry.refused or entry.reason}{still}")
 
     async def unload(self, name: str) -> None:
         if self.mode != "explicit":
@@ -180,10 +186,11 @@ class ModelManager:
         await asyncio.gather(*(v.batcher.close() for v in old))
         entry.state = UNAVAILABLE
 
-    async def _sync(self, name: str, force: bool = False) -> ModelEntry:
+    async def _sync(self, name: str, force: bool = False, override: ModelConfig | None = None) -> ModelEntry:
         """Load what the disk says for one model, keeping versions that did not change."""
         entry = self.entries[name]
-        source: ModelSource = await asyncio.to_thread(self.repository.read, name)
+        source: ModelSource = await asyncio.to_thread(self.repository.read, name, override)
+        entry.refused = source.error or ""
         if source.error:
             if entry.versions:  # keep serving what works; say why the update was refused
                 entry.reason = f"update not applied: {source.error}"
@@ -223,6 +230,7 @@ class ModelManager:
                 log.error("model %r version %d failed to load: %s", name, number, exc)
                 if number in entry.versions:  # a failed reload leaves the old one serving
                     keep[number] = entry.versions[number]
+                entry.refused = "; ".join(filter(None, (entry.refused, errors[number])))
         old = [v for n, v in entry.versions.items() if keep.get(n) is not v]
         entry.versions = {**keep, **fresh}
         entry.version_errors = {n: e for n, e in errors.items() if n not in entry.versions}

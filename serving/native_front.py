@@ -97,7 +97,9 @@ class NativeFront:
         self.max_message = max_message
         io_threads = 1 if (os.cpu_count() or 1) <= 2 else 2  # on 2 cores a second one only competes
         try:
-            self._front = NativeGrpcFront(address, [(m.path, False) for m in methods], io_threads=io_threads, call_details=True)
+            self._front = NativeGrpcFront(
+                address, [(m.path, False) for m in methods], io_threads=io_threads, call_details=True, metrics=True
+            )
         except OSError as exc:
             raise OSError(f"cannot bind gRPC port {address}: {exc}") from None
         self._front.set_fallback(fallback_socket)
@@ -111,9 +113,12 @@ class NativeFront:
         self._front.start()
         threading.Thread(target=self._dispatch, name="dnnzoo-grpc-front", daemon=True).start()
 
-    async def stop(self, grace: float) -> None:
-        """Refuse new calls (UNAVAILABLE), give running ones `grace` seconds, cancel the rest, close."""
+    async def drain(self, grace: float) -> None:
+        """Refuse new calls (UNAVAILABLE), give running ones `grace` seconds, answer the rest with
+        UNAVAILABLE, then wait until every answer has left (`respond` only queues it)."""
         self._stopping = True
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
         running = dict(self._calls)
         if running:
             await asyncio.wait(running.values(), timeout=grace)
@@ -122,7 +127,18 @@ class NativeFront:
                 task.cancel()
                 self._front.fail(call_id, grpc.StatusCode.UNAVAILABLE.value[0], "server shut down before the request finished")
         await asyncio.gather(*running.values(), return_exceptions=True)
+        flushed_by = max(end, loop.time() + 1.0)  # the rest of the grace period, and at least a second
+        while self._unfinished() and loop.time() < flushed_by:
+            await asyncio.sleep(0.005)
+
+    async def close(self) -> None:
+        """Close the port; calls still open (none after `drain`) get UNAVAILABLE."""
         await asyncio.get_running_loop().run_in_executor(None, self._front.close)
+
+    def _unfinished(self) -> int:
+        """Calls the front has started and not finished writing, from its own counters."""
+        methods = self._front.metrics()["methods"]
+        return sum(m["started"] - sum(s["count"] for s in m["status"].values()) for m in methods.values())
 
     # -- on the dispatch thread -------------------------------------------------------------
 

@@ -99,18 +99,24 @@ class Repository:
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name))
 
-    def read(self, name: str) -> ModelSource:
-        """Read one model; `name` must come from `scan()` (checked again here)."""
+    def read(self, name: str, override: ModelConfig | None = None) -> ModelSource:
+        """Read one model; `name` must come from `scan()` (checked again here).
+
+        `override` replaces config.pbtxt for this read (RepositoryModelLoad's `config` parameter);
+        the model files and side files still come from the folder."""
         if name not in self.scan():
             return ModelSource(name, error=f"no model folder named {name!r} in the repository")
         folder = self.root / name
+        if override is None:
+            try:
+                text = (folder / CONFIG_FILE).read_text(encoding="utf-8")
+            except OSError as exc:
+                return ModelSource(name, error=f"cannot read {CONFIG_FILE}: {exc.strerror or exc}")
+            fingerprint = [_stat(folder / CONFIG_FILE)]
+        else:
+            fingerprint = [("override", override.SerializeToString(deterministic=True))]
         try:
-            text = (folder / CONFIG_FILE).read_text(encoding="utf-8")
-        except OSError as exc:
-            return ModelSource(name, error=f"cannot read {CONFIG_FILE}: {exc.strerror or exc}")
-        fingerprint = [_stat(folder / CONFIG_FILE)]
-        try:
-            config = parse_config(text, f"{name}/{CONFIG_FILE}")
+            config = parse_config(text, f"{name}/{CONFIG_FILE}") if override is None else override
             if not config.name:
                 config.name = name
             spec = _spec(config, folder, name, fingerprint)

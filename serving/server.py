@@ -79,8 +79,10 @@ class Server:
         # every batcher run its queue without waiting for batches to fill.
         stopping = [self.grpc_server.stop(grace), self.models.close()]
         if self.front is not None:
-            stopping.append(self.front.stop(grace))
+            stopping.append(self.front.drain(grace))
         await asyncio.gather(*stopping)
+        if self.front is not None:  # after grpc.aio has finished the calls the front forwarded to it
+            await self.front.close()
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         if self._metrics_httpd is not None:

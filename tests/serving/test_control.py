@@ -8,6 +8,7 @@ import threading
 import grpc
 import numpy as np
 import pytest
+from google.protobuf import json_format
 
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
@@ -141,6 +142,28 @@ def test_explicit_load_errors(explicit):
     expect_error(explicit.RepositoryModelUnload, pb.RepositoryModelUnloadRequest(model_name="ghost"),
                  grpc.StatusCode.NOT_FOUND)
     request = pb.RepositoryModelLoadRequest(model_name="doubler")
-    request.parameters["config"].string_param = "{}"
-    expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.FAILED_PRECONDITION, "config")
+    request.parameters["config"].string_param = "{}"  # valid JSON, but no inputs or outputs
+    expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.UNAVAILABLE, "inputs and outputs", "still serving")
+    request.parameters["config"].string_param = "{not json"
+    expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.INVALID_ARGUMENT, "JSON")
+    request.parameters["config"].string_param = '{"name": "pixels"}'
+    expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.INVALID_ARGUMENT, "'pixels'")
+    request = pb.RepositoryModelLoadRequest(model_name="doubler")
+    request.parameters["file:1/model.onnx"].bytes_param = b"onnx bytes"
+    expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.FAILED_PRECONDITION, "file:")
     assert explicit.ModelReady(pb.ModelReadyRequest(name="doubler")).ready
+
+
+def test_explicit_load_with_a_config_override_then_without(explicit):
+    config = explicit.ModelConfig(pb.ModelConfigRequest(name="doubler")).config
+    assert config.max_batch_size == 8
+    config.max_batch_size = 2
+    request = pb.RepositoryModelLoadRequest(model_name="doubler")
+    request.parameters["config"].string_param = json_format.MessageToJson(config)  # as tritonclient sends it
+    explicit.RepositoryModelLoad(request, timeout=30)
+    assert explicit.ModelConfig(pb.ModelConfigRequest(name="doubler")).config.max_batch_size == 2
+    x = np.ones((3, 4), np.float32)
+    expect_error(explicit.ModelInfer, raw_request("doubler", x=("FP32", x)), grpc.StatusCode.INVALID_ARGUMENT, "batch")
+    explicit.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="doubler"), timeout=30)  # the file again
+    assert explicit.ModelConfig(pb.ModelConfigRequest(name="doubler")).config.max_batch_size == 8
+    np.testing.assert_array_equal(output(explicit.ModelInfer(raw_request("doubler", x=("FP32", x))), "y"), x * 2)
