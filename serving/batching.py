@@ -8,7 +8,8 @@ what is queued is spread over them (each batch takes its share of the rows, in o
 all going to one, because on a CPU a batch stops gaining long before max_batch_size while an idle
 instance is an idle core (two b32 requests: two b32 runs side by side, not one b64 run). With a
 delay configured it waits until the batch is full, reaches a preferred size, or the oldest request
-has waited `max_queue_delay_microseconds`; with `dynamic_batching {}` it never waits. Without dynamic batching each request runs alone.
+has waited `max_queue_delay_microseconds`; with `dynamic_batching {}` it never waits. Without
+dynamic batching each request runs alone.
 
 The queue is bounded (`default_queue_policy.max_queue_size`, 0 = unbounded) and answers QueueFull
 when full. A request whose deadline passed while queued gets DeadlineExceeded and is not run; a
