@@ -107,6 +107,17 @@ def use_native_front(config: ServeConfig) -> bool:
     return False
 
 
+def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    """The bound port; OSError in plain words where grpcio returns 0 or raises (it has done both)."""
+    try:
+        port = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot bind gRPC port {address} (in use, or not an address of this machine)")
+    return port
+
+
 def _credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
     if config.tls_cert is None:
         return None
@@ -167,16 +178,11 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
     if use_native_front(config):
         socket_dir = tempfile.mkdtemp(prefix="dnnzoo-grpc-")
         socket = os.path.join(socket_dir, "grpc.sock")
-        if grpc_server.add_insecure_port(f"unix:{socket}") == 0:
-            raise OSError(f"cannot bind the Unix socket {socket}")
+        _bind(grpc_server, f"unix:{socket}", None)
         front = NativeFront(address, list(ours.unary.values()), socket, limit)
         port = front.port
-    elif credentials is None:
-        port = grpc_server.add_insecure_port(address)
     else:
-        port = grpc_server.add_secure_port(address, credentials)
-    if port == 0:
-        raise OSError(f"cannot bind gRPC port {address}")
+        port = _bind(grpc_server, address, credentials)
 
     await models.start()
     httpd, metrics_port = (None, None)

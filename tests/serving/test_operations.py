@@ -266,3 +266,13 @@ def test_message_size_limit_is_configurable(tmp_path, front):
             assert stub.ModelInfer(raw_request("doubler", x=("FP32", big)), timeout=10).model_name == "doubler"
     finally:
         small.stop()
+
+
+@pytest.mark.parametrize("front", FRONTS)
+def test_a_port_in_use_is_a_plain_error(repository, front):
+    first = start_server(server_config(repository, providers="cpu", grpc_front=front))
+    try:
+        with pytest.raises(OSError, match=f"cannot bind gRPC port 127.0.0.1:{first.port}"):
+            start_server(server_config(repository, providers="cpu", grpc_front=front, port=first.port))
+    finally:
+        first.stop()
