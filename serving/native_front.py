@@ -122,7 +122,7 @@ class NativeFront:
         for call_id, task in running.items():
             if not task.done():
                 task.cancel()
-                self._front.fail(call_id, grpc.StatusCode.UNAVAILABLE.value[0], "server shut down before the request finished")
+                self._fail(call_id, grpc.StatusCode.UNAVAILABLE, "server shut down before the request finished")
         await asyncio.gather(*running.values(), return_exceptions=True)
         flushed_by = max(end, loop.time() + 1.0)  # the rest of the grace period, and at least a second
         while self._unfinished() and loop.time() < flushed_by:
@@ -161,36 +161,39 @@ class NativeFront:
                     task.cancel()
                 continue
             if self._stopping:
-                self._front.fail(call_id, grpc.StatusCode.UNAVAILABLE.value[0], "server is shutting down; retry elsewhere")
+                self._fail(call_id, grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry elsewhere")
                 continue
             remaining = details[2] if details else None
             deadline = None if remaining is None else now + remaining
             self._calls[call_id] = self._loop.create_task(self._run(call_id, self.methods[method_id], payload, deadline))
 
     async def _run(self, call_id: int, method: UnaryMethod, payload: bytes, deadline: float | None) -> None:
-        front = self._front
         try:
-            if len(payload) > self.max_message:
-                front.fail(call_id, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
-                           f"received message larger than max ({len(payload)} vs. {self.max_message})")
+            if self._too_large(call_id, len(payload), "received"):
                 return
             try:
                 request = method.deserialize(payload)
             except Exception:  # noqa: BLE001 - any decode failure is the client's malformed message
-                front.fail(call_id, grpc.StatusCode.INTERNAL.value[0], "failed to parse the request message")
+                self._fail(call_id, grpc.StatusCode.INTERNAL, "failed to parse the request message")
                 return
             try:
                 data = method.serialize(await method.handler(request, CallContext(deadline)))
             except asyncio.CancelledError:
                 return  # the front has answered the client already (CANCELLED or DEADLINE_EXCEEDED)
             except Exception as exc:  # noqa: BLE001 - mapped in one place, as the interceptor does
-                code, message = status_of(exc, method.path)
-                front.fail(call_id, code.value[0], message)
+                self._fail(call_id, *status_of(exc, method.path))
                 return
-            if len(data) > self.max_message:
-                front.fail(call_id, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
-                           f"sent message larger than max ({len(data)} vs. {self.max_message})")
-                return
-            front.respond(call_id, data)
+            if not self._too_large(call_id, len(data), "sent"):
+                self._front.respond(call_id, data)
         finally:
             self._calls.pop(call_id, None)
+
+    def _too_large(self, call_id: int, size: int, direction: str) -> bool:
+        """Fail the call with RESOURCE_EXHAUSTED, as grpcio words it, if a message is over the limit."""
+        if size <= self.max_message:
+            return False
+        self._fail(call_id, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{direction} message larger than max ({size} vs. {self.max_message})")
+        return True
+
+    def _fail(self, call_id: int, code: grpc.StatusCode, message: str) -> None:
+        self._front.fail(call_id, code.value[0], message)
