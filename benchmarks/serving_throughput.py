@@ -9,6 +9,11 @@ options the server gives the model, and are the physical limit the server is com
 (ratios). Also printed: what ONNX Runtime itself gains from batch 16 over batch 1, which is all
 dynamic batching can win on a CPU. Works on any repository model with one input.
 
+Beside each server scenario, the same load on `bare_server.py`'s server (pygrpc-native's front
+and the model's ONNX Runtime session, with nothing between them: no validation, statistics,
+metrics or asyncio): the ceiling any Python server on this front reaches on this machine, so a
+missed target can be told apart from a limit of the machine (h2load only; `--no-bare` skips it).
+
 Method, so that neither side is favoured: the server runs in its own process and the load generator
 in another (neither shares a GIL with the other or with the in-process runs). The load generator is
 h2load (nghttp2's C HTTP/2 benchmark, `apt install nghttp2-client`) when it is on PATH, as Triton's
@@ -222,11 +227,14 @@ def h2load(arguments: list[str]) -> tuple[int, float]:
     return int(done.group(1)), float(finished.group(1)) / (1000 if finished.group(2) == "ms" else 1)
 
 
-def with_h2load(address: str, model: str, spec, batch: int, concurrency: int, seconds: float) -> dict:
+def with_h2load(address: str, model: str, spec, batch: int, concurrency: int, seconds: float,
+                counts=None) -> dict:
     """h2load as the load generator; the server's statistics vouch that every call succeeded.
 
     A fixed number of calls (sized from a warm-up so the run lasts about `seconds`) rather than a
-    duration, so that no call is cut off at the end and the counts must match exactly."""
+    duration, so that no call is cut off at the end and the counts must match exactly. `counts()`
+    gives (successes, failures) so far; by default the server's ModelStatistics."""
+    counts = counts or (lambda: call_counts(address, model))
     with tempfile.TemporaryDirectory() as tmp:
         body, log = Path(tmp) / "request.bin", Path(tmp) / "calls.tsv"
         body.write_bytes(grpc_frame(model, (spec.inputs[0].name, spec.inputs[0].datatype.name), make_input(spec, batch)))
@@ -235,11 +243,11 @@ def with_h2load(address: str, model: str, spec, batch: int, concurrency: int, se
                   "-H", "content-type: application/grpc", "-H", "te: trailers"]
         warm_calls, warm_seconds = h2load(["-n", str(50 * concurrency), *common, url])
         total = max(10 * concurrency, round(warm_calls / warm_seconds * seconds))
-        before = call_counts(address, model)
+        before = counts()
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
         calls_made, elapsed = h2load(["-n", str(total), f"--log-file={log}", *common, url])
         used = resource.getrusage(resource.RUSAGE_CHILDREN)
-        after = call_counts(address, model)
+        after = counts()
         calls = np.loadtxt(log, ndmin=2)  # start (us since epoch), HTTP status, duration (us)
     statuses = set(calls[:, 1].astype(int)) if len(calls) else set()
     succeeded, failed = after[0] - before[0], after[1] - before[1]
@@ -279,6 +287,17 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def start_bare_server(repository: Path, model: str):
+    """`bare_server.py`'s server in its own process: (process, address)."""
+    from bare_server import bare_server
+
+    context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    process = context.Process(target=bare_server, args=(str(repository), model, ready), daemon=True)
+    process.start()
+    return process, f"127.0.0.1:{ready.get(timeout=120)}"
+
+
 def start_server(repository: Path) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), DNNZOO_PROVIDERS=os.environ.get("DNNZOO_PROVIDERS", "cpu"))
     command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
@@ -304,6 +323,8 @@ def main() -> int:
                         help="override the config's instance_group count (default: keep the config's)")
     parser.add_argument("--client", choices=("auto", "h2load", "python"), default="auto",
                         help="load generator: h2load (C, from nghttp2-client), the Python client, or h2load when installed")
+    parser.add_argument("--no-bare", dest="bare", action="store_false",
+                        help="skip the bare server (benchmarks/bare_server.py), the ceiling measured beside dnnzoo's")
     parser.add_argument("--grpc-front", choices=("native", "grpcio"), default=None,
                         help="the server's --grpc-front (default: the server's own choice)")
     args = parser.parse_args()
@@ -329,28 +350,48 @@ def main() -> int:
         s = args.seconds
 
         process, address = start_server(repo)
+        bare = start_bare_server(repo, batched) if CLIENT == "h2load" and args.bare else None
         try:
-            # Each pair back to back: in-process first, then the same work through the server.
+            # Each group back to back: in-process first, then the same work through the servers.
             def served(model: str, batch: int, concurrency: int) -> dict:
                 before, start = process_cpu(process.pid), time.perf_counter()
                 row = over_grpc(address, model, spec, batch, concurrency, s)
                 row["server_cpu"] = (process_cpu(process.pid) - before) / (time.perf_counter() - start)
                 return row
 
+            def bare_served(batch: int, concurrency: int) -> dict:
+                from bare_server import answered
+
+                pid, bare_address = bare[0].pid, bare[1]
+                before, start = process_cpu(pid), time.perf_counter()
+                row = with_h2load(bare_address, batched, spec, batch, concurrency, s,
+                                  counts=lambda: (answered(bare_address), 0))
+                row["server_cpu"] = (process_cpu(pid) - before) / (time.perf_counter() - start)
+                return row
+
             rows = {}
             rows["in-process batch 1"] = in_process(path, spec, 1, 1, s)
             rows["server b1 c1"] = served(batched, 1, 1)
+            if bare:
+                rows["bare b1 c1"] = bare_served(1, 1)
             local16 = [in_process(path, spec, 16, t, s) for t in (1, 2)]
             rows["in-process batch 16"] = max(local16, key=lambda r: r["items_s"])
             rows["server b1 c16 batching"] = served(batched, 1, 16)
             rows["server b1 c16 no batching"] = served(unbatched, 1, 16)
+            if bare:
+                rows["bare b1 c16"] = bare_served(1, 16)
             local32 = [in_process(path, spec, 32, t, s) for t in (1, 2)]
             rows["in-process batch 32"] = max(local32, key=lambda r: r["items_s"])
             rows["server b32 c2"] = served(batched, 32, 2)
+            if bare:
+                rows["bare b32 c2"] = bare_served(32, 2)
             rows["in-process batch 1 (again)"] = in_process(path, spec, 1, 1, s)
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(60)
+            if bare:
+                bare[0].terminate()
+                bare[0].join(10)
 
     b1 = max(rows["in-process batch 1"], rows["in-process batch 1 (again)"], key=lambda r: r["items_s"])
     limit16, limit32 = rows["in-process batch 16"]["items_s"], rows["in-process batch 32"]["items_s"]
@@ -360,6 +401,12 @@ def main() -> int:
         "server b1 c16 no batching": rows["server b1 c16 no batching"]["items_s"] / limit16,
         "server b32 c2": rows["server b32 c2"]["items_s"] / limit32,
     }
+    if "bare b1 c1" in rows:
+        ratios.update({
+            "bare b1 c1": rows["bare b1 c1"]["items_s"] / b1["items_s"],
+            "bare b1 c16": rows["bare b1 c16"]["items_s"] / limit16,
+            "bare b32 c2": rows["bare b32 c2"]["items_s"] / limit32,
+        })
     threads16 = 1 + int(local16[1]["items_s"] > local16[0]["items_s"])
     threads32 = 1 + int(local32[1]["items_s"] > local32[0]["items_s"])
     print(f"model {model}; {os.cpu_count()} CPU cores; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
@@ -378,12 +425,15 @@ def main() -> int:
         "server b1 c16 batching": "server b1 c16, dynamic batching",
         "server b1 c16 no batching": "server b1 c16, no batching",
         "server b32 c2": "server batch 32, concurrency 2",
+        "bare b1 c1": "  bare server b1 c1 (the ceiling)",
+        "bare b1 c16": "  bare server b1 c16 (the ceiling)",
+        "bare b32 c2": "  bare server b32 c2 (the ceiling)",
     }
     print(f"{'scenario':40} {'items/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'client CPU':>10} {'server CPU':>10} {'ratio':>6}")
     for key, row in rows.items():
         ratio = f"{ratios[key]:6.2f}" if key in ratios else ""
-        client = f"{row['cpu']:9.0%} " if key.startswith("server") else ""
-        server = f"{row['server_cpu']:9.0%} " if key.startswith("server") else ""
+        client = f"{row['cpu']:9.0%} " if "cpu" in row and "server_cpu" in row else ""
+        server = f"{row['server_cpu']:9.0%} " if "server_cpu" in row else ""
         print(f"{names[key]:40} {row['items_s']:9.0f} {row['p50']:8.3f} {row['p99']:8.3f} {client:>10} {server:>10} {ratio}")
     gain = limit16 / b1["items_s"]
     added = rows["server b1 c1"]["p50"] - b1["p50"]
@@ -391,6 +441,10 @@ def main() -> int:
     print(f"added median latency at batch 1, concurrency 1: {added:.3f} ms   (target <= 0.5 ms)")
     print(f"b1 c16 with dynamic batching / in-process batch 16: {ratios['server b1 c16 batching']:.2f}   (target >= 0.9)")
     print(f"b32 c2 / in-process batch 32: {ratios['server b32 c2']:.2f}   (target >= 0.9)")
+    if "bare b1 c1" in rows:
+        print(f"the bare server, same run: added median {rows['bare b1 c1']['p50'] - b1['p50']:.3f} ms; "
+              f"b1 c16 {ratios['bare b1 c16']:.2f}; b32 c2 {ratios['bare b32 c2']:.2f}   "
+              "(no data plane: see benchmarks/bare_server.py)")
     print("ratios: b1 c1 vs in-process batch 1 (best of the two runs); b1 c16 vs in-process batch 16; "
           "b32 c2 vs in-process batch 32. client/server CPU: each process's CPU time, in cores")
     return 0

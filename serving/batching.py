@@ -1,44 +1,45 @@
 """Dynamic batching with Triton's semantics, one batcher per loaded model version.
 
-Requests wait in a FIFO queue. When an execution slot is free (one per model instance), the batcher
-takes the oldest request and every following request that fits beside it (same dtypes and same
+Requests wait in a FIFO queue. Each model instance (`instance_group.count`) is a thread that takes
+the next batch itself as soon as it is free, runs it and answers it, as Triton's instance threads
+do: the oldest request and every following request that fits beside it (same dtypes and same
 non-batch dims, total rows <= max_batch_size), stopping at the first that does not: a request is
 never split and never overtaken. One difference from Triton: when more than one instance is idle,
 what is queued is spread over them (each batch takes its share of the rows, in order) instead of
 all going to one, because on a CPU a batch stops gaining long before max_batch_size while an idle
 instance is an idle core (two b32 requests: two b32 runs side by side, not one b64 run). With a
-delay configured it waits until the batch is full, reaches a preferred size, or the oldest request
-has waited `max_queue_delay_microseconds`; with `dynamic_batching {}` it never waits. Without
-dynamic batching each request runs alone.
+delay configured an instance waits until the batch is full, reaches a preferred size, or the oldest
+request has waited `max_queue_delay_microseconds`; with `dynamic_batching {}` it never waits.
+Without dynamic batching each request runs alone.
 
 The queue is bounded (`default_queue_policy.max_queue_size`, 0 = unbounded) and answers QueueFull
 when full. A request whose deadline passed while queued gets DeadlineExceeded and is not run; a
-cancelled request (its future cancelled by gRPC) is dropped. ONNX Runtime releases the GIL, so the
-batch runs in a thread pool and the event loop keeps accepting requests meanwhile.
+cancelled request is dropped. ONNX Runtime releases the GIL, so instances run side by side.
 
-A request is never launched from `submit` itself: it is queued and the scheduler task takes it
-in a later loop iteration, so requests that arrive together (the native gRPC front hands them over
-in batches) are all queued before the first batch is cut, and merge. When a batch holds every
-request the model has in hand and its measured cost is below `inline_below_s`, it runs on the
-event loop thread: handing it to a worker thread and back costs about as much as running a small
-model (0.3-0.5 ms on a small, busy CPU), and the loop has nothing else of this model's to do
-meanwhile. Under concurrent load batches go to the pool, where they overlap with the loop's own
-protocol work. The first execution always goes to the pool, since nothing has been measured yet.
+Why threads and not the event loop: every hand-over between threads costs a wake-up, and on a
+small busy CPU a wake-up costs 0.1-1 ms, as much as running a small model. Here a request
+crosses one (from whoever enqueues it to an instance thread), and the answer is delivered by the
+instance thread through the request's `done` callback: the native gRPC front encodes and sends it
+right there, and asyncio callers (`submit`) get it through `call_soon_threadsafe`.
+`benchmarks/bare_server.py` measures the same design with nothing else around it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from serving.errors import DeadlineExceeded, InvalidInput, ModelNotReady, QueueFull
+
+log = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
 RunFn = Callable[[Arrays], Arrays]
@@ -53,14 +54,11 @@ class BatchPolicy:
     max_queue_delay_s: float = 0.0
     preferred_sizes: tuple[int, ...] = ()
     max_queue_size: int = 0  # 0: unbounded
-    instances: int = 1  # executions in flight at once for this model version
-    inline_below_s: float = 0.001  # a lone batch measured to cost less runs on the loop thread; 0: never
+    instances: int = 1  # instance threads: executions in flight at once for this model version
 
 
 class Timings(NamedTuple):
-    """Nanoseconds a request spent in each phase (compute phases are its batch's).
-
-    A NamedTuple rather than a dataclass: one is built per request, on the event loop thread."""
+    """Nanoseconds a request spent in each phase (compute phases are its batch's)."""
 
     queue_ns: int
     compute_input_ns: int
@@ -69,88 +67,181 @@ class Timings(NamedTuple):
     batch_size: int
 
 
-@dataclass
-class _Pending:
-    inputs: Arrays
-    rows: int
-    signature: tuple
-    future: asyncio.Future
-    enqueued_ns: int
-    deadline: float | None  # loop.time() by which it must have started, or None
+Result = tuple[Arrays, Timings]
+Done = Callable[["Result | BaseException"], None]  # called once, on an instance thread, unless cancelled
+
+_QUEUED, _TAKEN, _DROPPED = range(3)
 
 
-@dataclass
-class _Executed:
-    outputs: list[Arrays]
-    input_ns: int
-    infer_ns: int
-    output_ns: int
+class Ticket:
+    """One queued request. `done` gets its own rows of the outputs, or the exception."""
+
+    __slots__ = ("inputs", "rows", "signature", "enqueued_ns", "deadline", "done", "state")
+
+    def __init__(self, inputs: Arrays, rows: int, signature: tuple, deadline: float | None, done: Done) -> None:
+        self.inputs, self.rows, self.signature = inputs, rows, signature
+        self.enqueued_ns = time.monotonic_ns()
+        self.deadline = deadline  # time.monotonic() by which it must have started, or None
+        self.done = done
+        self.state = _QUEUED
 
 
-_COST_WEIGHT = 0.2  # of the newest execution in the running estimate of a row's cost
-_COST_CLIP = 2.0  # an execution counts as at most this many times the estimate: on a busy machine a
-# thread is often preempted mid-run, and those outliers say nothing about the model's own cost
-
-
-@dataclass
 class Batcher:
-    """Queue + scheduler for one model version; `submit` is the only way in."""
+    """Queue + instance threads for one model version. `enqueue` (any thread, a callback) and
+    `submit` (asyncio) are the ways in; `start` and `close` bracket its life."""
 
-    run: RunFn
-    policy: BatchPolicy
-    executor: Executor
-    label: str = "model"  # for messages: "'name' version v"
-    on_execution: Callable[[int, int, int, int], None] | None = None  # rows, input/infer/output ns
-    _queue: deque[_Pending] = field(default_factory=deque, init=False)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _free: int = field(default=0, init=False)  # instances not executing now
-    _running: set[asyncio.Future] = field(default_factory=set, init=False)  # executions in the pool
-    _row_ns: float | None = field(default=None, init=False)  # running estimate of one row's cost
-    _in_hand: int = field(default=0, init=False)  # requests submitted and not yet answered
-    _task: asyncio.Task | None = field(default=None, init=False)
-    _closing: bool = field(default=False, init=False)
+    def __init__(self, run: RunFn, policy: BatchPolicy, label: str = "model",
+                 on_execution: Callable[[int, int, int, int], None] | None = None) -> None:
+        self.run = run
+        self.policy = policy
+        self.label = label  # for messages: "model 'name' version v"
+        self.on_execution = on_execution  # rows, input/infer/output ns; on an instance thread
+        self._queue: deque[Ticket] = deque()
+        self._changed = threading.Condition()
+        self._idle = 0  # instance threads waiting for work
+        self._threads: list[threading.Thread] = []
+        self._closing = False
 
     def start(self) -> None:
-        self._free = max(1, self.policy.instances)
-        self._task = asyncio.get_running_loop().create_task(self._schedule(), name=f"batcher {self.label}")
+        for number in range(max(1, self.policy.instances)):
+            thread = threading.Thread(target=self._instance, name=f"dnnzoo {self.label} #{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     @property
     def queued(self) -> int:
-        return sum(1 for item in self._queue if not item.future.done())
+        with self._changed:
+            return sum(1 for ticket in self._queue if ticket.state == _QUEUED)
 
-    async def submit(self, inputs: Mapping[str, np.ndarray], deadline: float | None = None) -> tuple[Arrays, Timings]:
-        """Queue one request; return its outputs (its own rows only) and where its time went.
+    def enqueue(self, inputs: Mapping[str, np.ndarray], deadline: float | None, done: Done) -> Ticket:
+        """Queue one request; `done` is called with its outputs and timings, or an exception.
 
-        `deadline` is in `loop.time()` units. Cancelling the awaiting task drops the request.
-        """
-        if self._closing or self._task is None:
+        Raises (without calling `done`) when the model is closing, the queue is full, or the inputs
+        disagree on the batch size. `deadline` is in `time.monotonic()` seconds."""
+        if self._closing or not self._threads:
             raise ModelNotReady(f"{self.label} is unloading; retry")
-        policy = self.policy
-        if policy.max_queue_size and len(self._queue) >= policy.max_queue_size:
-            self._purge_done()
-            if len(self._queue) >= policy.max_queue_size:
-                raise QueueFull(f"{self.label}: queue is full ({policy.max_queue_size} requests waiting); retry later")
         rows, signature = self._shape_of(inputs)
-        loop = asyncio.get_running_loop()
-        item = _Pending(dict(inputs), rows, signature, loop.create_future(), time.monotonic_ns(), deadline)
-        self._in_hand += 1
-        self._queue.append(item)
-        self._wake.set()
-        try:
-            return await item.future
-        finally:
-            self._in_hand -= 1
+        ticket = Ticket(dict(inputs), rows, signature, deadline, done)
+        with self._changed:
+            limit = self.policy.max_queue_size
+            if limit and len(self._queue) >= limit:
+                self._purge()
+                if len(self._queue) >= limit:
+                    raise QueueFull(f"{self.label}: queue is full ({limit} requests waiting); retry later")
+            self._queue.append(ticket)
+            self._changed.notify()
+        return ticket
+
+    def cancel(self, ticket: Ticket) -> bool:
+        """Drop a request that has not started; False when it already runs (its `done` will come)."""
+        with self._changed:
+            if ticket.state != _QUEUED:
+                return False
+            ticket.state = _DROPPED
+            return True
+
+    async def submit(self, inputs: Mapping[str, np.ndarray], deadline: float | None = None) -> Result:
+        """`enqueue` for asyncio callers. Cancelling the awaiting task drops the request."""
+        return await await_callback(lambda done: self.enqueue(inputs, deadline, done), self.cancel)
 
     async def close(self) -> None:
         """Stop taking requests, run everything already queued without waiting, then stop."""
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await asyncio.shield(self._task)
-        while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        threads, self._threads = self._threads, []
+        if threads:
+            await asyncio.get_running_loop().run_in_executor(None, _join, threads)
 
-    # -- scheduling -------------------------------------------------------------------------
+    # -- on the instance threads ------------------------------------------------------------
+
+    def _instance(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _take(self) -> list[Ticket] | None:
+        """Wait for the next batch this instance should run; None once closing with nothing left."""
+        while True:
+            with self._changed:
+                got = self._next(self._expire())
+                if got is None or got[0].state == _TAKEN:
+                    return got
+            for ticket in got:  # answered outside the lock: `done` may do real work
+                _deliver(ticket, DeadlineExceeded(f"{self.label}: deadline passed while queued; not run"))
+
+    def _next(self, expired: list[Ticket]) -> list[Ticket] | None:
+        """Under the lock: a batch (taken), the expired requests to answer first, or None to stop."""
+        self._idle += 1
+        try:
+            while not expired:
+                batch, can_grow = self._head()
+                if not batch:
+                    if self._closing:
+                        return None
+                    wait = None
+                else:
+                    wait = self._wait_for(batch) if can_grow and not self._closing else 0.0
+                    if wait <= 0:
+                        for ticket in batch:
+                            self._queue.popleft()
+                            ticket.state = _TAKEN
+                        return batch
+                self._changed.wait(wait)
+                expired = self._expire()
+            return expired
+        finally:
+            self._idle -= 1
+
+    def _wait_for(self, batch: list[Ticket]) -> float:
+        """Seconds this batch may still wait to grow: the queue delay, cut short by a deadline."""
+        wait = batch[0].enqueued_ns / 1e9 + self.policy.max_queue_delay_s - time.monotonic_ns() / 1e9
+        deadlines = [t.deadline for t in self._queue if t.deadline is not None and t.state == _QUEUED]
+        if deadlines:  # wake to answer a request whose deadline passes while it waits
+            wait = min(wait, max(0.0, min(deadlines) - time.monotonic()) + 1e-4)
+        return wait
+
+    def _execute(self, batch: list[Ticket]) -> None:
+        started = time.monotonic_ns()
+        total = sum(ticket.rows for ticket in batch)
+        try:
+            outputs, input_ns, infer_ns, output_ns = self._run_batch(batch)
+        except Exception as exc:  # noqa: BLE001 - delivered to every request of the batch
+            for ticket in batch:
+                _deliver(ticket, exc)
+        else:
+            if self.on_execution is not None:
+                try:
+                    self.on_execution(total, input_ns, infer_ns, output_ns)
+                except Exception:  # noqa: BLE001 - bookkeeping must not cost the answers
+                    log.exception("%s: recording an execution failed", self.label)
+            for ticket, values in zip(batch, outputs):
+                _deliver(ticket, (values, Timings(started - ticket.enqueued_ns, input_ns, infer_ns, output_ns, total)))
+        finally:
+            with self._changed:
+                if self._queue:
+                    self._changed.notify()  # another idle instance may take what is left
+
+    def _run_batch(self, batch: list[Ticket]) -> tuple[list[Arrays], int, int, int]:
+        """Concatenate along dim 0, run, slice each request's rows back out."""
+        t0 = time.monotonic_ns()
+        if len(batch) == 1:
+            merged = batch[0].inputs
+        else:
+            merged = {name: np.concatenate([t.inputs[name] for t in batch], axis=0) for name in batch[0].inputs}
+        t1 = time.monotonic_ns()
+        outputs = self.run(merged)
+        t2 = time.monotonic_ns()
+        if len(batch) == 1:
+            split = [outputs]
+        else:
+            offsets = np.cumsum([0, *(t.rows for t in batch)])
+            split = [{name: value[a:b] for name, value in outputs.items()} for a, b in zip(offsets[:-1], offsets[1:])]
+        return split, t1 - t0, t2 - t1, time.monotonic_ns() - t2
+
+    # -- queue inspection (under the lock) -------------------------------------------------
 
     def _shape_of(self, inputs: Mapping[str, np.ndarray]) -> tuple[int, tuple]:
         if self.policy.max_batch_size <= 0:
@@ -161,35 +252,37 @@ class Batcher:
         signature = tuple(sorted((name, array.dtype.str, array.shape[1:]) for name, array in inputs.items()))
         return rows.pop(), signature
 
-    def _purge_done(self) -> None:
-        self._queue = deque(item for item in self._queue if not item.future.done())
+    def _purge(self) -> None:
+        if any(ticket.state != _QUEUED for ticket in self._queue):
+            self._queue = deque(ticket for ticket in self._queue if ticket.state == _QUEUED)
 
-    def _expire(self, now: float) -> None:
-        """Answer requests whose deadline passed while queued; they are never run."""
-        for item in self._queue:
-            if item.deadline is not None and now >= item.deadline and not item.future.done():
-                item.future.set_exception(DeadlineExceeded(f"{self.label}: deadline passed while queued; not run"))
+    def _expire(self) -> list[Ticket]:
+        """Take out requests whose deadline passed while queued; they are answered, never run."""
+        now = time.monotonic()
+        expired = [t for t in self._queue if t.deadline is not None and now >= t.deadline and t.state == _QUEUED]
+        for ticket in expired:
+            ticket.state = _DROPPED
+        return expired
 
-    def _head(self) -> tuple[list[_Pending], bool]:
+    def _head(self) -> tuple[list[Ticket], bool]:
         """The requests the next batch would take, and whether it could still grow by waiting."""
-        self._expire(asyncio.get_running_loop().time())
-        self._purge_done()
+        self._purge()
         if not self._queue:
             return [], False
         first = self._queue[0]
         if not self.policy.dynamic or self.policy.max_batch_size <= 0:
             return [first], False
         batch, rows, blocked = [first], first.rows, False
-        for item in list(self._queue)[1:]:
-            if item.signature != first.signature or rows + item.rows > self.policy.max_batch_size:
+        for ticket in list(self._queue)[1:]:
+            if ticket.signature != first.signature or rows + ticket.rows > self.policy.max_batch_size:
                 blocked = True  # waiting cannot make this batch larger
                 break
-            batch.append(item)
-            rows += item.rows
-        if self._free > 1 and len(batch) > 1:
+            batch.append(ticket)
+            rows += ticket.rows
+        if self._idle > 1 and len(batch) > 1:
             # Spread what is here over the idle instances rather than give it all to one: on a CPU a
             # batch stops paying well before max_batch_size, and an idle instance is an idle core.
-            share, taken, count = -(-rows // self._free), 0, 0
+            share, taken, count = -(-rows // self._idle), 0, 0
             while count < len(batch) and (count == 0 or taken + batch[count].rows <= share):
                 taken += batch[count].rows
                 count += 1
@@ -197,111 +290,44 @@ class Batcher:
                 return batch[:count], False
         return batch, not blocked and rows < self.policy.max_batch_size and rows not in self.policy.preferred_sizes
 
-    async def _schedule(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch, _ = self._head()
-            if not batch or not self._free:
-                if not batch and self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()  # set by submit, close and every finished execution
-                continue
-            while True:
-                batch, can_grow = self._head()
-                if not batch or not can_grow or self._closing:
-                    break
-                wait = batch[0].enqueued_ns / 1e9 + self.policy.max_queue_delay_s - time.monotonic_ns() / 1e9
-                if wait <= 0:
-                    break
-                deadlines = [item.deadline for item in self._queue if item.deadline is not None]
-                if deadlines:  # wake to answer a request whose deadline passes while it waits
-                    wait = min(wait, max(0.0, min(deadlines) - loop.time()) + 1e-4)
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), wait)
-                except TimeoutError:
-                    pass
-            if not batch:
-                continue
-            for _ in batch:
-                self._queue.popleft()
-            self._launch(batch)
 
-    def _launch(self, batch: list[_Pending]) -> None:
-        """Take an instance and run `batch`: inline when it is known to be cheap, else in the pool."""
-        self._free -= 1
-        started = time.monotonic_ns()
-        requests, rows = [item.inputs for item in batch], [item.rows for item in batch]
-        total = sum(rows)
-        alone = len(batch) == self._in_hand and self._free == max(1, self.policy.instances) - 1
-        if alone and self._row_ns is not None and self._row_ns * total < self.policy.inline_below_s * 1e9:
-            try:
-                result: _Executed | BaseException = self._run_batch(requests, rows)
-            except Exception as exc:  # noqa: BLE001 - delivered to every request of the batch
-                result = exc
-            self._finish(batch, started, total, result)
-            return
-        loop = asyncio.get_running_loop()
-        finished = loop.create_future()
-        self._running.add(finished)
+def _deliver(ticket: Ticket, result: Result | BaseException) -> None:
+    """Call a request's `done` on this instance thread; a failing callback must not end the thread."""
+    try:
+        ticket.done(result)
+    except Exception:  # noqa: BLE001
+        log.exception("delivering an answer failed")
 
-        def deliver(result: _Executed | BaseException) -> None:
-            self._running.discard(finished)
-            finished.set_result(None)
-            self._finish(batch, started, total, result)
 
-        def work() -> None:
-            try:
-                result: _Executed | BaseException = self._run_batch(requests, rows)
-            except BaseException as exc:  # noqa: BLE001 - the loop thread frees the instance either way
-                result = exc
-            try:
-                loop.call_soon_threadsafe(deliver, result)
-            except RuntimeError:  # the loop is gone: nobody is waiting any more
-                pass
+async def await_callback(start: Callable[[Callable[[object], None]], object], cancel: Callable[[object], object]):
+    """Await a result delivered to a callback on another thread: `start(done)` returns a handle,
+    `cancel(handle)` runs if the awaiting task is cancelled. An exception delivered is raised."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
 
+    def done(result) -> None:
         try:
-            self.executor.submit(work)
-        except RuntimeError as exc:  # the pool was shut down
-            deliver(exc)
+            loop.call_soon_threadsafe(_settle, future, result)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
-    def _finish(self, batch: list[_Pending], started: int, rows: int, result: _Executed | BaseException) -> None:
-        """On the loop thread: free the instance, then answer every request still waiting."""
-        self._free += 1
-        self._wake.set()
-        if isinstance(result, BaseException):
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(result)
-            return
-        cost = (result.input_ns + result.infer_ns + result.output_ns) / rows
-        if self._row_ns is None:
-            self._row_ns = cost
-        else:
-            self._row_ns += _COST_WEIGHT * (min(cost, _COST_CLIP * self._row_ns) - self._row_ns)
-        if self.on_execution is not None:
-            self.on_execution(rows, result.input_ns, result.infer_ns, result.output_ns)
-        for item, outputs in zip(batch, result.outputs):
-            if not item.future.done():
-                item.future.set_result(
-                    (outputs, Timings(started - item.enqueued_ns, result.input_ns, result.infer_ns, result.output_ns, rows))
-                )
+    handle = start(done)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        cancel(handle)
+        raise
 
-    def _run_batch(self, requests: list[Arrays], rows: list[int]) -> _Executed:
-        """In a worker thread: concatenate along dim 0, run, slice each request's rows back out."""
-        t0 = time.monotonic_ns()
-        if len(requests) == 1:
-            merged = requests[0]
-        else:
-            merged = {name: np.concatenate([r[name] for r in requests], axis=0) for name in requests[0]}
-        t1 = time.monotonic_ns()
-        outputs = self.run(merged)
-        t2 = time.monotonic_ns()
-        if len(requests) == 1:
-            split = [outputs]
-        else:
-            offsets = np.cumsum([0, *rows])
-            split = [{name: value[a:b] for name, value in outputs.items()} for a, b in zip(offsets[:-1], offsets[1:])]
-        t3 = time.monotonic_ns()
-        return _Executed(split, t1 - t0, t2 - t1, t3 - t2)
+
+def _settle(future: asyncio.Future, result: Result | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join()

@@ -36,7 +36,6 @@ class ServeConfig:
     tls_client_ca: Path | None = None
     build_profile: str = "quick"  # the training profile a missing repository is built with
     grace_seconds: float = 30.0  # how long SIGTERM waits for in-flight and queued requests
-    workers: int = 0  # threads that run model executions; 0 = 2 x CPU cores (at least 4)
     # Limits of the typed task services (requests above them are INVALID_ARGUMENT).
     max_generate_count: int = 64  # images one Generate call may ask for
     max_forecast_horizon: int = 1000  # values one Forecast may ask for (beyond the trained horizon by feeding back)

@@ -7,16 +7,17 @@ batching, statistics and metrics all happen behind this one path, so every front
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from protos.model_config_pb2 import ModelConfig
 
+from serving.batching import Ticket, await_callback
 from serving.classification import classify
 from serving.errors import ModelNotFound, ModelNotReady, ServingError
 from serving.metrics import Metrics
-from serving.models import READY, ModelManager
+from serving.models import READY, LoadedVersion, ModelManager
 from serving.repository import ModelSpec
 from serving.requests import InferOutput, InferRequest, InferResponse
 from serving.statistics import VersionStatistics
@@ -155,41 +156,76 @@ class DataPlane:
     # -- inference ------------------------------------------------------------------------------
 
     async def infer(self, request: InferRequest, deadline: float | None = None) -> InferResponse:
-        """Run one request through its model's batcher. `deadline` is in `loop.time()` units."""
+        """Run one request through its model's batcher. `deadline` is in `time.monotonic()` seconds."""
+        return await await_callback(lambda done: self.start(request, deadline, done), Call.cancel)
+
+    def start(self, request: InferRequest, deadline: float | None, done: Callable[[object], None]) -> Call:
+        """Validate and queue one request; `done` gets its InferResponse, or the exception, on the
+        model's instance thread. What is wrong with the request itself raises here instead."""
         loaded = self.models.resolve(request.model, request.version)
         model, version = loaded.name, str(loaded.version)
         started = time.monotonic_ns()
         metrics = self.metrics.version(model, version)
-        metrics.in_flight.inc()
         try:
             inputs = loaded.runtime.prepare(check_inputs(loaded.spec, request))
             wanted = check_outputs(loaded.spec, request.outputs)
-            if request.timeout_us:
-                own = asyncio.get_running_loop().time() + request.timeout_us / 1e6
-                deadline = own if deadline is None else min(deadline, own)
-            # No await between resolve() and submit(): a reload cannot retire this version between them.
-            values, timings = await loaded.batcher.submit(inputs, deadline)
-            outputs = _outputs(loaded.spec, values, wanted)
-        except asyncio.CancelledError:
-            self._failed(loaded, started, "CANCELLED")
+        except Exception as exc:
+            self._failed(loaded, started, exc)
             raise
-        except ServingError as exc:
-            self._failed(loaded, started, type(exc).__name__)
-            raise
-        except Exception:
-            self._failed(loaded, started, "Internal")
-            raise
-        finally:
-            metrics.in_flight.dec()
-        total = time.monotonic_ns() - started
-        loaded.stats.record_success(total, timings)
-        metrics.observe_success(total, timings)
-        return InferResponse(model, version, request.id, outputs)
+        if request.timeout_us:
+            own = time.monotonic() + request.timeout_us / 1e6
+            deadline = own if deadline is None else min(deadline, own)
 
-    def _failed(self, loaded, started: int, reason: str) -> None:
+        def finished(result) -> None:
+            metrics.in_flight.dec()
+            if not isinstance(result, BaseException):
+                try:
+                    values, timings = result
+                    response = InferResponse(model, version, request.id, _outputs(loaded.spec, values, wanted))
+                except Exception as exc:  # noqa: BLE001 - answered like any other failure
+                    result = exc
+                else:
+                    total = time.monotonic_ns() - started
+                    loaded.stats.record_success(total, timings)
+                    metrics.observe_success(total, timings)
+                    done(response)
+                    return
+            self._failed(loaded, started, result)
+            done(result)
+
+        metrics.in_flight.inc()
+        try:
+            ticket = loaded.batcher.enqueue(inputs, deadline, finished)
+        except Exception as exc:
+            metrics.in_flight.dec()
+            self._failed(loaded, started, exc)
+            raise
+        return Call(self, loaded, ticket, started)
+
+    def _failed(self, loaded, started: int, why: BaseException | str) -> None:
+        if isinstance(why, BaseException):
+            why = type(why).__name__ if isinstance(why, ServingError) else "Internal"
         total = time.monotonic_ns() - started
         loaded.stats.record_failure(total)
-        self.metrics.observe_failure(loaded.name, str(loaded.version), total, reason)
+        self.metrics.observe_failure(loaded.name, str(loaded.version), total, why)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request `DataPlane.start` queued. `cancel` drops it unless it already runs, in which case
+    its answer still comes (and counts as a success)."""
+
+    plane: DataPlane
+    loaded: LoadedVersion
+    ticket: Ticket
+    started: int
+
+    def cancel(self) -> bool:
+        if not self.loaded.batcher.cancel(self.ticket):
+            return False
+        self.plane.metrics.version(self.loaded.name, str(self.loaded.version)).in_flight.dec()
+        self.plane._failed(self.loaded, self.started, "CANCELLED")
+        return True
 
 
 def _outputs(spec: ModelSpec, values, wanted) -> list[InferOutput]:

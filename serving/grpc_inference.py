@@ -8,7 +8,7 @@ stream open, so it uses the same table to write the message.
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 import grpc
 from google.protobuf import json_format
@@ -28,7 +28,7 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     remaining = context.time_remaining()
     if remaining is None:
         return None
-    return asyncio.get_running_loop().time() + remaining
+    return time.monotonic() + remaining
 
 
 def _config_override(request: pb.RepositoryModelLoadRequest) -> ModelConfig | None:
@@ -108,6 +108,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request, context):
         response = await self.plane.infer(decode_request(request), _deadline(context))
         return encode_response(response)
+
+    def start_model_infer(self, request, deadline, reply):
+        """ModelInfer off the event loop, for the native front: decoded on the calling thread,
+        `reply` gets the response message (or the exception) on the model's instance thread."""
+
+        def done(result) -> None:
+            reply(result if isinstance(result, BaseException) else encode_response(result))
+
+        return self.plane.start(decode_request(request), deadline, done)
 
     async def ModelStreamInfer(self, request_iterator, context):
         deadline = _deadline(context)

@@ -7,7 +7,7 @@ ends with the mapped status).
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 import grpc
 import numpy as np
@@ -26,7 +26,7 @@ SERVICE_NAMES = tuple(pb.DESCRIPTOR.services_by_name[s].full_name for s in SERVI
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     remaining = context.time_remaining()
-    return None if remaining is None else asyncio.get_running_loop().time() + remaining
+    return None if remaining is None else time.monotonic() + remaining
 
 
 def _optional(message, name: str):

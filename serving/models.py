@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from protos.model_config_pb2 import ModelConfig
@@ -66,7 +65,6 @@ class ModelEntry:
 @dataclass
 class ModelManager:
     repository: Repository
-    executor: Executor  # where batches run
     mode: str = "none"
     providers: ProviderChoice = field(default_factory=ProviderChoice)
     startup_models: tuple[str, ...] = ()
@@ -252,7 +250,7 @@ class ModelManager:
         label = f"model {source.name!r} version {number}"
         runtime = await asyncio.to_thread(open_session, path, source.spec, self.providers, label)
         stats = VersionStatistics(source.name, str(number))
-        batcher = Batcher(runtime.run, source.spec.batch_policy(), self.executor, label)
+        batcher = Batcher(runtime.run, source.spec.batch_policy(), label)
         loaded = LoadedVersion(
             source.name, number, source.spec, runtime, batcher, stats,
             (source.fingerprint, source.version_fingerprints.get(number)),

@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +57,6 @@ class Server:
     models: ModelManager
     health: Health
     metrics: Metrics
-    executor: ThreadPoolExecutor
     port: int
     metrics_port: int | None
     _metrics_httpd: object | None = None
@@ -88,7 +86,6 @@ class Server:
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()
             self._metrics_httpd.server_close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
         log.info("stopped")
 
@@ -131,8 +128,6 @@ def _credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
 
 async def create_server(config: ServeConfig) -> tuple[Server, int]:
     """Load the models, bind, start serving; returns the running server and its gRPC port."""
-    workers = config.workers or max(4, 2 * (os.cpu_count() or 1))
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dnnzoo-infer")
     metrics = Metrics()
     health = Health(SERVER_SERVICES + TASK_SERVICES)
     await health.server_ready(False)
@@ -142,7 +137,6 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
 
     models = ModelManager(
         Repository(config.repository),
-        executor,
         mode=config.model_control_mode,
         providers=ProviderChoice(config.providers),
         startup_models=tuple(config.load_model),
@@ -161,7 +155,8 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         ],
     )
     ours = MethodTable(grpc_server)  # records our unary methods for the native front
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), ours)
+    inference = InferenceServicer(plane)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(inference, ours)
     limits = TaskLimits(config.max_generate_count, config.max_forecast_horizon, config.max_image_pixels)
     task_services = add_task_servicers(Catalog(plane, limits), ours)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, grpc_server)
@@ -179,7 +174,8 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         socket_dir = tempfile.mkdtemp(prefix="dnnzoo-grpc-")
         socket = os.path.join(socket_dir, "grpc.sock")
         _bind(grpc_server, f"unix:{socket}", None)
-        front = NativeFront(address, list(ours.unary.values()), socket, limit)
+        infer_path = f"/{pb.DESCRIPTOR.services_by_name['GRPCInferenceService'].full_name}/ModelInfer"
+        front = NativeFront(address, list(ours.unary.values()), socket, limit, direct={infer_path: inference.start_model_infer})
         port = front.port
     else:
         port = _bind(grpc_server, address, credentials)
@@ -194,7 +190,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         front.start()
     plane.accepting = True
     await health.server_ready(True)
-    server = Server(grpc_server, plane, models, health, metrics, executor, port, metrics_port, httpd, front=front,
+    server = Server(grpc_server, plane, models, health, metrics, port, metrics_port, httpd, front=front,
                     _socket_dir=socket_dir)
     server._stopped = asyncio.Event()
     if config.model_control_mode == "poll":

@@ -4,11 +4,12 @@ Counts and summed nanoseconds per phase: success and fail (whole request), queue
 compute_infer, compute_output (per request, as Triton counts them: each request is charged its
 batch's compute time), and the same compute phases per executed batch size. `inference_count`
 counts rows inferred, `execution_count` counts model executions, so their ratio is the average
-batch size. Updated only from the event loop thread, so no locks.
+batch size. Updated from the model's instance threads, under the version's lock.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -46,8 +47,13 @@ class VersionStatistics:
     compute_infer: Duration = field(default_factory=Duration)
     compute_output: Duration = field(default_factory=Duration)
     batches: dict[int, BatchDurations] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record_execution(self, rows: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+        with self.lock:
+            self._record_execution(rows, input_ns, infer_ns, output_ns)
+
+    def _record_execution(self, rows: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
         self.execution_count += 1
         self.inference_count += rows
         self.last_inference_ms = time.time_ns() // 1_000_000
@@ -57,6 +63,10 @@ class VersionStatistics:
         batch.compute_output.add(output_ns)
 
     def record_success(self, total_ns: int, timings: Timings) -> None:
+        with self.lock:
+            self._record_success(total_ns, timings)
+
+    def _record_success(self, total_ns: int, timings: Timings) -> None:
         self.success.add(total_ns)
         self.queue.add(timings.queue_ns)
         self.compute_input.add(timings.compute_input_ns)
@@ -64,4 +74,5 @@ class VersionStatistics:
         self.compute_output.add(timings.compute_output_ns)
 
     def record_failure(self, total_ns: int) -> None:
-        self.fail.add(total_ns)
+        with self.lock:
+            self.fail.add(total_ns)

@@ -91,7 +91,7 @@ class Catalog:
                   deadline: float | None = None) -> dict[str, np.ndarray]:  # fmt: skip
         """Run the model on numpy inputs (batch first when it batches); outputs by name.
 
-        `deadline` is in `loop.time()` units (the RPC's), as for the Open Inference Protocol.
+        `deadline` is in `time.monotonic()` seconds (the RPC's), as for the Open Inference Protocol.
         """
         spec = handle.spec
         tensors = {t.name: t for t in spec.inputs}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 
 import grpc
 import numpy as np
@@ -45,14 +45,13 @@ def run_batcher(policy: BatchPolicy, scenario) -> GatedModel:
     model = GatedModel()
 
     async def main():
-        with ThreadPoolExecutor(2) as pool:
-            batcher = Batcher(model, policy, pool, "test")
-            batcher.start()
-            try:
-                await scenario(batcher, model)
-            finally:
-                model.gate.set()
-                await batcher.close()
+        batcher = Batcher(model, policy, "test")
+        batcher.start()
+        try:
+            await scenario(batcher, model)
+        finally:
+            model.gate.set()
+            await batcher.close()
 
     asyncio.run(main())
     return model
@@ -101,22 +100,38 @@ def test_without_delay_requests_run_as_soon_as_a_slot_is_free():
     assert [len(b) for b in model.batches] == [1, 3]
 
 
-def test_requests_submitted_together_are_queued_before_the_first_batch_is_cut():
-    """No request launches from submit itself: what arrives in one loop iteration merges."""
+def test_requests_that_queue_while_the_instance_is_busy_merge():
     async def scenario(batcher, model):
-        await asyncio.gather(*(batcher.submit(rows(i)) for i in range(6)))
+        model.gate.clear()
+        running = asyncio.ensure_future(batcher.submit(rows(0)))
+        await until(lambda: model.started == 1, "first running")
+        queued = [asyncio.ensure_future(batcher.submit(rows(i))) for i in range(1, 7)]
+        await until(lambda: batcher.queued == 6, "six queued")
+        model.gate.set()
+        await asyncio.gather(running, *queued)
 
     model = run_batcher(BatchPolicy(max_batch_size=8, dynamic=True, max_queue_delay_s=0), scenario)
-    assert [len(b) for b in model.batches] == [6]
+    assert [len(b) for b in model.batches] == [1, 6]
 
 
 def test_idle_instances_share_what_is_queued_in_order():
+    async def arrive_at_once(batcher, model, requests: list[dict]) -> list:
+        """Queue `requests` while both idle instances wait for the lock, so they see them all at once."""
+        await until(lambda: batcher._idle == 2, "both instances idle")
+        model.gate.clear()  # each instance keeps its batch until both have taken theirs
+        started = model.started
+        with batcher._changed:
+            waiting = [asyncio.ensure_future(batcher.submit(r)) for r in requests]
+            await until(lambda: len(batcher._queue) == len(requests), "all queued")
+        await until(lambda: model.started == started + 2, "both instances running")
+        model.gate.set()
+        return await asyncio.gather(*waiting)
+
     async def scenario(batcher, model):
-        results = await asyncio.gather(*(batcher.submit(rows(i)) for i in range(6)))
-        for i, (outputs, timings) in enumerate(results):
+        for i, (outputs, timings) in enumerate(await arrive_at_once(batcher, model, [rows(i) for i in range(6)])):
             np.testing.assert_array_equal(outputs["y"], np.full((1, 2), i + 1))
             assert timings.batch_size == 3
-        big = await asyncio.gather(batcher.submit(rows(10, 4)), batcher.submit(rows(20, 4)))
+        big = await arrive_at_once(batcher, model, [rows(10, 4), rows(20, 4)])
         assert [timings.batch_size for _, timings in big] == [4, 4]  # two runs side by side, not one of 8
 
     model = run_batcher(BatchPolicy(max_batch_size=8, dynamic=True, max_queue_delay_s=0, instances=2), scenario)
@@ -124,45 +139,38 @@ def test_idle_instances_share_what_is_queued_in_order():
     assert sorted(batch[:, 0].tolist() for batch in model.batches[:2]) == [[0, 1, 2], [3, 4, 5]]
 
 
-def test_a_lone_cheap_request_runs_on_the_loop_thread_once_measured():
-    threads = []
+def test_each_instance_is_a_thread_that_runs_and_answers():
+    threads, answered = set(), []
 
-    def cheap(inputs):
-        threads.append(threading.get_ident())
-        return {"y": inputs["x"] + 1}
+    async def scenario(batcher, model):
+        model.gate.clear()
+        before = model.started
+        first = [asyncio.ensure_future(batcher.submit(rows(i))) for i in range(2)]
+        await until(lambda: model.started == before + 2, "both instances running at once")
+        model.gate.set()
+        await asyncio.gather(*first)
+
+    def recording(inputs):
+        threads.add(threading.get_ident())
+        return GatedModel.__call__(model, inputs)
+
+    model = GatedModel()
 
     async def main():
-        with ThreadPoolExecutor(2) as pool:
-            batcher = Batcher(cheap, BatchPolicy(max_batch_size=8, dynamic=True), pool, "test")
-            batcher.start()
-            for i in range(3):
-                (outputs, _) = await batcher.submit(rows(i))
-                np.testing.assert_array_equal(outputs["y"], np.full((1, 2), i + 1))
+        batcher = Batcher(recording, BatchPolicy(max_batch_size=1, dynamic=True, instances=2), "test")
+        batcher.start()
+        done = threading.Event()
+        batcher.enqueue(rows(5), None, lambda result: (answered.append(threading.get_ident()), done.set()))
+        await asyncio.get_running_loop().run_in_executor(None, done.wait, 10)
+        try:
+            await scenario(batcher, model)
+        finally:
+            model.gate.set()
             await batcher.close()
 
     asyncio.run(main())
-    loop_thread = threading.get_ident()  # asyncio.run ran the loop on this thread
-    assert threads[0] != loop_thread  # nothing measured yet: the pool
-    assert threads[1:] == [loop_thread, loop_thread]
-
-
-def test_inline_execution_can_be_turned_off():
-    threads = []
-
-    def cheap(inputs):
-        threads.append(threading.get_ident())
-        return {"y": inputs["x"] + 1}
-
-    async def main():
-        with ThreadPoolExecutor(2) as pool:
-            batcher = Batcher(cheap, BatchPolicy(max_batch_size=8, dynamic=True, inline_below_s=0), pool, "test")
-            batcher.start()
-            for i in range(3):
-                await batcher.submit(rows(i))
-            await batcher.close()
-
-    asyncio.run(main())
-    assert threading.get_ident() not in threads
+    assert len(threads) == 2 and threading.get_ident() not in threads
+    assert answered[0] in threads  # the callback ran on the instance thread that ran the batch
 
 
 def test_no_dynamic_batching_runs_each_request_alone():
@@ -190,15 +198,14 @@ def test_full_queue_is_refused():
 
 def test_expired_deadline_is_answered_and_not_run():
     async def scenario(batcher, model):
-        loop = asyncio.get_running_loop()
         model.gate.clear()
         running = asyncio.ensure_future(batcher.submit(rows(0)))
         await until(lambda: model.started == 1, "first running")
-        deadline = loop.time() + 0.2
+        deadline = time.monotonic() + 0.2
         late = asyncio.ensure_future(batcher.submit(rows(7), deadline=deadline))
-        on_time = asyncio.ensure_future(batcher.submit(rows(8), deadline=loop.time() + 60))
+        on_time = asyncio.ensure_future(batcher.submit(rows(8), deadline=time.monotonic() + 60))
         await until(lambda: batcher.queued == 2, "both queued")
-        await until(lambda: loop.time() > deadline, "the first deadline to pass")
+        await until(lambda: time.monotonic() > deadline, "the first deadline to pass")
         model.gate.set()
         with pytest.raises(DeadlineExceeded, match="not run"):
             await late
@@ -218,6 +225,7 @@ def test_cancelled_request_is_dropped():
         kept = asyncio.ensure_future(batcher.submit(rows(6)))
         await until(lambda: batcher.queued == 2, "both queued")
         doomed.cancel()
+        await until(lambda: batcher.queued == 1, "the cancelled one dropped")
         model.gate.set()
         await asyncio.gather(running, kept)
 
