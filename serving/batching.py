@@ -55,6 +55,7 @@ class BatchPolicy:
     preferred_sizes: tuple[int, ...] = ()
     max_queue_size: int = 0  # 0: unbounded
     instances: int = 1  # instance threads: executions in flight at once for this model version
+    run_here_below_s: float = 0.001  # an idle model's lone request measured cheaper than this runs on the caller's thread
 
 
 class Timings(NamedTuple):
@@ -71,6 +72,9 @@ Result = tuple[Arrays, Timings]
 Done = Callable[["Result | BaseException"], None]  # called once, on an instance thread, unless cancelled
 
 _QUEUED, _TAKEN, _DROPPED = range(3)
+_COST_WEIGHT = 0.2  # of the newest execution in the running estimate of a row's cost
+_COST_CLIP = 2.0  # an execution counts as at most this many times the estimate: on a busy machine a
+# thread is often preempted mid-run, and those outliers say nothing about the model's own cost
 
 
 class Ticket:
@@ -99,6 +103,8 @@ class Batcher:
         self._queue: deque[Ticket] = deque()
         self._changed = threading.Condition()
         self._idle = 0  # instance threads waiting for work
+        self._running = 0  # batches executing (on instance threads, or on a caller's)
+        self._row_ns: float | None = None  # running estimate of what one row costs to execute
         self._threads: list[threading.Thread] = []
         self._closing = False
 
@@ -113,7 +119,8 @@ class Batcher:
         with self._changed:
             return sum(1 for ticket in self._queue if ticket.state == _QUEUED)
 
-    def enqueue(self, inputs: Mapping[str, np.ndarray], deadline: float | None, done: Done) -> Ticket:
+    def enqueue(self, inputs: Mapping[str, np.ndarray], deadline: float | None, done: Done,
+                run_here: bool = False) -> Ticket:
         """Queue one request; `done` is called with its outputs and timings, or an exception.
 
         Raises (without calling `done`) when the model is closing, the queue is full, or the inputs
@@ -128,8 +135,15 @@ class Batcher:
                 self._purge()
                 if len(self._queue) >= limit:
                     raise QueueFull(f"{self.label}: queue is full ({limit} requests waiting); retry later")
-            self._queue.append(ticket)
-            self._changed.notify()
+            here = run_here and not self._queue and not self._running and self._cheap(rows)
+            if here:
+                ticket.state = _TAKEN
+                self._running += 1
+            else:
+                self._queue.append(ticket)
+                self._changed.notify()
+        if here:
+            self._execute([ticket])
         return ticket
 
     def cancel(self, ticket: Ticket) -> bool:
@@ -184,7 +198,10 @@ class Batcher:
                     wait = None
                 else:
                     wait = self._wait_for(batch) if can_grow and not self._closing else 0.0
-                    if wait <= 0:
+                    if self._running >= max(1, self.policy.instances):
+                        wait = None  # a caller runs a batch on an instance's behalf
+                    elif wait <= 0:
+                        self._running += 1
                         for ticket in batch:
                             self._queue.popleft()
                             ticket.state = _TAKEN
@@ -194,6 +211,10 @@ class Batcher:
             return expired
         finally:
             self._idle -= 1
+
+    def _cheap(self, rows: int) -> bool:
+        """Whether `rows` are measured to cost less than handing them to an instance thread would."""
+        return self._row_ns is not None and self._row_ns * rows < self.policy.run_here_below_s * 1e9
 
     def _wait_for(self, batch: list[Ticket]) -> float:
         """Seconds this batch may still wait to grow: the queue delay, cut short by a deadline."""
@@ -206,12 +227,14 @@ class Batcher:
     def _execute(self, batch: list[Ticket]) -> None:
         started = time.monotonic_ns()
         total = sum(ticket.rows for ticket in batch)
+        cost = None
         try:
             outputs, input_ns, infer_ns, output_ns = self._run_batch(batch)
         except Exception as exc:  # noqa: BLE001 - delivered to every request of the batch
             for ticket in batch:
                 _deliver(ticket, exc)
         else:
+            cost = (input_ns + infer_ns + output_ns) / total
             if self.on_execution is not None:
                 try:
                     self.on_execution(total, input_ns, infer_ns, output_ns)
@@ -221,6 +244,11 @@ class Batcher:
                 _deliver(ticket, (values, Timings(started - ticket.enqueued_ns, input_ns, infer_ns, output_ns, total)))
         finally:
             with self._changed:
+                self._running -= 1
+                if cost is not None:
+                    estimate = self._row_ns
+                    self._row_ns = cost if estimate is None else estimate + _COST_WEIGHT * (
+                        min(cost, _COST_CLIP * estimate) - estimate)
                 if self._queue:
                     self._changed.notify()  # another idle instance may take what is left
 

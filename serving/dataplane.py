@@ -159,7 +159,8 @@ class DataPlane:
         """Run one request through its model's batcher. `deadline` is in `time.monotonic()` seconds."""
         return await await_callback(lambda done: self.start(request, deadline, done), Call.cancel)
 
-    def start(self, request: InferRequest, deadline: float | None, done: Callable[[object], None]) -> Call:
+    def start(self, request: InferRequest, deadline: float | None, done: Callable[[object], None],
+              run_here: bool = False) -> Call:
         """Validate and queue one request; `done` gets its InferResponse, or the exception, on the
         model's instance thread. What is wrong with the request itself raises here instead."""
         loaded = self.models.resolve(request.model, request.version)
@@ -195,7 +196,7 @@ class DataPlane:
 
         metrics.in_flight.inc()
         try:
-            ticket = loaded.batcher.enqueue(inputs, deadline, finished)
+            ticket = loaded.batcher.enqueue(inputs, deadline, finished, run_here)
         except Exception as exc:
             metrics.in_flight.dec()
             self._failed(loaded, started, exc)

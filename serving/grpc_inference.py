@@ -109,14 +109,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         response = await self.plane.infer(decode_request(request), _deadline(context))
         return encode_response(response)
 
-    def start_model_infer(self, request, deadline, reply):
+    def start_model_infer(self, request, deadline, reply, run_here: bool = False):
         """ModelInfer off the event loop, for the native front: decoded on the calling thread,
         `reply` gets the response message (or the exception) on the model's instance thread."""
 
         def done(result) -> None:
             reply(result if isinstance(result, BaseException) else encode_response(result))
 
-        return self.plane.start(decode_request(request), deadline, done)
+        return self.plane.start(decode_request(request), deadline, done, run_here)
 
     async def ModelStreamInfer(self, request_iterator, context):
         deadline = _deadline(context)

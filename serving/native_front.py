@@ -159,7 +159,8 @@ class NativeFront:
         front, loop = self._front, self._loop
         while (events := front.recv_batch_details(256)) is not None:
             if self._direct:
-                events = [event for event in events if not self._take_direct(event)]
+                alone = len(events) == 1
+                events = [event for event in events if not self._take_direct(event, alone)]
             if not events:
                 continue
             try:
@@ -168,7 +169,7 @@ class NativeFront:
                 front.close()
                 return
 
-    def _take_direct(self, event) -> bool:
+    def _take_direct(self, event, alone: bool) -> bool:
         """Start a direct call, or cancel one; False for what the event loop handles."""
         from pygrpc_native import EVENT_CANCEL
 
@@ -191,7 +192,7 @@ class NativeFront:
         deadline = None if remaining is None else time.monotonic() + remaining
         self._direct_calls[call_id] = None  # the answer may come before `start` returns
         try:
-            handle = start(request, deadline, lambda result: self._reply(call_id, method, result))
+            handle = start(request, deadline, lambda result: self._reply(call_id, method, result), alone)
         except Exception as exc:  # noqa: BLE001 - mapped in one place, as the interceptor does
             self._direct_calls.pop(call_id, None)
             self._fail(call_id, *status_of(exc, method.path))

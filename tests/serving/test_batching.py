@@ -173,6 +173,56 @@ def test_each_instance_is_a_thread_that_runs_and_answers():
     assert answered[0] in threads  # the callback ran on the instance thread that ran the batch
 
 
+def test_a_lone_cheap_request_to_an_idle_model_may_run_on_the_callers_thread():
+    """The native front offers its dispatch thread for a call that arrived alone: one thread
+    wake-up less, taken only when nothing else waits and the model is measured to be cheap."""
+    threads = []
+
+    def cheap(inputs):
+        threads.append(threading.get_ident())
+        return {"y": inputs["x"] + 1}
+
+    def call(batcher, value: float, run_here: bool) -> np.ndarray:
+        answered = []
+        ready = threading.Event()
+        batcher.enqueue(rows(value), None, lambda result: (answered.append(result), ready.set()), run_here)
+        assert ready.wait(10)
+        return answered[0][0]["y"]
+
+    async def main():
+        batcher = Batcher(cheap, BatchPolicy(max_batch_size=8, dynamic=True), "test")
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        caller = await loop.run_in_executor(None, threading.get_ident)
+        for value, run_here in ((1, True), (2, True), (3, False)):
+            y = await loop.run_in_executor(None, call, batcher, value, run_here)
+            np.testing.assert_array_equal(y, np.full((1, 2), value + 1))
+        await batcher.close()
+        return caller
+
+    caller = asyncio.run(main())
+    assert threads[0] != caller  # nothing measured yet: an instance thread
+    assert threads[1] == caller  # measured cheap, model idle: the caller's thread
+    assert threads[2] != caller  # not offered
+
+
+def test_a_request_offered_to_a_busy_model_waits_for_an_instance():
+    async def scenario(batcher, model):
+        await batcher.submit(rows(0))  # measured: cheap
+        model.gate.clear()
+        running = asyncio.ensure_future(batcher.submit(rows(1)))
+        await until(lambda: model.started == 2, "one running")
+        answered = threading.Event()
+        batcher.enqueue(rows(2), None, lambda result: answered.set(), run_here=True)  # returns at once
+        assert batcher.queued == 1 and not answered.is_set()
+        model.gate.set()
+        await running
+        await asyncio.get_running_loop().run_in_executor(None, answered.wait, 10)
+        assert answered.is_set()
+
+    run_batcher(BatchPolicy(max_batch_size=8, dynamic=True), scenario)
+
+
 def test_no_dynamic_batching_runs_each_request_alone():
     async def scenario(batcher, model):
         await asyncio.gather(*(batcher.submit(rows(i)) for i in range(3)))
