@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from serving.errors import DeadlineExceeded, InvalidInput, ModelNotReady, QueueFull
+from serving.errors import DeadlineExceeded, InvalidInput, QueueFull, VersionRetired
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Batcher:
         Raises (without calling `done`) when the model is closing, the queue is full, or the inputs
         disagree on the batch size. `deadline` is in `time.monotonic()` seconds."""
         if self._closing or not self._threads:
-            raise ModelNotReady(f"{self.label} is unloading; retry")
+            raise VersionRetired(f"{self.label} is unloading; retry")
         rows, signature = self._shape_of(inputs)
         ticket = Ticket(dict(inputs), rows, signature, deadline, done)
         with self._changed:

@@ -15,7 +15,7 @@ from protos.model_config_pb2 import ModelConfig
 
 from serving.batching import Ticket, await_callback
 from serving.classification import classify
-from serving.errors import ModelNotFound, ModelNotReady, ServingError
+from serving.errors import ModelNotFound, ModelNotReady, ServingError, VersionRetired
 from serving.metrics import Metrics
 from serving.models import READY, LoadedVersion, ModelManager
 from serving.repository import ModelSpec
@@ -162,8 +162,20 @@ class DataPlane:
     def start(self, request: InferRequest, deadline: float | None, done: Callable[[object], None],
               run_here: bool = False) -> Call:
         """Validate and queue one request; `done` gets its InferResponse, or the exception, on the
-        model's instance thread. What is wrong with the request itself raises here instead."""
-        loaded = self.models.resolve(request.model, request.version)
+        model's instance thread (or on this one, with `run_here`, when the model is idle and cheap).
+        What is wrong with the request itself raises here instead."""
+        if request.timeout_us:
+            own = time.monotonic() + request.timeout_us / 1e6
+            deadline = own if deadline is None else min(deadline, own)
+        for _ in range(3):
+            try:
+                return self._start(self.models.resolve(request.model, request.version), request, deadline, done, run_here)
+            except VersionRetired:  # replaced between resolving and queueing: the new one serves it
+                continue
+        return self._start(self.models.resolve(request.model, request.version), request, deadline, done, run_here)
+
+    def _start(self, loaded: LoadedVersion, request: InferRequest, deadline: float | None,
+               done: Callable[[object], None], run_here: bool) -> Call:
         model, version = loaded.name, str(loaded.version)
         started = time.monotonic_ns()
         metrics = self.metrics.version(model, version)
@@ -173,9 +185,6 @@ class DataPlane:
         except Exception as exc:
             self._failed(loaded, started, exc)
             raise
-        if request.timeout_us:
-            own = time.monotonic() + request.timeout_us / 1e6
-            deadline = own if deadline is None else min(deadline, own)
 
         def finished(result) -> None:
             metrics.in_flight.dec()
@@ -197,6 +206,9 @@ class DataPlane:
         metrics.in_flight.inc()
         try:
             ticket = loaded.batcher.enqueue(inputs, deadline, finished, run_here)
+        except VersionRetired:
+            metrics.in_flight.dec()  # not a failure: the caller queues it at the version now serving
+            raise
         except Exception as exc:
             metrics.in_flight.dec()
             self._failed(loaded, started, exc)

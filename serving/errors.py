@@ -24,6 +24,11 @@ class ModelNotReady(ServingError):
     """The model exists but cannot serve now: loading, unloading, failed to load, or draining."""
 
 
+class VersionRetired(ModelNotReady):
+    """This model version is being replaced or unloaded; a request resolved to it just before may
+    resolve again (the data plane does, so a hot reload fails no request)."""
+
+
 class InvalidInput(ServingError):
     """The request is malformed: names, datatypes, shapes or sizes do not match the model."""
 

@@ -12,7 +12,7 @@ import pytest
 
 from protos import grpc_service_pb2 as pb
 from serving.batching import Batcher, BatchPolicy
-from serving.errors import DeadlineExceeded, QueueFull
+from serving.errors import DeadlineExceeded, QueueFull, VersionRetired
 from tests.serving.conftest import wait_until
 from tests.serving.test_protocol import output, raw_request
 
@@ -292,6 +292,16 @@ def test_close_runs_queued_requests_without_waiting_for_the_delay():
         np.testing.assert_array_equal(outputs["y"], np.full((1, 2), 2))
 
     run_batcher(BatchPolicy(max_batch_size=4, dynamic=True, max_queue_delay_s=60), scenario)
+
+
+def test_a_closed_batcher_says_its_version_is_retired():
+    """The data plane resolves the model again on VersionRetired, so a hot reload fails nothing."""
+    async def scenario(batcher, model):
+        await batcher.close()
+        with pytest.raises(VersionRetired, match="unloading"):
+            await batcher.submit(rows(1))
+
+    run_batcher(BatchPolicy(max_batch_size=4, dynamic=True), scenario)
 
 
 # -- through the server -------------------------------------------------------------------------
