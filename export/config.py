@@ -12,7 +12,7 @@ Deliberate choices:
   along dimension 0 otherwise. No queue delay (Triton's own default): requests that arrive while an
   instance is busy still merge, and a lone request does not wait. Measured on the 2-core CPU with
   the quick classifier (benchmarks/serving_throughput.py): 500 us cost a lone request about 1.5 ms
-  (the event loop's timers have 1 ms granularity) and won no throughput with 16 clients, because
+  (measured when batches were cut on the event loop, whose timers have 1 ms granularity) and won no throughput with 16 clients, because
   there the protocol work, not ONNX Runtime, is the bottleneck. Raise it per model where the model
   is the bottleneck and gains from batching (a GPU).
 - Everything dnnzoo knows about a model goes into `parameters` as strings under `dnnzoo.` keys,

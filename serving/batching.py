@@ -125,11 +125,11 @@ class Batcher:
 
         Raises (without calling `done`) when the model is closing, the queue is full, or the inputs
         disagree on the batch size. `deadline` is in `time.monotonic()` seconds."""
-        if self._closing or not self._threads:
-            raise VersionRetired(f"{self.label} is unloading; retry")
         rows, signature = self._shape_of(inputs)
         ticket = Ticket(dict(inputs), rows, signature, deadline, done)
-        with self._changed:
+        with self._changed:  # checked under the lock: `close` must not miss a request it let in
+            if self._closing or not self._threads:
+                raise VersionRetired(f"{self.label} is unloading; retry")
             limit = self.policy.max_queue_size
             if limit and len(self._queue) >= limit:
                 self._purge()
@@ -163,7 +163,7 @@ class Batcher:
         with self._changed:
             self._closing = True
             self._changed.notify_all()
-        threads, self._threads = self._threads, []
+            threads, self._threads = self._threads, []
         if threads:
             await asyncio.get_running_loop().run_in_executor(None, _join, threads)
 

@@ -49,7 +49,7 @@ class Metrics:
 
     def version(self, model: str, version: str) -> VersionMetrics:
         """The label children of one model version, looked up once: `.labels()` costs more than
-        the observation itself, and this runs for every request on the event loop thread."""
+        the observation itself, and this runs for every request."""
         key = (model, version)
         found = self._versions.get(key)
         if found is None:
