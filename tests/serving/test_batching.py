@@ -100,20 +100,6 @@ def test_without_delay_requests_run_as_soon_as_a_slot_is_free():
     assert [len(b) for b in model.batches] == [1, 3]
 
 
-def test_requests_that_queue_while_the_instance_is_busy_merge():
-    async def scenario(batcher, model):
-        model.gate.clear()
-        running = asyncio.ensure_future(batcher.submit(rows(0)))
-        await until(lambda: model.started == 1, "first running")
-        queued = [asyncio.ensure_future(batcher.submit(rows(i))) for i in range(1, 7)]
-        await until(lambda: batcher.queued == 6, "six queued")
-        model.gate.set()
-        await asyncio.gather(running, *queued)
-
-    model = run_batcher(BatchPolicy(max_batch_size=8, dynamic=True, max_queue_delay_s=0), scenario)
-    assert [len(b) for b in model.batches] == [1, 6]
-
-
 def test_idle_instances_share_what_is_queued_in_order():
     async def arrive_at_once(batcher, model, requests: list[dict]) -> list:
         """Queue `requests` while both idle instances wait for the lock, so they see them all at once."""
