@@ -225,32 +225,35 @@ class Batcher:
         return wait
 
     def _execute(self, batch: list[Ticket]) -> None:
+        """Run a taken batch, free its instance, then answer each request (on this thread)."""
         started = time.monotonic_ns()
         total = sum(ticket.rows for ticket in batch)
-        cost = None
         try:
             outputs, input_ns, infer_ns, output_ns = self._run_batch(batch)
         except Exception as exc:  # noqa: BLE001 - delivered to every request of the batch
+            self._free()
             for ticket in batch:
                 _deliver(ticket, exc)
-        else:
-            cost = (input_ns + infer_ns + output_ns) / total
-            if self.on_execution is not None:
-                try:
-                    self.on_execution(total, input_ns, infer_ns, output_ns)
-                except Exception:  # noqa: BLE001 - bookkeeping must not cost the answers
-                    log.exception("%s: recording an execution failed", self.label)
-            for ticket, values in zip(batch, outputs):
-                _deliver(ticket, (values, Timings(started - ticket.enqueued_ns, input_ns, infer_ns, output_ns, total)))
-        finally:
-            with self._changed:
-                self._running -= 1
-                if cost is not None:
-                    estimate = self._row_ns
-                    self._row_ns = cost if estimate is None else estimate + _COST_WEIGHT * (
-                        min(cost, _COST_CLIP * estimate) - estimate)
-                if self._queue:
-                    self._changed.notify()  # another idle instance may take what is left
+            return
+        self._free((input_ns + infer_ns + output_ns) / total)
+        if self.on_execution is not None:
+            try:
+                self.on_execution(total, input_ns, infer_ns, output_ns)
+            except Exception:  # noqa: BLE001 - bookkeeping must not cost the answers
+                log.exception("%s: recording an execution failed", self.label)
+        for ticket, values in zip(batch, outputs):
+            _deliver(ticket, (values, Timings(started - ticket.enqueued_ns, input_ns, infer_ns, output_ns, total)))
+
+    def _free(self, row_ns: float | None = None) -> None:
+        """An execution ended: count it out, learn its cost per row, wake an instance for the queue."""
+        with self._changed:
+            self._running -= 1
+            if row_ns is not None:
+                estimate = self._row_ns
+                self._row_ns = row_ns if estimate is None else estimate + _COST_WEIGHT * (
+                    min(row_ns, _COST_CLIP * estimate) - estimate)
+            if self._queue:
+                self._changed.notify()  # another idle instance may take what is left
 
     def _run_batch(self, batch: list[Ticket]) -> tuple[list[Arrays], int, int, int]:
         """Concatenate along dim 0, run, slice each request's rows back out."""

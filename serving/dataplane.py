@@ -167,12 +167,13 @@ class DataPlane:
         if request.timeout_us:
             own = time.monotonic() + request.timeout_us / 1e6
             deadline = own if deadline is None else min(deadline, own)
-        for _ in range(3):
+        for attempt in range(3):
+            loaded = self.models.resolve(request.model, request.version)
             try:
-                return self._start(self.models.resolve(request.model, request.version), request, deadline, done, run_here)
+                return self._start(loaded, request, deadline, done, run_here)
             except VersionRetired:  # replaced between resolving and queueing: the new one serves it
-                continue
-        return self._start(self.models.resolve(request.model, request.version), request, deadline, done, run_here)
+                if attempt == 2:
+                    raise
 
     def _start(self, loaded: LoadedVersion, request: InferRequest, deadline: float | None,
                done: Callable[[object], None], run_here: bool) -> Call:

@@ -35,8 +35,9 @@ from serving.status import status_of
 
 Handler = Callable[[object, "CallContext"], Awaitable[object]]
 Reply = Callable[[object], None]  # the response message, or an exception to map to a status
-# start(request message, deadline in time.monotonic() seconds, reply) -> a handle with cancel()
-Direct = Callable[[object, "float | None", Reply], object]
+# start(request message, deadline in time.monotonic() seconds, reply, run_here) -> a handle with
+# cancel(); run_here: the call arrived alone, and may run on the dispatch thread if its model is idle
+Direct = Callable[[object, "float | None", Reply, bool], object]
 
 
 def available() -> bool:
@@ -97,8 +98,9 @@ class NativeFront:
 
     def __init__(self, address: str, methods: list[UnaryMethod], fallback_socket: str, max_message: int,
                  direct: dict[str, Direct] | None = None) -> None:
-        from pygrpc_native import NativeGrpcFront
+        from pygrpc_native import EVENT_CANCEL, NativeGrpcFront
 
+        self._cancel_event = EVENT_CANCEL
         self.methods = methods
         direct = direct or {}
         self._direct = {number: direct[m.path] for number, m in enumerate(methods) if m.path in direct}
@@ -173,10 +175,8 @@ class NativeFront:
 
     def _take_direct(self, event, alone: bool) -> bool:
         """Start a direct call, or cancel one; False for what the event loop handles."""
-        from pygrpc_native import EVENT_CANCEL
-
         kind, call_id, method_id, payload, _client, details = event
-        if kind == EVENT_CANCEL:
+        if kind == self._cancel_event:
             if call_id not in self._direct_calls:
                 return False
             handle = self._direct_calls.pop(call_id, None)
@@ -216,11 +216,9 @@ class NativeFront:
     # -- on the event loop ------------------------------------------------------------------
 
     def _on_events(self, events) -> None:
-        from pygrpc_native import EVENT_CANCEL
-
-        now = self._loop.time()
+        now = time.monotonic()
         for kind, call_id, method_id, payload, _client, details in events:
-            if kind == EVENT_CANCEL:  # the client cancelled, or its deadline passed
+            if kind == self._cancel_event:  # the client cancelled, or its deadline passed
                 task = self._calls.get(call_id)
                 if task is not None:
                     task.cancel()
