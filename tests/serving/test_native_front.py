@@ -102,7 +102,8 @@ def test_stop_finishes_queued_requests_and_refuses_new_ones(repository, attempt)
 
 
 def test_concurrent_calls_reach_the_batcher_together(repository):
-    """Calls the front hands over in one batch are queued in one loop iteration, so they merge."""
+    """Calls that arrive together merge: the dispatch thread queues a batch of calls before an
+    instance thread, which needs the GIL it holds meanwhile, can take the first alone."""
     running = start_server(server_config(repository, providers="cpu", grpc_front="native"))
     try:
         with grpc.insecure_channel(running.address) as channel:
