@@ -46,6 +46,20 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--max-generate-count", type=int, help=f"most images one Generate call may ask for (default {d.max_generate_count})")
     p.add_argument("--max-forecast-horizon", type=int, help=f"most values one Forecast may ask for (default {d.max_forecast_horizon})")
     p.add_argument("--max-image-pixels", type=int, help=f"most decoded pixels of one request image (default {d.max_image_pixels})")
+    p.add_argument("--max-images", type=int, help=f"most images in one typed call (default {d.max_images})")
+    p.add_argument("--max-words", type=int, help=f"most words in one GetVectors/MostSimilar call (default {d.max_words})")
+    p.add_argument("--max-word-pairs", type=int, help=f"most pairs in one Similarity call (default {d.max_word_pairs})")
+    p.add_argument("--max-series", type=int, help=f"most series in one Forecast call (default {d.max_series})")
+    p.add_argument("--max-series-length", type=int, help=f"most values in one series (default {d.max_series_length})")
+    p.add_argument("--max-stream-values", type=int, help=f"most values in one ForecastStream message (default {d.max_stream_values})")
+    p.add_argument("--max-request-elements", type=int,
+                   help=f"most tensor elements in one inference request (default {d.max_request_elements}; "
+                        "a model's dnnzoo.max_request_elements parameter may lower it)")
+    p.add_argument("--max-string-elements", type=int, help=f"most BYTES elements in one inference request (default {d.max_string_elements})")
+    p.add_argument("--auth-token-file", help="file holding the bearer token that inference and metadata calls must send")
+    p.add_argument("--admin-token-file", help="file holding the bearer token that repository control (load, unload, index) needs")
+    p.add_argument("--drain-delay-seconds", type=float,
+                   help=f"after SIGTERM, health is NOT_SERVING at once and new calls are refused after this delay (default {d.drain_delay_seconds:g})")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 

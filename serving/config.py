@@ -17,6 +17,11 @@ CONTROL_MODES = ("none", "poll", "explicit")
 BUILD_PROFILES = ("tiny", "quick", "full")
 GRPC_FRONTS = ("auto", "native", "grpcio")
 ENV_PREFIX = "DNNZOO_"
+# Positive integer caps on what one request may ask for; each is a `serve` flag.
+LIMIT_FIELDS = (
+    "max_generate_count", "max_forecast_horizon", "max_image_pixels", "max_images", "max_words", "max_word_pairs",
+    "max_series", "max_series_length", "max_stream_values", "max_request_elements", "max_string_elements",
+)
 
 
 @dataclass
@@ -40,6 +45,19 @@ class ServeConfig:
     max_generate_count: int = 64  # images one Generate call may ask for
     max_forecast_horizon: int = 1000  # values one Forecast may ask for (beyond the trained horizon by feeding back)
     max_image_pixels: int = 4096 * 4096  # decoded pixels of one request image: the image-bomb cap
+    max_images: int = 256  # images one Classify/Detect/Encode/Reconstruct call may carry
+    max_words: int = 1024  # words one GetVectors/MostSimilar call may carry
+    max_word_pairs: int = 1024  # pairs one Similarity call may carry
+    max_series: int = 256  # series one Forecast call may carry
+    max_series_length: int = 100_000  # values one series may have
+    max_stream_values: int = 1000  # values one ForecastStream message may carry
+    # Limits of every inference request (Open Inference Protocol and typed services alike).
+    max_request_elements: int = 16 * 1024 * 1024  # elements of all inputs of one request (numbers)
+    max_string_elements: int = 1024 * 1024  # BYTES elements of one request (each becomes a Python object)
+    # Access control: files holding bearer tokens (none: open, as Triton by default).
+    auth_token_file: Path | None = None  # inference and metadata need `authorization: Bearer <token>`
+    admin_token_file: Path | None = None  # repository control (load, unload, index) needs this token
+    drain_delay_seconds: float = 1.0  # after SIGTERM: NOT_SERVING at once, new calls refused after this
 
     def check(self) -> ServeConfig:
         if self.providers not in PROVIDER_CHOICES:
@@ -62,10 +80,12 @@ class ServeConfig:
             raise UserError("--tls-cert and --tls-key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise UserError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
-        for name in ("max_generate_count", "max_forecast_horizon", "max_image_pixels"):
+        if self.grace_seconds < 0 or self.drain_delay_seconds < 0:
+            raise UserError("--grace-seconds and --drain-delay-seconds must not be negative")
+        for name in LIMIT_FIELDS:
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "auth_token_file", "admin_token_file"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise UserError(f"--{name.replace('_', '-')}: no such file {path}")

@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import grpc
@@ -157,7 +157,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
     ours = MethodTable(grpc_server)  # records our unary methods for the native front
     inference = InferenceServicer(plane)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(inference, ours)
-    limits = TaskLimits(config.max_generate_count, config.max_forecast_horizon, config.max_image_pixels)
+    limits = TaskLimits(**{f.name: getattr(config, f.name) for f in fields(TaskLimits)})
     task_services = add_task_servicers(Catalog(plane, limits), ours)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, grpc_server)
     services = (

@@ -30,6 +30,12 @@ class TaskLimits:
     max_generate_count: int = 64
     max_forecast_horizon: int = 1000
     max_image_pixels: int = 4096 * 4096
+    max_images: int = 256
+    max_words: int = 1024
+    max_word_pairs: int = 1024
+    max_series: int = 256
+    max_series_length: int = 100_000
+    max_stream_values: int = 1000
 
 
 @dataclass
