@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from serving.errors import DeadlineExceeded, InvalidInput, QueueFull, VersionRetired
+from serving.errors import DeadlineExceeded, InvalidInput, ModelNotReady, QueueFull, VersionRetired
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ Result = tuple[Arrays, Timings]
 Done = Callable[["Result | BaseException"], None]  # called once, on an instance thread, unless cancelled
 
 _QUEUED, _TAKEN, _DROPPED = range(3)
+_LONGEST_WAIT_S = 60.0  # a timed wait wakes at least this often (and never overflows the OS timer)
 _COST_WEIGHT = 0.2  # of the newest execution in the running estimate of a row's cost
 _COST_CLIP = 2.0  # an execution counts as at most this many times the estimate: on a busy machine a
 # thread is often preempted mid-run, and those outliers say nothing about the model's own cost
@@ -107,12 +108,28 @@ class Batcher:
         self._row_ns: float | None = None  # running estimate of what one row costs to execute
         self._threads: list[threading.Thread] = []
         self._closing = False
+        self._hurry = False  # shutting down: run what is queued without waiting for batches to fill
+        self.failure: str | None = None  # why this batcher stopped serving (an instance thread died)
+        self.on_failure: Callable[[str], None] | None = None
 
     def start(self) -> None:
+        """Start the instance threads; if one cannot start, stop those that did and raise."""
         for number in range(max(1, self.policy.instances)):
             thread = threading.Thread(target=self._instance, name=f"dnnzoo {self.label} #{number}", daemon=True)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError as exc:  # the process is out of threads
+                with self._changed:
+                    self._closing = True
+                    self._changed.notify_all()
+                raise ValueError(f"cannot start instance thread {number + 1} of {self.policy.instances}: {exc}") from None
             self._threads.append(thread)
+
+    def hurry(self) -> None:
+        """Run what is queued (and what still comes) without waiting for batches to fill: shutdown."""
+        with self._changed:
+            self._hurry = True
+            self._changed.notify_all()
 
     @property
     def queued(self) -> int:
@@ -128,6 +145,8 @@ class Batcher:
         rows, signature = self._shape_of(inputs)
         ticket = Ticket(dict(inputs), rows, signature, deadline, done)
         with self._changed:  # checked under the lock: `close` must not miss a request it let in
+            if self.failure:
+                raise ModelNotReady(f"{self.label} is out of service: {self.failure}")
             if self._closing or not self._threads:
                 raise VersionRetired(f"{self.label} is unloading; retry")
             limit = self.policy.max_queue_size
@@ -170,11 +189,37 @@ class Batcher:
     # -- on the instance threads ------------------------------------------------------------
 
     def _instance(self) -> None:
-        while True:
-            batch = self._take()
-            if batch is None:
-                return
-            self._execute(batch)
+        batch: list[Ticket] = []
+        try:
+            while True:
+                batch = self._take() or []
+                if not batch:
+                    return
+                self._execute(batch)
+        except BaseException as exc:  # noqa: BLE001 - a bug: take the model out of service, loudly
+            log.critical("%s: an instance thread stopped: %r", self.label, exc, exc_info=exc)
+            reason = f"an instance thread stopped ({type(exc).__name__}); see the server log"
+            for ticket in batch:  # those already answered are skipped by _deliver
+                _deliver(ticket, ModelNotReady(f"{self.label} is out of service: {reason}"))
+            self._fail_all(reason)
+
+    def _fail_all(self, reason: str) -> None:
+        """Stop taking requests, answer every queued one UNAVAILABLE, and tell the owner why."""
+        with self._changed:
+            self.failure = self.failure or reason
+            self._closing = True
+            queued = [t for t in self._queue if t.state == _QUEUED]
+            for ticket in queued:
+                ticket.state = _DROPPED
+            self._queue.clear()
+            self._changed.notify_all()
+        for ticket in queued:
+            _deliver(ticket, ModelNotReady(f"{self.label} is out of service: {reason}"))
+        if self.on_failure is not None:
+            try:
+                self.on_failure(reason)
+            except Exception:  # noqa: BLE001
+                log.exception("%s: reporting a failed instance failed", self.label)
 
     def _take(self) -> list[Ticket] | None:
         """Wait for the next batch this instance should run; None once closing with nothing left."""
@@ -197,7 +242,7 @@ class Batcher:
                         return None
                     wait = None
                 else:
-                    wait = self._wait_for(batch) if can_grow and not self._closing else 0.0
+                    wait = self._wait_for(batch) if can_grow and not (self._closing or self._hurry) else 0.0
                     if self._running >= max(1, self.policy.instances):
                         wait = None  # a caller runs a batch on an instance's behalf
                     elif wait <= 0:
@@ -206,7 +251,7 @@ class Batcher:
                             self._queue.popleft()
                             ticket.state = _TAKEN
                         return batch
-                self._changed.wait(wait)
+                self._changed.wait(None if wait is None else min(wait, _LONGEST_WAIT_S))
                 expired = self._expire()
             return expired
         finally:
@@ -225,17 +270,40 @@ class Batcher:
         return wait
 
     def _execute(self, batch: list[Ticket]) -> None:
-        """Run a taken batch, free its instance, then answer each request (on this thread)."""
+        """Run a taken batch, free its instance, then answer each request (on this thread).
+
+        If a merged batch fails, its requests are run again one by one, so that only the request
+        that caused the failure fails (Triton fails the whole batch)."""
         started = time.monotonic_ns()
-        total = sum(ticket.rows for ticket in batch)
         try:
             outputs, input_ns, infer_ns, output_ns = self._run_batch(batch)
-        except Exception as exc:  # noqa: BLE001 - delivered to every request of the batch
-            self._free()
+        except Exception as exc:  # noqa: BLE001 - answered below, alone or request by request
+            if len(batch) == 1:
+                self._free()
+                _deliver(batch[0], exc)
+                return
+            log.info("%s: a batch of %d requests failed (%s); running them one by one", self.label, len(batch), type(exc).__name__)
             for ticket in batch:
-                _deliver(ticket, exc)
+                self._execute_alone(ticket)
+            self._free()
             return
-        self._free((input_ns + infer_ns + output_ns) / total)
+        self._finish(batch, started, outputs, input_ns, infer_ns, output_ns, free=True)
+
+    def _execute_alone(self, ticket: Ticket) -> None:
+        """One request of a failed batch, run by itself on this (still taken) instance."""
+        started = time.monotonic_ns()
+        try:
+            outputs, input_ns, infer_ns, output_ns = self._run_batch([ticket])
+        except Exception as exc:  # noqa: BLE001 - this request's own failure
+            _deliver(ticket, exc)
+            return
+        self._finish([ticket], started, outputs, input_ns, infer_ns, output_ns, free=False)
+
+    def _finish(self, batch: list[Ticket], started: int, outputs: list[Arrays], input_ns: int, infer_ns: int,
+                output_ns: int, free: bool) -> None:
+        total = sum(ticket.rows for ticket in batch)
+        if free:
+            self._free((input_ns + infer_ns + output_ns) / total)
         if self.on_execution is not None:
             try:
                 self.on_execution(total, input_ns, infer_ns, output_ns)
@@ -323,9 +391,12 @@ class Batcher:
 
 
 def _deliver(ticket: Ticket, result: Result | BaseException) -> None:
-    """Call a request's `done` on this instance thread; a failing callback must not end the thread."""
+    """Call a request's `done` on this instance thread, once; a failing callback must not end the thread."""
+    done, ticket.done = ticket.done, None
+    if done is None:
+        return
     try:
-        ticket.done(result)
+        done(result)
     except Exception:  # noqa: BLE001
         log.exception("delivering an answer failed")
 

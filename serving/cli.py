@@ -89,11 +89,14 @@ async def serve(config: ServeConfig) -> int:
     def on_signal(signum: int) -> None:
         if not stopping:
             log.info("received %s", signal.Signals(signum).name)
-            stopping.append(loop.create_task(server.stop(config.grace_seconds)))
+            stopping.append(loop.create_task(server.stop(config.grace_seconds, config.drain_delay_seconds)))
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     await server.wait_stopped()
+    if server.failure is not None:
+        print(f"dnnzoo serve: stopped because {server.failure}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -20,6 +20,7 @@ from protos.model_config_pb2 import ModelConfig
 from serving.codec import decode_request, encode_response
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput, Unsupported
+from serving.repository import check_override
 from serving.statistics import Duration, VersionStatistics
 from serving.status import status_of
 
@@ -42,6 +43,10 @@ def _config_override(request: pb.RepositoryModelLoadRequest) -> ModelConfig | No
         config = json_format.Parse(parameter.string_param, ModelConfig())
     except json_format.ParseError as exc:
         raise InvalidInput(f"load parameter 'config' is not a model config in JSON: {exc}") from None
+    try:
+        check_override(config)
+    except ValueError as exc:
+        raise InvalidInput(f"load parameter 'config': {exc}") from None
     if config.name and config.name != request.model_name:
         raise InvalidInput(f"load parameter 'config' names model {config.name!r}, the request loads {request.model_name!r}")
     return config

@@ -7,6 +7,7 @@ a load override) are checked against the model bounds so that one folder cannot 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 MAX_RANK = 16  # dimensions of one tensor (Triton's own limit is far above what any model here uses)
@@ -16,8 +17,21 @@ MAX_NAME_CHARS = 120  # a client-given name (model, tensor, word) is cut to this
 # Bounds on config values, wherever they come from (config.pbtxt or RepositoryModelLoad's override).
 MAX_INSTANCES = 64  # instance threads of one model version
 MAX_THREADS = 64  # ONNX Runtime intra-/inter-op threads of one session
-MAX_QUEUE_DELAY_US = 10_000_000  # dynamic_batching.max_queue_delay_microseconds: 10 s
+MAX_QUEUE_DELAY_US = 3_600_000_000  # dynamic_batching.max_queue_delay_microseconds: an hour
 MAX_BATCH_SIZE = 1 << 20
+MAX_TENSOR_ELEMENTS = 1 << 26  # fixed dims of one configured tensor (warm-up allocates them)
+MAX_TENSORS = 256  # inputs or outputs of one model
+
+# ONNX Runtime session config entries a model config may set (Triton's ORT backend passes such
+# parameters through): tuning switches only. Others, some of which name files for ORT to write,
+# are refused when a model is read (serving.repository).
+ORT_SESSION_ENTRIES = frozenset({
+    "session.intra_op.allow_spinning", "session.inter_op.allow_spinning", "session.force_spinning_stop",
+    "session.set_denormal_as_zero", "session.disable_prepacking", "session.use_device_allocator_for_initializers",
+    "session.dynamic_block_base", "session.disable_cpu_ep_fallback", "session.disable_quant_qdq",
+    "session.enable_quant_qdq_cleanup", "session.disable_aot_function_inlining",
+    "memory.enable_memory_arena_shrinkage",
+})
 
 
 @dataclass(frozen=True)
@@ -34,3 +48,12 @@ def shown(text: object, limit: int = MAX_NAME_CHARS) -> str:
     if len(text) > limit:
         return repr(text[:limit]) + f"... ({len(text)} characters)"
     return repr(text)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:/[\w.@+-]+){2,}")
+
+
+def without_paths(text: str) -> str:
+    """`text` with absolute file paths cut to their last two parts: a client (or the index) learns
+    which file was wrong, never where the server keeps it."""
+    return _ABSOLUTE_PATH.sub(lambda m: "/".join(m.group(0).rsplit("/", 2)[-2:]), text)

@@ -163,6 +163,11 @@ class ModelManager:
                 raise ModelNotFound(f"unknown model {name!r}")
             await self._drop(self.entries[name], "unloaded")
 
+    def hurry(self) -> None:
+        """Shutdown has begun: every batcher runs what it has without waiting for batches to fill."""
+        for loaded in self.loaded():
+            loaded.batcher.hurry()
+
     async def close(self) -> None:
         """Drain every batcher (queued requests still run), then forget the sessions."""
         async with self._lock:
@@ -222,8 +227,11 @@ class ModelManager:
                 continue
             try:
                 fresh[number] = await self._open(source, number, path)
-            except ValueError as exc:
-                errors[number] = f"version {number}: {exc}"
+            except Exception as exc:  # noqa: BLE001 - any failure to open one version is that version's
+                errors[number] = f"version {number}: {exc}" if isinstance(exc, ValueError) else (
+                    f"version {number}: failed to open ({type(exc).__name__})")
+                if not isinstance(exc, ValueError):
+                    log.error("model %r version %d: unexpected failure while opening", name, number, exc_info=exc)
                 entry.failed[number] = (fingerprint, errors[number])
                 log.error("model %r version %d failed to load: %s", name, number, exc)
                 if number in entry.versions:  # a failed reload leaves the old one serving
@@ -260,6 +268,25 @@ class ModelManager:
             stats.record_execution(rows, input_ns, infer_ns, output_ns)
             self.on_execution(loaded, rows, input_ns, infer_ns, output_ns)
 
+        loop = asyncio.get_running_loop()
+
+        def failed(reason: str) -> None:  # on the instance thread that stopped
+            loop.call_soon_threadsafe(self._out_of_service, loaded, reason)
+
         batcher.on_execution = executed
+        batcher.on_failure = failed
         batcher.start()
         return loaded
+
+    def _out_of_service(self, loaded: LoadedVersion, reason: str) -> None:
+        """A version whose instance thread stopped leaves READY at once, with the reason in the index."""
+        entry = self.entries.get(loaded.name)
+        if entry is None or entry.versions.get(loaded.version) is not loaded:
+            return
+        del entry.versions[loaded.version]
+        entry.version_errors[loaded.version] = f"version {loaded.version}: {reason}"
+        entry.failed[loaded.version] = (loaded.fingerprint, entry.version_errors[loaded.version])
+        if not entry.versions:
+            entry.state, entry.reason = UNAVAILABLE, entry.version_errors[loaded.version]
+        log.error("model %r version %d is out of service: %s", loaded.name, loaded.version, reason)
+        self.on_state(loaded.name, bool(entry.versions))

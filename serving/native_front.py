@@ -23,6 +23,7 @@ TLS server uses grpc.aio alone.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -32,6 +33,8 @@ from dataclasses import dataclass
 import grpc
 
 from serving.status import status_of
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[object, "CallContext"], Awaitable[object]]
 Reply = Callable[[object], None]  # the response message, or an exception to map to a status
@@ -97,7 +100,7 @@ class NativeFront:
     """The public port. `start` needs the running loop; `drain` then `close` stop it gracefully."""
 
     def __init__(self, address: str, methods: list[UnaryMethod], fallback_socket: str, max_message: int,
-                 direct: dict[str, Direct] | None = None) -> None:
+                 direct: dict[str, Direct] | None = None, on_fatal: Callable[[str], None] | None = None) -> None:
         from pygrpc_native import EVENT_CANCEL, NativeGrpcFront
 
         self._cancel_event = EVENT_CANCEL
@@ -118,6 +121,7 @@ class NativeFront:
         self._calls: dict[int, asyncio.Task] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._on_fatal = on_fatal  # called on the event loop if the dispatch thread fails
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -160,6 +164,19 @@ class NativeFront:
     # -- on the dispatch thread -------------------------------------------------------------
 
     def _dispatch(self) -> None:
+        """The dispatch thread. If it fails, nothing would read the port any more: the failure is
+        reported (the server then goes NOT_SERVING and exits non-zero), never swallowed."""
+        try:
+            self._dispatch_events()
+        except BaseException as exc:  # noqa: BLE001
+            log.critical("the gRPC front's dispatch thread failed", exc_info=exc)
+            if self._on_fatal is not None and not self._stopping:
+                try:
+                    self._loop.call_soon_threadsafe(self._on_fatal, f"the gRPC front's dispatch thread failed ({type(exc).__name__})")
+                except RuntimeError:  # the loop is closed: the process is ending anyway
+                    pass
+
+    def _dispatch_events(self) -> None:
         front, loop = self._front, self._loop
         while (events := front.recv_batch_details(256)) is not None:
             if self._direct:

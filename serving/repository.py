@@ -16,6 +16,7 @@ from pathlib import Path
 from protos.config_text import Datatype, from_config, parse_config
 from protos.model_config_pb2 import ModelConfig
 
+from serving import limits
 from serving.batching import BatchPolicy
 
 CONFIG_FILE = "config.pbtxt"
@@ -104,14 +105,20 @@ class Repository:
 
         `override` replaces config.pbtxt for this read (RepositoryModelLoad's `config` parameter);
         the model files and side files still come from the folder."""
+        try:
+            return self._read(name, override)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with one folder is that model's problem
+            return ModelSource(name, error=f"cannot read the model folder: {_reason(exc)}")
+
+    def _read(self, name: str, override: ModelConfig | None) -> ModelSource:
         if name not in self.scan():
             return ModelSource(name, error=f"no model folder named {name!r} in the repository")
         folder = self.root / name
         if override is None:
             try:
                 text = (folder / CONFIG_FILE).read_text(encoding="utf-8")
-            except OSError as exc:
-                return ModelSource(name, error=f"cannot read {CONFIG_FILE}: {exc.strerror or exc}")
+            except (OSError, UnicodeDecodeError) as exc:
+                return ModelSource(name, error=f"cannot read {CONFIG_FILE}: {_reason(exc)}")
             fingerprint = [_stat(folder / CONFIG_FILE)]
         else:
             fingerprint = [("override", override.SerializeToString(deterministic=True))]
@@ -137,8 +144,18 @@ class Repository:
         path = self.root / name / _plain_file_name(file_name, "side file")
         try:
             return path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ValueError(f"cannot read {file_name!r} of model {name!r}: {exc.strerror or exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read {file_name!r} of model {name!r}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a file could not be read, in words and without the server's paths."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    text = str(exc).strip().splitlines()
+    return limits.without_paths(text[0])[:300] if text else type(exc).__name__
 
 
 def _stat(path: Path) -> tuple:
@@ -169,6 +186,7 @@ def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> Mo
         raise ValueError("config.pbtxt must list the model's inputs and outputs")
     if config.WhichOneof("scheduling_choice") in ("sequence_batching", "ensemble_scheduling"):
         raise ValueError(f"{config.WhichOneof('scheduling_choice')} is not supported by this server")
+    check_bounds(config)
 
     def tensor(t, labels=()) -> TensorSpec:
         try:
@@ -190,14 +208,75 @@ def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> Mo
             path = folder / _plain_file_name(t.label_filename, f"output {t.name!r} label_filename")
             try:
                 labels = path.read_text(encoding="utf-8").splitlines()
-            except OSError as exc:
-                raise ValueError(f"output {t.name!r}: cannot read labels {t.label_filename!r}: {exc.strerror or exc}") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"output {t.name!r}: cannot read labels {t.label_filename!r}: {_reason(exc)}") from None
             fingerprint.append(_stat(path))
         outputs.append(tensor(t, labels))
     names = [t.name for t in (*inputs, *outputs)]
     if len(set(names)) != len(names):
         raise ValueError("input and output names must be unique")
     return ModelSpec(config, inputs, tuple(outputs))
+
+
+def check_bounds(config: ModelConfig) -> None:
+    """Refuse values that would let one config exhaust the host: instance and thread counts, queue
+    delay, batch size, tensor sizes and the ONNX Runtime entries it may set (serving.limits)."""
+    if len(config.input) > limits.MAX_TENSORS or len(config.output) > limits.MAX_TENSORS:
+        raise ValueError(f"a model may have at most {limits.MAX_TENSORS} inputs and outputs")
+    if config.max_batch_size > limits.MAX_BATCH_SIZE:
+        raise ValueError(f"max_batch_size {config.max_batch_size} is above this server's bound {limits.MAX_BATCH_SIZE}")
+    instances = sum(group.count for group in config.instance_group)
+    if any(group.count < 0 for group in config.instance_group) or instances > limits.MAX_INSTANCES:
+        raise ValueError(f"instance_group counts must be 0..{limits.MAX_INSTANCES} in all (got {instances})")
+    if config.WhichOneof("scheduling_choice") == "dynamic_batching":
+        batching = config.dynamic_batching
+        if not 0 <= batching.max_queue_delay_microseconds <= limits.MAX_QUEUE_DELAY_US:
+            raise ValueError(
+                f"dynamic_batching.max_queue_delay_microseconds must be 0..{limits.MAX_QUEUE_DELAY_US}, "
+                f"got {batching.max_queue_delay_microseconds}"
+            )
+        if any(not 1 <= size <= max(1, config.max_batch_size) for size in batching.preferred_batch_size):
+            raise ValueError(f"dynamic_batching.preferred_batch_size must be 1..max_batch_size ({config.max_batch_size})")
+    for key in ("intra_op_thread_count", "inter_op_thread_count"):
+        if key in config.parameters:
+            text = config.parameters[key].string_value
+            if not (text.isdigit() and int(text) <= limits.MAX_THREADS):
+                raise ValueError(f"parameter {key!r} must be a whole number 0..{limits.MAX_THREADS}, got {text[:40]!r}")
+    if "execution_mode" in config.parameters and config.parameters["execution_mode"].string_value not in ("", "0", "1"):
+        raise ValueError("parameter 'execution_mode' must be 0 (sequential) or 1 (parallel)")
+    refused = sorted(k for k in config.parameters if k.startswith(("session.", "memory.")) and k not in limits.ORT_SESSION_ENTRIES)
+    if refused:
+        raise ValueError(
+            f"ONNX Runtime entry {refused[0][:80]!r} is not one this server passes on "
+            f"(allowed: {', '.join(sorted(limits.ORT_SESSION_ENTRIES))})"
+        )
+    for tensor in (*config.input, *config.output):
+        fixed = 1
+        for d in tensor.dims:
+            fixed *= max(d, 1)
+            if fixed > limits.MAX_TENSOR_ELEMENTS:
+                raise ValueError(f"tensor {tensor.name[:80]!r}: dims {list(tensor.dims)[:20]} hold more than {limits.MAX_TENSOR_ELEMENTS} elements")
+
+
+# What RepositoryModelLoad's `config` override may set: the fields that describe how the model in
+# the folder is served. Anything else (model_transaction_policy, ensemble, backend-specific files...)
+# is refused, and parameters are limited to thread settings, dnnzoo's own and the allowed ORT entries.
+OVERRIDE_FIELDS = frozenset({
+    "name", "platform", "backend", "max_batch_size", "input", "output", "instance_group", "dynamic_batching",
+    "version_policy", "parameters", "optimization", "default_model_filename",
+})
+OVERRIDE_PARAMETERS = frozenset({"intra_op_thread_count", "inter_op_thread_count", "execution_mode"})
+
+
+def check_override(config: ModelConfig) -> None:
+    """ValueError unless a load override sets only allowed fields and parameters, within bounds."""
+    for descriptor, _ in config.ListFields():
+        if descriptor.name not in OVERRIDE_FIELDS:
+            raise ValueError(f"field {descriptor.name!r} cannot be overridden at load (allowed: {', '.join(sorted(OVERRIDE_FIELDS))})")
+    for key in config.parameters:
+        if key not in OVERRIDE_PARAMETERS and key not in limits.ORT_SESSION_ENTRIES and not key.startswith("dnnzoo."):
+            raise ValueError(f"parameter {key[:80]!r} cannot be set at load")
+    check_bounds(config)
 
 
 def _versions(folder: Path, config: ModelConfig) -> tuple[dict[int, Path], dict[int, str], dict[int, tuple]]:

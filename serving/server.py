@@ -64,21 +64,35 @@ class Server:
     _socket_dir: str | None = None  # holds the grpc.aio server's Unix socket behind the front
     _poll_task: asyncio.Task | None = None
     _stopped: asyncio.Event | None = None
+    _stopping: bool = False  # stop() has begun
+    failure: str | None = None  # why the server stopped itself (the process then exits non-zero)
 
-    async def stop(self, grace: float = 30.0) -> None:
-        if self._stopped is not None and self._stopped.is_set():
+    async def stop(self, grace: float = 30.0, drain_delay: float = 0.0) -> None:
+        """Graceful shutdown, in the order load balancers and clients need:
+
+        1. health turns NOT_SERVING (and ServerReady false) at once, while calls are still accepted
+           for `drain_delay` seconds, so that balancers that poll health stop sending first;
+        2. new calls are refused (UNAVAILABLE); calls in flight, multi-step typed calls and open
+           streams included, get up to `grace` seconds, with every model still loaded, and batchers
+           run what is queued without waiting for batches to fill;
+        3. only then are the models closed and the ports released."""
+        if self._stopping:
+            await self._stopped.wait()
             return
+        self._stopping = True
         log.info("shutting down: finishing in-flight and queued requests (up to %.0f s)", grace)
         self.plane.accepting = False
         await self.health.shutting_down()
         if self._poll_task is not None:
             self._poll_task.cancel()
-        # stop() refuses new RPCs at once and waits for the running ones; close() meanwhile makes
-        # every batcher run its queue without waiting for batches to fill.
-        stopping = [self.grpc_server.stop(grace), self.models.close()]
+        if drain_delay > 0:
+            await asyncio.sleep(drain_delay)
+        self.models.hurry()
+        stopping = [self.grpc_server.stop(grace)]
         if self.front is not None:
             stopping.append(self.front.drain(grace))
         await asyncio.gather(*stopping)
+        await self.models.close()
         if self.front is not None:  # after grpc.aio has finished the calls the front forwarded to it
             await self.front.close()
         if self._socket_dir is not None:
@@ -88,6 +102,14 @@ class Server:
             self._metrics_httpd.server_close()
         self._stopped.set()
         log.info("stopped")
+
+    def fail(self, reason: str) -> None:
+        """A part the server cannot run without has failed (the front's dispatch thread): go
+        NOT_SERVING and stop, so that the process exits non-zero and the orchestrator restarts it."""
+        if self.failure is None:
+            self.failure = reason
+            log.critical("stopping: %s", reason)
+            asyncio.get_running_loop().create_task(self.stop(grace=5.0))
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -175,7 +197,8 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         socket = os.path.join(socket_dir, "grpc.sock")
         _bind(grpc_server, f"unix:{socket}", None)
         infer_path = f"/{pb.DESCRIPTOR.services_by_name['GRPCInferenceService'].full_name}/ModelInfer"
-        front = NativeFront(address, list(ours.unary.values()), socket, limit, direct={infer_path: inference.start_model_infer})
+        front = NativeFront(address, list(ours.unary.values()), socket, limit, direct={infer_path: inference.start_model_infer},
+                            on_fatal=lambda reason: server.fail(reason))
         port = front.port
     else:
         port = _bind(grpc_server, address, credentials)

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from serving.errors import InvalidInput
+from serving.errors import InvalidInput, ModelRunFailed, ServingError, TooLarge
+from serving.limits import ORT_SESSION_ENTRIES, without_paths
 from serving.repository import ModelSpec, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ PREFERENCES = {
     "cpu": (CPU,),
 }
 KIND_GPU, KIND_CPU = 1, 2  # ModelInstanceGroup.Kind values
-_SESSION_ENTRY_PREFIXES = ("session.", "memory.")
+_ALLOCATION_MARKERS = ("bad_alloc", "Failed to allocate", "out of memory", "OUT_OF_MEMORY")
 
 
 @dataclass
@@ -61,10 +62,22 @@ class LoadedSession:
             if tensor.name in inputs:
                 feeds[tensor.name] = _to_model_shape(inputs[tensor.name], tensor, self.spec.max_batch_size)
         names = [t.name for t in self.spec.outputs]
-        values = self.session.run(names, feeds)
+        try:
+            values = self.session.run(names, feeds)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types; the input is the cause
+            raise run_failure(self.spec.name, exc) from None
         return {
             t.name: _to_client_shape(v, t, self.spec.max_batch_size) for t, v in zip(self.spec.outputs, values)
         }
+
+
+def run_failure(model: str, exc: BaseException) -> ServingError:
+    """What an ONNX Runtime failure during `run` means for the client: too little memory for this
+    request (RESOURCE_EXHAUSTED), else an input the graph cannot take (INVALID_ARGUMENT)."""
+    first = _first_line(exc)
+    if any(marker in first for marker in _ALLOCATION_MARKERS):
+        return TooLarge(f"model {model!r} could not allocate memory for this request; send a smaller one")
+    return ModelRunFailed(f"model {model!r} could not run this input: {first}")
 
 
 def _as_text(array: np.ndarray, name: str) -> np.ndarray:
@@ -134,7 +147,7 @@ def session_options(spec: ModelSpec) -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if mode == 1 else ort.ExecutionMode.ORT_SEQUENTIAL
     entries = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
     for key, value in spec.config.parameters.items():
-        if key.startswith(_SESSION_ENTRY_PREFIXES):
+        if key in ORT_SESSION_ENTRIES:
             entries[key] = value.string_value
     for key, value in entries.items():
         options.add_session_config_entry(key, value)
@@ -172,7 +185,7 @@ def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return without_paths(text[0])[:300] if text else type(exc).__name__
 
 
 def check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:
