@@ -8,6 +8,7 @@ stream open, so it uses the same table to write the message.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import grpc
@@ -20,6 +21,7 @@ from protos.model_config_pb2 import ModelConfig
 from serving.codec import decode_request, encode_response
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput, Unsupported
+from serving.limits import INLINE_PAYLOAD_BYTES
 from serving.repository import check_override
 from serving.statistics import Duration, VersionStatistics
 from serving.status import status_of
@@ -111,7 +113,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelConfigResponse(config=self.plane.model_config(request.name, request.version))
 
     async def ModelInfer(self, request, context):
-        response = await self.plane.infer(decode_request(request), _deadline(context))
+        deadline = _deadline(context)
+        if sum(map(len, request.raw_input_contents)) > INLINE_PAYLOAD_BYTES:  # keep the event loop free
+            decoded = await asyncio.to_thread(decode_request, request)
+        else:
+            decoded = decode_request(request)
+        response = await self.plane.infer(decoded, deadline)
         return encode_response(response)
 
     def start_model_infer(self, request, deadline, reply, run_here: bool = False):

@@ -28,10 +28,12 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
 
+from serving.limits import INLINE_PAYLOAD_BYTES
 from serving.status import status_of
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,8 @@ class NativeFront:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self._on_fatal = on_fatal  # called on the event loop if the dispatch thread fails
+        # Large direct calls are parsed and checked here, so that the dispatch thread stays free.
+        self._decoder = ThreadPoolExecutor(2, thread_name_prefix="dnnzoo-decode")
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -155,6 +159,7 @@ class NativeFront:
     async def close(self) -> None:
         """Close the port; calls still open (none after `drain`) get UNAVAILABLE."""
         await asyncio.get_running_loop().run_in_executor(None, self._front.close)
+        self._decoder.shutdown(wait=False)
 
     def _unfinished(self) -> int:
         """Calls the front has started and not finished writing, from its own counters."""
@@ -203,22 +208,32 @@ class NativeFront:
         start = self._direct.get(method_id)
         if start is None or self._stopping:
             return False
-        method = self.methods[method_id]
-        request = self._parse(call_id, method, payload)
-        if request is None:
-            return True
         remaining = details[2] if details else None
         deadline = None if remaining is None else time.monotonic() + remaining
         self._direct_calls[call_id] = None  # the answer may come before `start` returns
+        if len(payload) > INLINE_PAYLOAD_BYTES:  # parsing and checking it takes time: not on this thread
+            self._decoder.submit(self._start_direct, start, call_id, method_id, payload, deadline, False)
+        else:
+            self._start_direct(start, call_id, method_id, payload, deadline, alone)
+        return True
+
+    def _start_direct(self, start: Direct, call_id: int, method_id: int, payload: bytes, deadline: float | None,
+                      alone: bool) -> None:
+        """Parse a direct call and queue it at its model (on the dispatch thread, or a decoder thread
+        for a large payload)."""
+        method = self.methods[method_id]
+        request = self._parse(call_id, method, payload)
+        if request is None:
+            self._direct_calls.pop(call_id, None)
+            return
         try:
             handle = start(request, deadline, lambda result: self._reply(call_id, method, result), alone)
         except Exception as exc:  # noqa: BLE001 - mapped in one place, as the interceptor does
             self._direct_calls.pop(call_id, None)
             self._fail(call_id, *status_of(exc, method.path))
-            return True
+            return
         if call_id in self._direct_calls:
             self._direct_calls[call_id] = handle
-        return True
 
     def _reply(self, call_id: int, method: UnaryMethod, result: object) -> None:
         """On a model's instance thread: send a direct call's answer, or its error."""
