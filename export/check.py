@@ -23,6 +23,7 @@ CONFIG = "config.pbtxt"
 DEFAULT_MODEL_FILENAME = "model.onnx"
 PLATFORM = "onnxruntime_onnx"
 FILE_PARAMETERS = ("dnnzoo.labels_file", "dnnzoo.vocab_file")
+FINGERPRINTS = ("dnnzoo.vocab_hash", "dnnzoo.export_id")
 
 
 @dataclass
@@ -144,7 +145,21 @@ def check_model(folder: Path, names: set[str]) -> ModelCheck:
             problems.append(f"side file {name!r} is missing")
     companions = [v.string_value for k, v in config.parameters.items() if k.startswith("dnnzoo.companion")]
     problems += [f"companion model {c!r} is not in the repository" for c in companions if c not in names]
+    problems += [p for c in companions if c in names for p in _pairing_problems(config, folder.parent / c)]
     return result
+
+
+def _pairing_problems(config: ModelConfig, companion: Path) -> list[str]:
+    """A companion whose fingerprints differ from its main model's was written by another export."""
+    try:
+        other = config_text.parse_config((companion / CONFIG).read_text(encoding="utf-8"), source=f"{companion.name}/{CONFIG}")
+    except (OSError, ValueError, UnicodeDecodeError):
+        return []  # reported when that folder itself is checked
+    for key in FINGERPRINTS:
+        ours, theirs = (c.parameters[key].string_value if key in c.parameters else "" for c in (config, other))
+        if ours and theirs and ours != theirs:
+            return [f"companion model {companion.name!r} comes from another export ({key} {theirs} != {ours}); re-export both"]
+    return []
 
 
 def check_repository(repository: Path) -> list[ModelCheck]:

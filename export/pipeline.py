@@ -1,7 +1,9 @@
 """Export one training run: checkpoint -> ModelSpecs -> checked ONNX -> parity -> repository.
 
 The steps run in that order for every model of the run (a main model and its companions) before
-anything is written, so a failure at any step leaves the repository as it was.
+anything is written, so a failure at any step leaves the repository as it was. The models of one
+run are written as one set and share `dnnzoo.export_id` (a hash of everything written), which
+serving compares before it pairs a model with a companion.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from export import convert, parity, repository
 from export.families import DEFAULT_NAMES, graphs
 from export.spec import Arrays, ModelSpec
 from training import checkpoint as checkpoints
+
+EXPORT_ID = "dnnzoo.export_id"
+EXPORT_ID_CHARS = 16
 
 
 @dataclass
@@ -97,10 +102,23 @@ def checkpoint_digest(run_dir: Path) -> str:
     return hashlib.sha256((Path(run_dir) / checkpoints.FILENAME).read_bytes()).hexdigest()
 
 
+def export_id(folders: list[repository.ModelFolder]) -> str:
+    """One id for the models of an export: equal exactly when their graphs and side files are."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        parts = [folder.name.encode(), folder.onnx]
+        for filename in sorted(folder.side_files):
+            parts += [filename.encode(), folder.side_files[filename]]
+        for part in parts:  # length-prefixed, so no two different sets hash the same bytes
+            digest.update(len(part).to_bytes(8, "little") + part)
+    return digest.hexdigest()[:EXPORT_ID_CHARS]
+
+
 def _parameters(spec: ModelSpec, source: Source, main: str, names: dict[str, str], opset: int,
-                report: parity.Report) -> dict[str, str]:  # fmt: skip
+                report: parity.Report, run_id: str) -> dict[str, str]:  # fmt: skip
     params = {
         "dnnzoo.family": source.family,
+        EXPORT_ID: run_id,
         **spec.parameters,
         **_scalar_parameters("dnnzoo.metrics.", source.metrics.get("final", {})),
         "dnnzoo.source.run": source.run_dir.name,
@@ -141,7 +159,7 @@ def export_specs(specs: list[ModelSpec], source: Source, repository_dir: Path, m
     version = version or repository.next_version(repository_dir, list(names.values()))
     repository.refuse_overwrite(repository_dir, list(names.values()), version, force)
 
-    folders, reports = [], []
+    built = []
     for spec in specs:
         model_name = names[spec.suffix]
         onnx_model, before = convert.build(spec, opset, doc=f"dnnzoo {source.family} model {model_name}, exported from {source.run_dir.name}")
@@ -154,13 +172,15 @@ def export_specs(specs: list[ModelSpec], source: Source, repository_dir: Path, m
         report = parity.check(model_name, reference, session_runner(data), spec.cases(), spec.compare)
         if traced is not None:
             report = parity.Report(max(report.max_abs_diff, traced.max_abs_diff), report.cases + traced.cases)
-        params = _parameters(spec, source, main, names, opset, report)
-        config = model_config.model_config(model_name, spec, params, instance_kind)
-        folders.append(repository.ModelFolder(model_name, version, model_config.config_text_of(config), data, spec.side_files))
-        reports.append((report, params.get("dnnzoo.task", "")))
+        built.append((spec, repository.ModelFolder(model_name, version, "", data, spec.side_files), report))
 
-    written = []
-    for folder, (report, task) in zip(folders, reports):
-        path = repository.write(repository_dir, folder)
-        written.append(Exported(folder.name, version, path, len(folder.onnx), report.max_abs_diff, task))
-    return written
+    run_id = export_id([folder for _, folder, _ in built])
+    for spec, folder, report in built:
+        params = _parameters(spec, source, main, names, opset, report, run_id)
+        folder.config = model_config.config_text_of(model_config.model_config(folder.name, spec, params, instance_kind))
+
+    paths = repository.write_all(repository_dir, [folder for _, folder, _ in built])
+    return [
+        Exported(folder.name, version, path, len(folder.onnx), report.max_abs_diff, spec.parameters.get("dnnzoo.task", ""))
+        for (spec, folder, report), path in zip(built, paths)
+    ]

@@ -6,11 +6,15 @@ The neighbour graph is written with onnx.helper rather than traced: k is an inpu
 `torch.topk` would freeze it into a constant. Queries are L2-normalised inside the graph, so a client
 may send a sum of unit vectors (an analogy, as gensim's most_similar forms it) as it is. k is not
 batched, so that model has max_batch_size 0 and its dims are full shapes. Both folders carry
-`vocab.txt` (word id i on line i) and the tokenisation facts serving must repeat.
+`vocab.txt` (word id i on line i), the tokenisation facts serving must repeat, and `dnnzoo.vocab_hash`
+(of vocab.txt), which serving compares before it maps the neighbour ids through the main model's
+vocabulary. `dnnzoo.input.ids.range` bounds the ids, so a server refuses an id past the vocabulary
+before it reaches the graph.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,13 @@ from training import word2vec
 
 EPSILON = 1e-12
 MAX_BATCH = 256
+VOCAB_HASH = "dnnzoo.vocab_hash"
+VOCAB_HASH_CHARS = 16
+
+
+def vocab_hash(vocab_file: bytes) -> str:
+    """sha256 of vocab.txt's bytes, hex, cut to 16 characters: enough to tell two vocabularies apart."""
+    return hashlib.sha256(vocab_file).hexdigest()[:VOCAB_HASH_CHARS]
 
 
 class Lookup(nn.Module):
@@ -99,6 +110,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
     extra = checkpoint.get("extra", {})
     text = {
         "dnnzoo.vocab_file": "vocab.txt",
+        VOCAB_HASH: vocab_hash(vocab_file),
         "dnnzoo.vocab_size": str(size),
         "dnnzoo.vector_size": str(dim),
         "dnnzoo.vocab.lowercase": str(bool(extra.get("lowercase", True))).lower(),
@@ -122,7 +134,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         max_batch_size=MAX_BATCH,
         samples=ids,
         side_files={"vocab.txt": vocab_file},
-        parameters={"dnnzoo.task": "word_vectors", **text},
+        parameters={"dnnzoo.task": "word_vectors", "dnnzoo.input.ids.range": f"0,{size - 1}", **text},
     )
     neighbours = ModelSpec(
         suffix="_neighbors",

@@ -2,9 +2,11 @@
 
 Every typed service goes through here: a model is looked up by name (NOT_FOUND when unknown), its
 `dnnzoo.task` parameter must be the one the service needs (INVALID_ARGUMENT otherwise: the request
-named the wrong model), and inference is an ordinary data-plane request, so dynamic batching,
-statistics and metrics are those of the Open Inference Protocol. Requests larger than the model's
-max_batch_size are split into batches that run concurrently and are joined in order.
+named the wrong model), a companion model (`NAME_neighbors`, `NAME_step`) is paired with its main
+model only when both come from one export (UNAVAILABLE otherwise: the repository holds a mixed
+set, which a re-export of both repairs), and inference is an ordinary data-plane request, so
+dynamic batching, statistics and metrics are those of the Open Inference Protocol. Requests larger
+than the model's max_batch_size are split into batches that run concurrently and are joined in order.
 """
 
 from __future__ import annotations
@@ -17,10 +19,28 @@ from typing import TypeVar
 import numpy as np
 
 from serving.dataplane import DataPlane, ModelHandle
-from serving.errors import InvalidInput, Unsupported
+from serving.errors import InvalidInput, ModelNotReady, Unsupported
+from serving.limits import shown
 from serving.requests import InferInput, InferRequest, RequestedOutput
 
 T = TypeVar("T")
+
+# Parameters export writes alike into a model and its companions, most telling first, with their names
+# in a message. Older repositories lack them: such a pair is served as before.
+FINGERPRINTS = (("dnnzoo.vocab_hash", "vocabulary hash"), ("dnnzoo.export_id", "export id"))
+FINGERPRINT_CHARS = 64
+
+
+def same_export(main: ModelHandle, companion: ModelHandle) -> None:
+    """Refuse a companion from another export than its main model: a neighbour graph over an old
+    vocabulary would answer ids that the main model's vocab.txt maps to other words, silently."""
+    for key, what in FINGERPRINTS:
+        ours, theirs = main.parameter(key), companion.parameter(key)
+        if ours and theirs and ours != theirs:
+            raise ModelNotReady(
+                f"model {shown(companion.name)} comes from another export than {shown(main.name)} "
+                f"({what} {theirs[:FINGERPRINT_CHARS]} != {ours[:FINGERPRINT_CHARS]}); re-export both"
+            )
 
 
 @dataclass(frozen=True)
@@ -55,11 +75,14 @@ class Catalog:
         return handle
 
     def companion(self, handle: ModelHandle, key: str, task: str, service: str) -> ModelHandle:
-        """The companion model export recorded under `dnnzoo.companion.<key>` (e.g. NAME_neighbors)."""
+        """The companion model export recorded under `dnnzoo.companion.<key>` (e.g. NAME_neighbors),
+        from the same export as `handle` (see `same_export`)."""
         name = handle.parameter(f"dnnzoo.companion.{key}")
         if not name:
             raise Unsupported(f"model {handle.name!r} has no companion {key!r} model (dnnzoo.companion.{key}), which {service} needs")
-        return self.find(name, "", task, service)
+        companion = self.find(name, "", task, service)
+        same_export(handle, companion)
+        return companion
 
     def number(self, handle: ModelHandle, key: str, kind: type = int):
         """A numeric `dnnzoo.` parameter the service needs; missing or unreadable -> FAILED_PRECONDITION."""

@@ -66,6 +66,16 @@ def test_side_files_and_companions(built):
     assert params["dnnzoo.companion.neighbors"].string_value == "pydoc_word2vec_neighbors"
     assert _config(repo, "waves_sequence").parameters["dnnzoo.companion.step"].string_value == "waves_sequence_step"
     assert _config(repo, "pydoc_word2vec_neighbors").max_batch_size == 0
+    assert params["dnnzoo.input.ids.range"].string_value == f"0,{len(vocab) - 1}"
+
+
+@pytest.mark.parametrize("main, companion", [("pydoc_word2vec", "pydoc_word2vec_neighbors"), ("waves_sequence", "waves_sequence_step")])
+def test_a_model_and_its_companion_carry_one_export_id(built, main, companion):
+    ours, theirs = (_config(built.repository, name).parameters for name in (main, companion))
+    assert len(ours["dnnzoo.export_id"].string_value) == 16
+    assert ours["dnnzoo.export_id"] == theirs["dnnzoo.export_id"]
+    others = {_config(built.repository, name).parameters["dnnzoo.export_id"].string_value for name in EXPECTED}
+    assert len(others) == len(EXPECTED) - 2, "each export run has its own id"
 
 
 def test_repo_check_cli_passes(built, capsys):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import TensorProto as T
 from onnx import helper as h
+from onnx import numpy_helper
 
 LABELS = ["zero", "one", "two", "three"]
 HOLD_DELAY_US = 60_000_000  # "held" models: a batch only runs when full (or on shutdown)
@@ -169,3 +172,72 @@ def build_repository(root: Path) -> Path:
     (root / "badconfig" / "config.pbtxt").write_text(CONFIGS["badconfig"], encoding="utf-8")
     shutil.copy(root / "doubler" / "1" / "model.onnx", root / "badconfig" / "1" / "model.onnx")
     return root
+
+
+# -- a word2vec pair: NAME (ids -> vectors) and its companion NAME_neighbors, as export writes them ---
+
+WORDS = ["king", "queen", "man", "woman", "child", "crown"]
+WORD_VECTORS = np.random.default_rng(7).standard_normal((len(WORDS), 3)).astype(np.float32)
+WORD_UNIT = WORD_VECTORS / np.linalg.norm(WORD_VECTORS, axis=1, keepdims=True)
+VOCAB_TEXT = "".join(f"{w}\n" for w in WORDS)
+VOCAB_HASH = hashlib.sha256(VOCAB_TEXT.encode()).hexdigest()[:16]
+EXPORT_ID = "0123456789abcdef"
+
+
+def word_lookup_graph():
+    """ids [N,1] INT64 -> vectors, unit_vectors [N,D] FP32 (rows of two tables)."""
+    dim = WORD_VECTORS.shape[1]
+    ids = h.make_tensor_value_info("ids", T.INT64, ["N", 1])
+    outs = [h.make_tensor_value_info(n, T.FLOAT, ["N", dim]) for n in ("vectors", "unit_vectors")]
+    inits = [numpy_helper.from_array(WORD_VECTORS, "table"), numpy_helper.from_array(WORD_UNIT, "unit"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis1")]  # fmt: skip
+    nodes = []
+    for table, out in (("table", "vectors"), ("unit", "unit_vectors")):
+        nodes += [h.make_node("Gather", [table, "ids"], [f"{out}_rows"], axis=0), h.make_node("Squeeze", [f"{out}_rows", "axis1"], [out])]
+    return h.make_graph(nodes, "word_lookup", [ids], outs, inits)
+
+
+def word_neighbors_graph():
+    """queries [Q,D], k [1] -> top-k ids and cosine scores over WORDS."""
+    dim = WORD_VECTORS.shape[1]
+    inputs = [h.make_tensor_value_info("queries", T.FLOAT, ["Q", dim]), h.make_tensor_value_info("k", T.INT64, [1])]
+    outputs = [h.make_tensor_value_info("ids", T.INT64, ["Q", "K"]), h.make_tensor_value_info("scores", T.FLOAT, ["Q", "K"])]
+    nodes = [
+        h.make_node("LpNormalization", ["queries"], ["unit_queries"], axis=1, p=2),
+        h.make_node("MatMul", ["unit_queries", "unit_t"], ["cosines"]),
+        h.make_node("TopK", ["cosines", "k"], ["scores", "ids"], axis=-1),
+    ]
+    return h.make_graph(nodes, "word_neighbors", inputs, outputs, [numpy_helper.from_array(np.ascontiguousarray(WORD_UNIT.T), "unit_t")])
+
+
+def _parameters_text(parameters: dict[str, str | None]) -> str:
+    return "".join(f'parameters {{ key: "{k}" value {{ string_value: "{v}" }} }}\n' for k, v in parameters.items() if v is not None)
+
+
+def write_word_pair(root: Path, name: str, main: dict[str, str | None] | None = None,
+                    neighbors: dict[str, str | None] | None = None) -> None:  # fmt: skip
+    """`name` and `name_neighbors` with export's facts; `main`/`neighbors` override parameters (None drops one)."""
+    dim = WORD_VECTORS.shape[1]
+    shared = {"dnnzoo.vocab_file": "vocab.txt", "dnnzoo.vocab_size": str(len(WORDS)), "dnnzoo.vector_size": str(dim),
+              "dnnzoo.vocab.lowercase": "true", "dnnzoo.vocab_hash": VOCAB_HASH, "dnnzoo.export_id": EXPORT_ID}  # fmt: skip
+    main_parameters = {"dnnzoo.task": "word_vectors", "dnnzoo.companion.neighbors": f"{name}_neighbors",
+                       "dnnzoo.input.ids.range": f"0,{len(WORDS) - 1}", **shared, **(main or {})}  # fmt: skip
+    neighbor_parameters = {"dnnzoo.task": "word_neighbors", "dnnzoo.companion_of": name, "dnnzoo.max_k": str(len(WORDS)),
+                           **shared, **(neighbors or {})}  # fmt: skip
+    lookup = f"""
+name: "{name}"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ {{ name: "ids" data_type: TYPE_INT64 dims: [ 1 ] }} ]
+output [ {{ name: "vectors" data_type: TYPE_FP32 dims: [ {dim} ] }}, {{ name: "unit_vectors" data_type: TYPE_FP32 dims: [ {dim} ] }} ]
+""" + _parameters_text(main_parameters)
+    neighbours = f"""
+name: "{name}_neighbors"
+platform: "onnxruntime_onnx"
+max_batch_size: 0
+input [ {{ name: "queries" data_type: TYPE_FP32 dims: [ -1, {dim} ] }}, {{ name: "k" data_type: TYPE_INT64 dims: [ 1 ] }} ]
+output [ {{ name: "ids" data_type: TYPE_INT64 dims: [ -1, -1 ] }}, {{ name: "scores" data_type: TYPE_FP32 dims: [ -1, -1 ] }} ]
+""" + _parameters_text(neighbor_parameters)
+    for folder_name, config, graph in ((name, lookup, word_lookup_graph), (f"{name}_neighbors", neighbours, word_neighbors_graph)):
+        folder = write_model(root, folder_name, graph=graph, config=config)
+        (folder / "vocab.txt").write_text(VOCAB_TEXT, encoding="utf-8")
