@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 
+from serving.auth import AuthInterceptor, Guard
 from serving.config import ServeConfig
 from serving.dataplane import DataPlane
 from serving.grpc_inference import InferenceServicer
@@ -128,6 +129,7 @@ def _credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
 
 async def create_server(config: ServeConfig) -> tuple[Server, int]:
     """Load the models, bind, start serving; returns the running server and its gRPC port."""
+    guard = Guard.from_config(config)  # reads the token files: a bad one is a UserError before anything starts
     metrics = Metrics()
     health = Health(SERVER_SERVICES + TASK_SERVICES)
     await health.server_ready(False)
@@ -147,7 +149,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
 
     limit = config.max_message_mb * 1024 * 1024
     grpc_server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor()],
+        interceptors=([] if guard is None else [AuthInterceptor(guard)]) + [ErrorMappingInterceptor()],
         options=[
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
@@ -175,7 +177,8 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         socket = os.path.join(socket_dir, "grpc.sock")
         _bind(grpc_server, f"unix:{socket}", None)
         infer_path = f"/{pb.DESCRIPTOR.services_by_name['GRPCInferenceService'].full_name}/ModelInfer"
-        front = NativeFront(address, list(ours.unary.values()), socket, limit, direct={infer_path: inference.start_model_infer})
+        front = NativeFront(address, list(ours.unary.values()), socket, limit, direct={infer_path: inference.start_model_infer},
+                            guard=guard)
         port = front.port
     else:
         port = _bind(grpc_server, address, credentials)
@@ -196,5 +199,10 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
     if config.model_control_mode == "poll":
         server._poll_task = asyncio.get_running_loop().create_task(models.poll_forever(config.poll_seconds))
     log.info("gRPC front: %s", "pygrpc-native for unary RPCs, grpc.aio behind it" if front is not None else "grpc.aio")
+    if guard is not None:
+        log.info("bearer tokens: inference %s, repository control %s", "guarded" if guard.inference else "open",
+                 "guarded" if guard.admin or guard.inference else "open")
+        if config.tls_cert is None:
+            log.warning("bearer tokens are on without TLS: they cross the network in clear text")
     log.info("serving %s on %s (gRPC) and port %s (metrics)", config.repository, address.rsplit(":", 1)[0] + f":{port}", metrics_port)
     return server, port
