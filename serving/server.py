@@ -4,6 +4,9 @@ The Open Inference Protocol servicer and the typed task servicers (`dnnzoo.v1`, 
 `serving.tasks.Catalog` on the same data plane) are registered side by side, each with its health
 status and its reflection name.
 
+Bearer tokens (`serving.auth`, when a token file is set) are checked by an interceptor in front of
+the error mapping on grpc.aio, and by the native front itself for the calls it serves.
+
 `create_server(config)` builds and starts everything (port 0 binds a free port, for tests) and
 returns the running `Server` with its port; nothing happens at import time. `Server.stop(grace)`
 is the graceful shutdown: health goes NOT_SERVING, no new RPCs are accepted, batchers run what is
