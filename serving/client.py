@@ -11,11 +11,13 @@ Typed calls return the `dnnzoo.v1` response messages as they are (their fields a
 `protos/dnnzoo_tasks.proto`); `infer` returns numpy arrays by output name. Every call takes a
 `timeout` (seconds; the client's default otherwise), sent as the gRPC deadline. Failures raise
 `grpc.RpcError` with the server's status code and message. TLS: pass `TLS(ca=...)`, plus `cert`
-and `key` for mutual TLS.
+and `key` for mutual TLS. Access tokens: `token=` (else the DNNZOO_TOKEN environment variable) is sent
+as `authorization: Bearer <token>` on every call.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from protos import grpc_service_pb2_grpc as oip_grpc
 from protos.config_text import from_name, from_numpy
 
 DEFAULT_ADDRESS = "localhost:8001"
+TOKEN_ENV = "DNNZOO_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,40 @@ class TLS:
             raise ValueError("a client certificate and its key go together")
         read = lambda p: None if p is None else Path(p).read_bytes()  # noqa: E731
         return grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+              grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call of a channel, whatever its kind."""
+
+    def __init__(self, token: str) -> None:
+        self.entry = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _CallDetails(details.method, details.timeout, (*(details.metadata or ()), self.entry),
+                            details.credentials, details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):
+        return continuation(self._with_token(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        return continuation(self._with_token(details), requests)
+
+
+@dataclass(frozen=True)
+class _CallDetails(grpc.ClientCallDetails):
+    method: str
+    timeout: float | None
+    metadata: tuple | None
+    credentials: grpc.CallCredentials | None
+    wait_for_ready: bool | None
+    compression: grpc.Compression | None
 
 
 def image_message(image) -> tasks.Image:
@@ -100,7 +137,9 @@ def _unbytes(buffer: bytes, shape: tuple[int, ...]) -> np.ndarray:
 
 class Client:
     def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float | None = 30.0, tls: TLS | None = None,
-                 max_message_mb: int = 64) -> None:  # fmt: skip
+                 max_message_mb: int = 64, token: str | None = None) -> None:  # fmt: skip
+        """`token`: the bearer token to send; None reads DNNZOO_TOKEN, "" sends none."""
+        token = os.environ.get(TOKEN_ENV, "") if token is None else token
         options = [("grpc.max_send_message_length", max_message_mb << 20), ("grpc.max_receive_message_length", max_message_mb << 20)]
         if tls is None:
             self.channel = grpc.insecure_channel(address, options=options)
@@ -108,6 +147,8 @@ class Client:
             if tls.server_name:
                 options.append(("grpc.ssl_target_name_override", tls.server_name))
             self.channel = grpc.secure_channel(address, tls.credentials(), options=options)
+        if token.strip():
+            self.channel = grpc.intercept_channel(self.channel, _Bearer(token.strip()))
         self.timeout = timeout
         self.classification = tasks_grpc.ImageClassificationStub(self.channel)
         self.detection = tasks_grpc.ObjectDetectionStub(self.channel)

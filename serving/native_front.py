@@ -18,6 +18,12 @@ that arrived alone for an idle model that is measured to be cheap runs on the di
 itself. The other methods become tasks on the event loop. Errors map through
 `serving.status.status_of`, the same table the grpc.aio interceptor uses. The front has no TLS, so a
 TLS server uses grpc.aio alone.
+
+Bearer tokens (`serving.auth`): the front reads each call's metadata (`call_details=True` gives it
+with every event) and the dispatch thread refuses a call that lacks its method's token before it is
+decoded or queued. pygrpc-native's own `bearer_token_sha256` check is not used: it guards every
+path alike, while health and ServerLive/ServerReady must stay open and repository control needs
+another token. Calls the front forwards to grpc.aio are checked there by `auth.AuthInterceptor`.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from serving.auth import Guard
 from serving.limits import INLINE_PAYLOAD_BYTES
 from serving.status import status_of
 
@@ -102,11 +109,15 @@ class NativeFront:
     """The public port. `start` needs the running loop; `drain` then `close` stop it gracefully."""
 
     def __init__(self, address: str, methods: list[UnaryMethod], fallback_socket: str, max_message: int,
-                 direct: dict[str, Direct] | None = None, on_fatal: Callable[[str], None] | None = None) -> None:
+                 direct: dict[str, Direct] | None = None, guard: Guard | None = None,
+                 on_fatal: Callable[[str], None] | None = None) -> None:
         from pygrpc_native import EVENT_CANCEL, NativeGrpcFront
 
         self._cancel_event = EVENT_CANCEL
         self.methods = methods
+        self._guard = guard
+        # per method id: the tokens that open it (None: open); looked up once, not per call
+        self._accepted = [None if guard is None else guard.accepted(m.path) for m in methods]
         direct = direct or {}
         self._direct = {number: direct[m.path] for number, m in enumerate(methods) if m.path in direct}
         self._direct_calls: dict[int, object] = {}  # call id -> its handle, until answered
@@ -184,6 +195,8 @@ class NativeFront:
     def _dispatch_events(self) -> None:
         front, loop = self._front, self._loop
         while (events := front.recv_batch_details(256)) is not None:
+            if self._guard is not None:
+                events = [event for event in events if not self._refused(event)]
             if self._direct:
                 alone = len(events) == 1
                 events = [event for event in events if not self._take_direct(event, alone)]
@@ -194,6 +207,20 @@ class NativeFront:
             except RuntimeError:  # the loop is closed: nobody can answer any more
                 front.close()
                 return
+
+    def _refused(self, event) -> bool:
+        """Fail a call whose metadata lacks the token its method needs; False for the rest."""
+        kind, call_id, method_id, _payload, _client, details = event
+        if kind == self._cancel_event:
+            return False
+        accepted = self._accepted[method_id]
+        if accepted is None:
+            return False
+        refusal = self._guard.check(accepted, details[0] if details else ())
+        if refusal is None:
+            return False
+        self._fail(call_id, *refusal)
+        return True
 
     def _take_direct(self, event, alone: bool) -> bool:
         """Start a direct call, or cancel one; False for what the event loop handles."""

@@ -4,6 +4,9 @@ The Open Inference Protocol servicer and the typed task servicers (`dnnzoo.v1`, 
 `serving.tasks.Catalog` on the same data plane) are registered side by side, each with its health
 status and its reflection name.
 
+Bearer tokens (`serving.auth`, when a token file is set) are checked by an interceptor in front of
+the error mapping on grpc.aio, and by the native front itself for the calls it serves.
+
 `create_server(config)` builds and starts everything (port 0 binds a free port, for tests) and
 returns the running `Server` with its port; nothing happens at import time. `Server.stop(grace)`
 is the graceful shutdown: health goes NOT_SERVING, no new RPCs are accepted, batchers run what is
@@ -27,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 
+from serving.auth import AuthInterceptor, Guard
 from serving.config import ServeConfig
 from serving.dataplane import DataPlane
 from serving.grpc_inference import InferenceServicer
@@ -150,6 +154,7 @@ def _credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
 
 async def create_server(config: ServeConfig) -> tuple[Server, int]:
     """Load the models, bind, start serving; returns the running server and its gRPC port."""
+    guard = Guard.from_config(config)  # reads the token files: a bad one is a UserError before anything starts
     metrics = Metrics()
     health = Health(SERVER_SERVICES + TASK_SERVICES)
     await health.server_ready(False)
@@ -169,7 +174,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
 
     limit = config.max_message_mb * 1024 * 1024
     grpc_server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor()],
+        interceptors=([] if guard is None else [AuthInterceptor(guard)]) + [ErrorMappingInterceptor()],
         options=[
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
@@ -198,7 +203,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         _bind(grpc_server, f"unix:{socket}", None)
         infer_path = f"/{pb.DESCRIPTOR.services_by_name['GRPCInferenceService'].full_name}/ModelInfer"
         front = NativeFront(address, list(ours.unary.values()), socket, limit, direct={infer_path: inference.start_model_infer},
-                            on_fatal=lambda reason: server.fail(reason))
+                            guard=guard, on_fatal=lambda reason: server.fail(reason))
         port = front.port
     else:
         port = _bind(grpc_server, address, credentials)
@@ -219,5 +224,10 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
     if config.model_control_mode == "poll":
         server._poll_task = asyncio.get_running_loop().create_task(models.poll_forever(config.poll_seconds))
     log.info("gRPC front: %s", "pygrpc-native for unary RPCs, grpc.aio behind it" if front is not None else "grpc.aio")
+    if guard is not None:
+        log.info("bearer tokens: inference %s, repository control %s", "guarded" if guard.inference else "open",
+                 "guarded" if guard.admin or guard.inference else "open")
+        if config.tls_cert is None:
+            log.warning("bearer tokens are on without TLS: they cross the network in clear text")
     log.info("serving %s on %s (gRPC) and port %s (metrics)", config.repository, address.rsplit(":", 1)[0] + f":{port}", metrics_port)
     return server, port

@@ -1,7 +1,8 @@
 """What every client subcommand shares: connection flags, the client, output as a table or JSON.
 
 Flags also read environment variables (DNNZOO_SERVER, DNNZOO_TIMEOUT, DNNZOO_TLS_CA, ...), so a
-container or a shell profile sets them once.
+container or a shell profile sets them once. The bearer token of a server started with
+--auth-token-file comes only from DNNZOO_TOKEN (a flag would show it in `ps`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pathlib import Path
 
 import grpc
 
-from serving.client import DEFAULT_ADDRESS, TLS, Client
+from serving.client import DEFAULT_ADDRESS, TLS, TOKEN_ENV, Client
 
 
 def parser(prog: str, description: str, model: str | None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                epilog=f"{TOKEN_ENV}: bearer token sent as `authorization: Bearer ...` when set")
     env = os.environ.get
     p.add_argument("--server", default=env("DNNZOO_SERVER", DEFAULT_ADDRESS), help=f"host:port of the server (default {DEFAULT_ADDRESS}; DNNZOO_SERVER)")
     if model is not None:
@@ -38,7 +40,7 @@ def parser(prog: str, description: str, model: str | None) -> argparse.ArgumentP
 def client(args: argparse.Namespace) -> Client:
     secure = args.tls or args.tls_ca or args.tls_cert or args.tls_key
     tls = TLS(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name) if secure else None
-    return Client(args.server, timeout=args.timeout, tls=tls)
+    return Client(args.server, timeout=args.timeout, tls=tls, token=os.environ.get(TOKEN_ENV, ""))
 
 
 def table(rows: list[list[object]], header: list[str]) -> str:
