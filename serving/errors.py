@@ -33,6 +33,10 @@ class InvalidInput(ServingError):
     """The request is malformed: names, datatypes, shapes or sizes do not match the model."""
 
 
+class TooLarge(ServingError):
+    """The request asks for more than an operator's cap allows (elements, items per call, memory)."""
+
+
 class QueueFull(ServingError):
     """The model's bounded queue (default_queue_policy.max_queue_size) is full."""
 

@@ -21,6 +21,7 @@ CODES: dict[type[errors.ServingError], grpc.StatusCode] = {
     errors.ModelNotReady: grpc.StatusCode.UNAVAILABLE,
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.Unsupported: grpc.StatusCode.FAILED_PRECONDITION,
     errors.LoadFailed: grpc.StatusCode.UNAVAILABLE,
