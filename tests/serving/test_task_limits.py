@@ -121,7 +121,8 @@ def test_stream_values_per_message(capped):
 
 
 def test_generate_count_and_latents(capped):
-    assert "Generate: 5 images in one call; the server's cap is 4 (--max-generate-count)" == _refused(lambda: capped.generate("digits_gan", 5))
+    message = _refused(lambda: capped.generate("digits_gan", 5))
+    assert message == "Generate: 5 images in one call; the server's cap is 4 (--max-generate-count)"
     assert "(--max-generate-count)" in _refused(lambda: capped.generate("digits_gan", latents=[[0.0]] * 5))
     assert len(capped.generate("digits_gan", 4, seed=3).images) == 4
 
