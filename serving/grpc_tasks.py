@@ -2,12 +2,16 @@
 
 Nothing else happens here: validation, model lookup, batching and errors live behind the task
 functions; raised errors become status codes in `serving.status` (ForecastStream included, which
-ends with the mapped status).
+ends with the mapped status). Repeated fields go to the task functions as they are, or seen through
+`Converted`, never copied into Python lists first: a task function checks its caps on their length
+before anything is converted.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import grpc
 import numpy as np
@@ -33,17 +37,37 @@ def _optional(message, name: str):
     return getattr(message, name) if message.HasField(name) else None
 
 
-def _images(images) -> list[ImageInput]:
-    decoded = []
-    for i, image in enumerate(images):
-        kind = image.WhichOneof("source")
-        if kind == "encoded":
-            decoded.append(EncodedImage(image.encoded))
-        elif kind == "raw":
-            decoded.append(RawPixels(image.raw.pixels, tuple(image.raw.shape)))
-        else:
-            raise InvalidInput(f"image {i}: neither encoded bytes nor raw pixels")
-    return decoded
+T = TypeVar("T")
+
+
+class Converted(Sequence[T]):
+    """A repeated field seen through `convert(item, index)`, one item at a time as it is read: its
+    length costs nothing, so a call over a cap is refused before any item is converted (images are
+    then converted by the decoding thread as it reaches them)."""
+
+    def __init__(self, items, convert: Callable[[object, int], T]) -> None:
+        self._items, self._convert = items, convert
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int) -> T:  # type: ignore[override] - no slices: nothing here takes one
+        if not 0 <= index < len(self._items):
+            raise IndexError(index)
+        return self._convert(self._items[index], index)
+
+
+def _image(image, index: int) -> ImageInput:
+    kind = image.WhichOneof("source")
+    if kind == "encoded":
+        return EncodedImage(image.encoded)
+    if kind == "raw":
+        return RawPixels(image.raw.pixels, tuple(image.raw.shape))
+    raise InvalidInput(f"image {index}: neither encoded bytes nor raw pixels")
+
+
+def _images(images) -> Sequence[ImageInput]:
+    return Converted(images, _image)
 
 
 def _output_image(pixels: np.ndarray, formats) -> pb.OutputImage:
@@ -100,7 +124,7 @@ class WordVectorsServicer(pb_grpc.WordVectorsServicer):
 
     async def GetVectors(self, request, context):
         result = await words.get_vectors(
-            self.catalog, request.model, request.model_version, list(request.words), request.unit, _deadline(context)
+            self.catalog, request.model, request.model_version, request.words, request.unit, _deadline(context)
         )
         return pb.GetVectorsResponse(
             model=result.model, model_version=result.version,
@@ -110,7 +134,7 @@ class WordVectorsServicer(pb_grpc.WordVectorsServicer):
     async def MostSimilar(self, request, context):
         exclude = _optional(request, "exclude_inputs")
         result = await words.most_similar(
-            self.catalog, request.model, request.model_version, list(request.positive), list(request.negative),
+            self.catalog, request.model, request.model_version, request.positive, request.negative,
             _optional(request, "top_k"), True if exclude is None else exclude, _deadline(context),
         )  # fmt: skip
         return pb.MostSimilarResponse(
@@ -119,7 +143,7 @@ class WordVectorsServicer(pb_grpc.WordVectorsServicer):
         )  # fmt: skip
 
     async def Similarity(self, request, context):
-        pairs = [(p.first, p.second) for p in request.pairs]
+        pairs = Converted(request.pairs, lambda p, _: (p.first, p.second))
         result = await words.similarity(self.catalog, request.model, request.model_version, pairs, _deadline(context))
         return pb.SimilarityResponse(model=result.model, model_version=result.version, cosines=result.cosines)
 
@@ -130,7 +154,7 @@ class SequencePredictionServicer(pb_grpc.SequencePredictionServicer):
 
     async def Forecast(self, request, context):
         result = await sequences.forecast(
-            self.catalog, request.model, request.model_version, [list(s.values) for s in request.series],
+            self.catalog, request.model, request.model_version, Converted(request.series, lambda s, _: s.values),
             _optional(request, "horizon"), _deadline(context),
         )  # fmt: skip
         return pb.ForecastResponse(
@@ -147,7 +171,7 @@ class SequencePredictionServicer(pb_grpc.SequencePredictionServicer):
                 stream = sequences.open_stream(self.catalog, request.model, request.model_version)
             elif request.model and request.model != stream.model:
                 raise InvalidInput(f"this stream follows model {stream.model!r}; a message named {request.model!r}")
-            answer = await stream.push(list(request.values), deadline)
+            answer = await stream.push(request.values, deadline)
             yield pb.ForecastStreamResponse(observations=answer.observations, next=answer.next, ahead=answer.ahead.tolist())
 
 
@@ -157,7 +181,7 @@ class ImageGenerationServicer(pb_grpc.ImageGenerationServicer):
 
     async def Generate(self, request, context):
         source = request.WhichOneof("source")
-        latents = [list(v.values) for v in request.latents.vectors] if source == "latents" else None
+        latents = Converted(request.latents.vectors, lambda v, _: v.values) if source == "latents" else None
         seed = request.seed if source == "seed" else None
         result = await generation.generate(
             self.catalog, request.model, request.model_version, request.count, seed, latents, _deadline(context)

@@ -8,6 +8,7 @@ an anomaly score, large for pictures unlike the training digits.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,8 @@ class Reconstructed:
     errors: np.ndarray  # [N] mean squared error in [0, 1] pixel units
 
 
-async def _run(catalog: Catalog, model: str, version: str, images: list[ImageInput], output: str, service: str, deadline):
+async def _run(catalog: Catalog, model: str, version: str, images: Sequence[ImageInput], output: str, service: str, deadline):
+    catalog.cap("max_images", len(images), service, "images in one call")
     handle = catalog.find(model, version, TASK, service)
     image_input = handle.spec.inputs[0]
     size = int(image_input.dims[-1])
@@ -42,12 +44,12 @@ async def _run(catalog: Catalog, model: str, version: str, images: list[ImageInp
     return handle, batch, np.asarray(values[output], np.float32)
 
 
-async def encode(catalog: Catalog, model: str, version: str, images: list[ImageInput], deadline: float | None = None) -> Encoded:
+async def encode(catalog: Catalog, model: str, version: str, images: Sequence[ImageInput], deadline: float | None = None) -> Encoded:
     handle, _, codes = await _run(catalog, model, version, images, "codes", "Encode", deadline)
     return Encoded(handle.name, handle.version, codes)
 
 
-async def reconstruct(catalog: Catalog, model: str, version: str, images: list[ImageInput],
+async def reconstruct(catalog: Catalog, model: str, version: str, images: Sequence[ImageInput],
                       deadline: float | None = None) -> Reconstructed:  # fmt: skip
     handle, batch, recon = await _run(catalog, model, version, images, "reconstructions", "Reconstruct", deadline)
     seen = batch.astype(np.float32) / 255.0

@@ -6,20 +6,26 @@ named the wrong model), a companion model (`NAME_neighbors`, `NAME_step`) is pai
 model only when both come from one export (UNAVAILABLE otherwise: the repository holds a mixed
 set, which a re-export of both repairs), and inference is an ordinary data-plane request, so
 dynamic batching, statistics and metrics are those of the Open Inference Protocol. Requests larger
-than the model's max_batch_size are split into batches that run concurrently and are joined in order.
+than the model's max_batch_size are split into chunks that are admitted a few at a time
+(`in_window`), so one big call cannot fill the model's queue ahead of everyone else's requests; the
+first chunk that fails cancels the rest (queued ones leave the batcher unrun) and its error is the call's.
+
+Operator caps on what one call may carry (`TaskLimits`, the serve flags of the same names) are
+checked by the task functions before any work, with `Catalog.cap`: over a cap is TooLarge
+(RESOURCE_EXHAUSTED), naming the flag an operator would raise.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 
 from serving.dataplane import DataPlane, ModelHandle
-from serving.errors import InvalidInput, ModelNotReady, Unsupported
+from serving.errors import InvalidInput, ModelNotReady, TooLarge, Unsupported
 from serving.limits import shown
 from serving.requests import InferInput, InferRequest, RequestedOutput
 
@@ -43,6 +49,35 @@ def same_export(main: ModelHandle, companion: ModelHandle) -> None:
             )
 
 
+MIN_WINDOW = 2  # chunks of one call queued or running at once, at least (more when the model has more instances)
+
+
+async def in_window(jobs: Sequence[Callable[[], Awaitable[T]]], window: int) -> list[T]:
+    """Run `jobs` in order, at most `window` at a time; results in order.
+
+    The first failure cancels the jobs still running (a cancelled inference leaves its batcher
+    queue) and is raised; later jobs never start. Plain tasks and `asyncio.wait`, so Python 3.10
+    works (no TaskGroup).
+    """
+    results: list = [None] * len(jobs)
+    running: dict[asyncio.Future, int] = {}
+    started = 0
+    try:
+        while started < len(jobs) or running:
+            while started < len(jobs) and len(running) < window:
+                running[asyncio.ensure_future(jobs[started]())] = started
+                started += 1
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=running.__getitem__):
+                results[running.pop(task)] = task.result()  # the first failure leaves the loop here
+    finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+    return results
+
+
 @dataclass(frozen=True)
 class TaskLimits:
     """Server settings that bound what one typed request may ask for."""
@@ -63,6 +98,17 @@ class Catalog:
     plane: DataPlane
     limits: TaskLimits = field(default_factory=TaskLimits)
     _cache: dict[tuple[str, str], tuple[tuple, object]] = field(default_factory=dict, init=False)
+
+    def cap(self, limit: str, count: int, service: str, what: str) -> None:
+        """TooLarge when `count` is over the operator's cap `limit` (a TaskLimits field; its serve
+        flag is --limit): e.g. "Classify: 300 images in one call; the server's cap is 256 (--max-images)"."""
+        allowed = getattr(self.limits, limit)
+        if count > allowed:
+            raise TooLarge(f"{service}: {count} {what}; the server's cap is {allowed} (--{limit.replace('_', '-')})")
+
+    def window(self, handle: ModelHandle) -> int:
+        """How many chunks of one call may be queued or running at once on this model."""
+        return max(MIN_WINDOW, handle.spec.batch_policy().instances)
 
     def find(self, name: str, version: str, task: str, service: str) -> ModelHandle:
         if not name:
@@ -143,7 +189,7 @@ class Catalog:
             response = await self.plane.infer(request, deadline)
             return {out.name: out.data for out in response.outputs}
 
-        results = await asyncio.gather(*(one(chunk) for chunk in chunks))
-        if len(results) == 1:
-            return results[0]
+        if len(chunks) == 1:
+            return await one(chunks[0])
+        results = await in_window([lambda chunk=chunk: one(chunk) for chunk in chunks], self.window(handle))
         return {name: np.concatenate([r[name] for r in results]) for name in results[0]}

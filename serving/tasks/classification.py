@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +30,9 @@ class Classified:
     results: list[list[ClassScore]]
 
 
-async def classify(catalog: Catalog, model: str, version: str, images: list[ImageInput], top_k: int | None,
+async def classify(catalog: Catalog, model: str, version: str, images: Sequence[ImageInput], top_k: int | None,
                    deadline: float | None = None) -> Classified:  # fmt: skip
+    catalog.cap("max_images", len(images), "Classify", "images in one call")
     handle = catalog.find(model, version, TASK, "Classify")
     image_input, output = handle.spec.inputs[0], handle.spec.outputs[0]
     classes = int(output.dims[-1])

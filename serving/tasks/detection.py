@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,8 +90,9 @@ def tighten(rows: np.ndarray, applied: tuple[float, float, int], own: tuple[floa
     return rows[:max_det]
 
 
-async def detect(catalog: Catalog, model: str, version: str, images: list[ImageInput], score: float | None,
+async def detect(catalog: Catalog, model: str, version: str, images: Sequence[ImageInput], score: float | None,
                  iou: float | None, max_det: int | None, deadline: float | None = None) -> Detected:  # fmt: skip
+    catalog.cap("max_images", len(images), "Detect", "images in one call")
     handle = catalog.find(model, version, TASK, "Detect")
     own = (
         catalog.number(handle, "dnnzoo.score_threshold", float),

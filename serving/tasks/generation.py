@@ -4,12 +4,13 @@ Latents for a seed are `numpy.random.default_rng(seed).standard_normal((count, l
 float32, the model's `dnnzoo.latent_distribution` (normal(0, 1)): the same seed always gives the
 same images, and a smaller count gives a prefix of a larger one. Without a seed the server draws one
 and returns it, so any answer can be reproduced. `count` is capped by the server setting
-`max_generate_count`.
+`max_generate_count` (over it is TooLarge: RESOURCE_EXHAUSTED).
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,13 +36,13 @@ def latents_for(seed: int, count: int, latent_size: int) -> np.ndarray:
 
 
 async def generate(catalog: Catalog, model: str, version: str, count: int, seed: int | None,
-                   latents: list[list[float]] | None, deadline: float | None = None) -> Generated:  # fmt: skip
+                   latents: Sequence[Sequence[float]] | None, deadline: float | None = None) -> Generated:  # fmt: skip
+    catalog.cap("max_generate_count", count if latents is None else len(latents), "Generate", "images in one call")
     handle = catalog.find(model, version, TASK, "Generate")
     size = catalog.number(handle, "dnnzoo.latent_size", int)
-    cap = catalog.limits.max_generate_count
     if latents is not None:
-        if not 1 <= len(latents) <= cap:
-            raise InvalidInput(f"give between 1 and the server's cap of {cap} latent vectors, got {len(latents)}")
+        if not latents:
+            raise InvalidInput("Generate: give at least one latent vector")
         for i, vector in enumerate(latents):
             if len(vector) != size:
                 raise InvalidInput(f"latent vector {i} has {len(vector)} values; the model's latent size is {size}")
@@ -51,8 +52,8 @@ async def generate(catalog: Catalog, model: str, version: str, count: int, seed:
             raise InvalidInput(f"latent vector {row} has a value that is not finite")
         inputs, used, seeded = array.astype(np.float32), 0, False
     else:
-        if not 1 <= count <= cap:
-            raise InvalidInput(f"count must be between 1 and the server's cap of {cap}, got {count}")
+        if count < 1:
+            raise InvalidInput(f"Generate: count must be at least 1, got {count}")
         used = secrets.randbits(63) if seed is None else int(seed)
         inputs, seeded = latents_for(used, count, size), True
     name = handle.spec.inputs[0].name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,7 +90,7 @@ def to_model_input(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image.convert("L").resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
-def model_inputs(sources: list[ImageInput], size: int, max_pixels: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def model_inputs(sources: Sequence[ImageInput], size: int, max_pixels: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """uint8 [N, 1, size, size] for the model, and each image's (width, height) as sent."""
     if not sources:
         raise InvalidInput("the request has no images")

@@ -3,7 +3,9 @@
 Forecast runs the sequence model on each series (`series` [N, T, 1] -> `next`, `next<H>`); series
 of one length share a request, so the batcher may merge them. A horizon beyond the trained one H
 is reached by feeding back: the H predicted values are appended to the series and the model runs
-again, as often as needed; the reply says so, because errors then compound.
+again, as often as needed; the reply says so, because errors then compound. Each round runs the
+whole grown series again, so the model steps of a call (`feedback_steps`) are capped by the largest
+one-pass call the operator allows: --max-series series of --max-series-length values.
 
 A stream (`ForecastStream`) runs the companion `NAME_step` graph, whose recurrent state (`h`, `c`)
 is an explicit input and output: this object holds that state for one stream, starting from zeros,
@@ -13,15 +15,15 @@ forecasts as Forecast on every prefix (the export checks the step graph against 
 
 from __future__ import annotations
 
-import asyncio
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from serving.dataplane import ModelHandle
-from serving.errors import InvalidInput, Unsupported
-from serving.tasks.catalog import Catalog
+from serving.errors import InvalidInput, TooLarge, Unsupported
+from serving.tasks.catalog import Catalog, in_window
 
 TASK = "sequence"
 STEP_TASK = "sequence_step"
@@ -45,24 +47,43 @@ def _check_values(values, what: str) -> np.ndarray:
     return array.astype(np.float32)
 
 
-async def forecast(catalog: Catalog, model: str, version: str, series: list[list[float]], horizon: int | None,
+def feedback_steps(lengths: Sequence[int], rounds: int, trained: int) -> int:
+    """Model time steps of a Forecast: round r runs every series grown by r * trained fed-back values."""
+    return rounds * sum(lengths) + len(lengths) * trained * rounds * (rounds - 1) // 2
+
+
+async def forecast(catalog: Catalog, model: str, version: str, series: Sequence[Sequence[float]], horizon: int | None,
                    deadline: float | None = None) -> Forecasts:  # fmt: skip
+    limits = catalog.limits
+    catalog.cap("max_series", len(series), "Forecast", "series in one call")
+    if horizon is not None:
+        catalog.cap("max_forecast_horizon", horizon, "Forecast", "values ahead (horizon) in one call")
+    lengths = [len(values) for values in series]
+    for i, length in enumerate(lengths):
+        catalog.cap("max_series_length", length, "Forecast", f"values in series {i}")
     handle = catalog.find(model, version, TASK, "Forecast")
     trained = catalog.number(handle, "dnnzoo.horizon", int)
     minimum = int(handle.parameter("dnnzoo.min_length", "1") or 1)
-    cap = catalog.limits.max_forecast_horizon
     wanted = trained if horizon is None else horizon
-    if not 1 <= wanted <= cap:
-        raise InvalidInput(f"horizon must be between 1 and the server's cap of {cap}, got {wanted}")
+    if wanted < 1:
+        raise InvalidInput(f"horizon must be at least 1, got {wanted}")
+    if horizon is None:
+        catalog.cap("max_forecast_horizon", wanted, "Forecast", "values ahead (the model's trained horizon) in one call")
     if not series:
         raise InvalidInput("Forecast: the request has no series")
-    arrays = []
-    for i, values in enumerate(series):
-        if len(values) < minimum:
-            raise InvalidInput(f"series {i} has {len(values)} values; the model needs at least {minimum}")
-        arrays.append(_check_values(values, f"series {i}"))
-    ahead = handle.parameter("dnnzoo.output.ahead") or f"next{trained}"
+    for i, length in enumerate(lengths):
+        if length < minimum:
+            raise InvalidInput(f"series {i} has {length} values; the model needs at least {minimum}")
     rounds = math.ceil(wanted / trained)
+    steps, budget = feedback_steps(lengths, rounds, trained), limits.max_series * limits.max_series_length
+    if steps > budget:
+        raise TooLarge(
+            f"Forecast: {len(lengths)} series fed back over {rounds} rounds (horizon {wanted}, trained {trained}) make "
+            f"{steps} model steps; the server's cap is {budget} (--max-series x --max-series-length): ask for a shorter "
+            "horizon, fewer or shorter series"
+        )
+    arrays = [_check_values(values, f"series {i}") for i, values in enumerate(series)]
+    ahead = handle.parameter("dnnzoo.output.ahead") or f"next{trained}"
     by_length: dict[int, list[int]] = {}
     for i, array in enumerate(arrays):
         by_length.setdefault(len(array), []).append(i)
@@ -77,9 +98,10 @@ async def forecast(catalog: Catalog, model: str, version: str, series: list[list
             current = np.concatenate([current, step[:, :, None]], axis=1)
         return list(np.concatenate(predicted, axis=1)[:, :wanted])
 
-    results = await asyncio.gather(*(group(members) for members in by_length.values()))
+    groups = list(by_length.values())
+    results = await in_window([lambda members=members: group(members) for members in groups], catalog.window(handle))
     out: list[np.ndarray] = [np.empty(0)] * len(arrays)
-    for members, rows in zip(by_length.values(), results):
+    for members, rows in zip(groups, results):
         for i, row in zip(members, rows):
             out[i] = row
     return Forecasts(handle.name, handle.version, out, wanted, trained, wanted > trained)
@@ -105,9 +127,10 @@ class ForecastStream:
     state: dict[str, np.ndarray] = field(default_factory=dict)
     observations: int = 0
 
-    async def push(self, values: list[float], deadline: float | None = None) -> StreamAnswer:
+    async def push(self, values: Sequence[float], deadline: float | None = None) -> StreamAnswer:
         if not len(values):
             raise InvalidInput("ForecastStream: a message must carry at least one value")
+        self.catalog.cap("max_stream_values", len(values), "ForecastStream", "values in one message")
         array = _check_values(values, f"observation {self.observations}")
         outputs = ["next", self.ahead_output, *self.state_outputs]
         result = None

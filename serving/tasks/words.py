@@ -13,17 +13,20 @@ answer unless `exclude_inputs` is false.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from serving.dataplane import ModelHandle
 from serving.errors import InvalidInput, UnknownItems
+from serving.limits import shown
 from serving.tasks.catalog import Catalog
 
 TASK = "word_vectors"
 NEIGHBOR_TASK = "word_neighbors"
 DEFAULT_TOP_K = 10
+SHOWN_UNKNOWN = 5  # unknown words named in one error (each cut by `shown`), so the message stays short
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,14 @@ class Vocabulary:
         text = unicodedata.normalize(self.form, word) if self.form else word
         return text.lower() if self.lowercase else text
 
-    def ids(self, words: list[str]) -> list[int]:
+    def ids(self, words: Sequence[str]) -> list[int]:
         """Ids of the words, or one UnknownItems naming every word that is not in the vocabulary."""
         tokens = [self.token(w) for w in words]
         unknown = list(dict.fromkeys(w for w, t in zip(words, tokens) if t not in self.index))
         if unknown:
-            raise UnknownItems(f"not in the vocabulary: {', '.join(repr(w) for w in unknown)}")
+            named = ", ".join(shown(w) for w in unknown[:SHOWN_UNKNOWN])
+            more = f" and {len(unknown) - SHOWN_UNKNOWN} more" if len(unknown) > SHOWN_UNKNOWN else ""
+            raise UnknownItems(f"not in the vocabulary: {named}{more}")
         return [self.index[t] for t in tokens]
 
 
@@ -99,8 +104,9 @@ async def _vectors(catalog: Catalog, handle: ModelHandle, ids: list[int], output
     return np.asarray(values[output], np.float32)
 
 
-async def get_vectors(catalog: Catalog, model: str, version: str, words: list[str], unit: bool,
+async def get_vectors(catalog: Catalog, model: str, version: str, words: Sequence[str], unit: bool,
                       deadline: float | None = None) -> Vectors:  # fmt: skip
+    catalog.cap("max_words", len(words), "GetVectors", "words in one call")
     handle = catalog.find(model, version, TASK, "GetVectors")
     if not words:
         raise InvalidInput("GetVectors: the request has no words")
@@ -110,8 +116,9 @@ async def get_vectors(catalog: Catalog, model: str, version: str, words: list[st
     return Vectors(handle.name, handle.version, [WordVector(w, vocab.token(w), r) for w, r in zip(words, rows)])
 
 
-async def most_similar(catalog: Catalog, model: str, version: str, positive: list[str], negative: list[str],
+async def most_similar(catalog: Catalog, model: str, version: str, positive: Sequence[str], negative: Sequence[str],
                        top_k: int | None, exclude_inputs: bool = True, deadline: float | None = None) -> Neighbors:  # fmt: skip
+    catalog.cap("max_words", len(positive) + len(negative), "MostSimilar", "words (positive and negative) in one call")
     handle = catalog.find(model, version, TASK, "MostSimilar")
     if not positive and not negative:
         raise InvalidInput("MostSimilar: give at least one positive or negative word")
@@ -138,8 +145,9 @@ async def most_similar(catalog: Catalog, model: str, version: str, positive: lis
     return Neighbors(handle.name, handle.version, found[:k])
 
 
-async def similarity(catalog: Catalog, model: str, version: str, pairs: list[tuple[str, str]],
+async def similarity(catalog: Catalog, model: str, version: str, pairs: Sequence[tuple[str, str]],
                      deadline: float | None = None) -> Cosines:  # fmt: skip
+    catalog.cap("max_word_pairs", len(pairs), "Similarity", "word pairs in one call")
     handle = catalog.find(model, version, TASK, "Similarity")
     if not pairs:
         raise InvalidInput("Similarity: the request has no word pairs")

@@ -18,7 +18,7 @@ from serving.client import decode_image
 from serving.tasks.generation import latents_for
 from serving.tasks.images import to_model_input
 
-INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+INVALID, NOT_FOUND, TOO_LARGE = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -249,12 +249,12 @@ def test_forecast_beyond_the_trained_horizon_feeds_back(task_client, tiny_export
         ([], None, "no series"),
         ([[0.1]], 0, "horizon"),
         ([[0.1]], -2, "horizon"),
-        ([[0.1]], 101, "cap of 100"),
+        ([[0.1]], 101, "the server's cap is 100 (--max-forecast-horizon)"),
     ],
 )
 def test_forecast_bad_input(task_client, series, horizon, words):
     error = _status(lambda: task_client.forecast("waves_sequence", series, horizon))
-    assert error.code() == INVALID and words in error.details()
+    assert error.code() == (TOO_LARGE if "cap" in words else INVALID) and words in error.details()
 
 
 def test_stream_of_100_equals_unary_on_every_prefix(task_client):
@@ -336,14 +336,15 @@ def test_generation_from_latents_and_a_server_drawn_seed(task_client):
     [
         ({"count": 0, "seed": 1}, "count"),
         ({"count": -1, "seed": 1}, "count"),
-        ({"count": 65, "seed": 1}, "cap of 64"),
+        ({"count": 65, "seed": 1}, "the server's cap is 64 (--max-generate-count)"),
+        ({"latents": [[0.0] * 8] * 65}, "Generate: 65 images in one call; the server's cap is 64"),
         ({"latents": [[0.0] * 8, [0.0] * 7]}, "latent vector 1"),
         ({"latents": [[0.0] * 8, [float("nan")] * 8]}, "latent vector 1"),
     ],
 )
 def test_generation_bad_input(task_client, kwargs, words):
     error = _status(lambda: task_client.generate("digits_gan", **kwargs))
-    assert error.code() == INVALID and words in error.details()
+    assert error.code() == (TOO_LARGE if "cap" in words else INVALID) and words in error.details()
 
 
 # -- autoencoding -----------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_generate_grid(server, tmp_path, task_client):
     first = np.asarray(Image.open(io.BytesIO(task_client.generate("digits_gan", 4, seed=9).images[0].png)))
     np.testing.assert_array_equal(grid[2:30, 2:30], first)  # 2-pixel padding, scale 1
     done = dnnzoo("generate", "--count", "65", "--out", str(out), "--server", server, check=False)
-    assert done.returncode == 1 and "cap of 64" in done.stderr
+    assert done.returncode == 1 and "cap is 64 (--max-generate-count)" in done.stderr
 
 
 def test_health(server):
