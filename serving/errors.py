@@ -33,6 +33,11 @@ class InvalidInput(ServingError):
     """The request is malformed: names, datatypes, shapes or sizes do not match the model."""
 
 
+class TooLarge(ServingError):
+    """The request is well formed but above an operator's cap (a serve flag or a model parameter);
+    the message names the cap and what sets it."""
+
+
 class QueueFull(ServingError):
     """The model's bounded queue (default_queue_policy.max_queue_size) is full."""
 

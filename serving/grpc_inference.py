@@ -106,7 +106,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelConfigResponse(config=self.plane.model_config(request.name, request.version))
 
     async def ModelInfer(self, request, context):
-        response = await self.plane.infer(decode_request(request), _deadline(context))
+        response = await self.plane.infer(decode_request(request, self.plane.limits), _deadline(context))
         return encode_response(response)
 
     def start_model_infer(self, request, deadline, reply, run_here: bool = False):
@@ -116,13 +116,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         def done(result) -> None:
             reply(result if isinstance(result, BaseException) else encode_response(result))
 
-        return self.plane.start(decode_request(request), deadline, done, run_here)
+        return self.plane.start(decode_request(request, self.plane.limits), deadline, done, run_here)
 
     async def ModelStreamInfer(self, request_iterator, context):
         deadline = _deadline(context)
         async for request in request_iterator:
             try:
-                response = await self.plane.infer(decode_request(request), deadline)
+                response = await self.plane.infer(decode_request(request, self.plane.limits), deadline)
                 yield pb.ModelStreamInferResponse(infer_response=encode_response(response))
             except Exception as exc:  # noqa: BLE001 - reported in the stream, which stays open
                 _, message = status_of(exc, "ModelStreamInfer")

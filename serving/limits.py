@@ -12,6 +12,7 @@ from dataclasses import dataclass
 MAX_RANK = 16  # dimensions of one tensor (Triton's own limit is far above what any model here uses)
 MAX_MESSAGE_CHARS = 1000  # an error message sent to a client is cut to this
 MAX_NAME_CHARS = 120  # a client-given name (model, tensor, word) is cut to this inside a message
+MAX_TENSORS = 64  # inputs, and requested outputs, of one inference request
 
 # Bounds on config values, wherever they come from (config.pbtxt or RepositoryModelLoad's override).
 MAX_INSTANCES = 64  # instance threads of one model version
