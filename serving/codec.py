@@ -52,9 +52,9 @@ def _datatype(name: str, tensor: str) -> Datatype:
     try:
         datatype = from_name(name)
     except ValueError:
-        raise InvalidInput(f"input {tensor}: unknown datatype {shown(name)}") from None
+        raise InvalidInput(f"input {shown(tensor)}: unknown datatype {shown(name)}") from None
     if datatype.numpy is None:
-        raise InvalidInput(f"input {tensor}: datatype {name} is not supported by this server")
+        raise InvalidInput(f"input {shown(tensor)}: datatype {name} is not supported by this server")
     return datatype
 
 
@@ -64,10 +64,10 @@ def shape_text(shape) -> str:
 
 def _shape(dims, tensor: str) -> tuple[int, ...]:
     if len(dims) > MAX_RANK:  # before the dims are read: a message may claim half a million of them
-        raise InvalidInput(f"input {tensor}: {len(dims)} dimensions, at most {MAX_RANK} are accepted")
+        raise InvalidInput(f"input {shown(tensor)}: {len(dims)} dimensions, at most {MAX_RANK} are accepted")
     shape = tuple(dims)
     if shape and min(shape) < 0:
-        raise InvalidInput(f"input {tensor}: shape {shape_text(shape)} has a negative dimension")
+        raise InvalidInput(f"input {shown(tensor)}: shape {shape_text(shape)} has a negative dimension")
     return shape
 
 
@@ -104,14 +104,14 @@ class Budget:
         """Count an input in, once its payload is known to hold `count` elements; TooLarge above a cap.
         A zero dimension does not excuse the others: numpy refuses a shape whose other dims overflow."""
         cap = self.limits.max_request_elements
-        if self.elements + count > cap or elements(tuple(d for d in shape if d), cap) is None:
+        if self.elements + count > cap or count == 0 and elements(tuple(d for d in shape if d), cap) is None:
             raise TooLarge(
-                f"input {tensor}: shape {shape_text(shape)} takes the request above {cap} elements, "
+                f"input {shown(tensor)}: shape {shape_text(shape)} takes the request above {cap} elements, "
                 f"the server's limit (--max-request-elements)"
             )
         if strings and self.strings + count > self.limits.max_string_elements:
             raise TooLarge(
-                f"input {tensor}: shape {shape_text(shape)} takes the request above "
+                f"input {shown(tensor)}: shape {shape_text(shape)} takes the request above "
                 f"{self.limits.max_string_elements} BYTES elements, the server's limit (--max-string-elements)"
             )
         self.elements += count
@@ -124,22 +124,22 @@ def decode_bytes(buffer: bytes, count: int, tensor: str) -> np.ndarray:
     most = len(buffer) // LENGTH_PREFIX
     if count > most:  # before np.empty: each element takes at least its length prefix
         raise InvalidInput(
-            f"input {tensor}: {count} BYTES elements claimed, but {len(buffer)} bytes of content hold at most "
+            f"input {shown(tensor)}: {count} BYTES elements claimed, but {len(buffer)} bytes of content hold at most "
             f"{most} (each element starts with a 4-byte length)"
         )
     out = np.empty(count, dtype=object)
     view, offset = memoryview(buffer), 0
     for i in range(count):
         if offset + 4 > len(view):
-            raise InvalidInput(f"input {tensor}: BYTES content ends before element {i} of {count}")
+            raise InvalidInput(f"input {shown(tensor)}: BYTES content ends before element {i} of {count}")
         (length,) = struct.unpack_from("<I", view, offset)
         offset += 4
         if offset + length > len(view):
-            raise InvalidInput(f"input {tensor}: BYTES element {i} claims {length} bytes, only {len(view) - offset} left")
+            raise InvalidInput(f"input {shown(tensor)}: BYTES element {i} claims {length} bytes, only {len(view) - offset} left")
         out[i] = bytes(view[offset : offset + length])
         offset += length
     if offset != len(view):
-        raise InvalidInput(f"input {tensor}: {len(view) - offset} bytes left over after {count} BYTES elements")
+        raise InvalidInput(f"input {shown(tensor)}: {len(view) - offset} bytes left over after {count} BYTES elements")
     return out
 
 
@@ -159,7 +159,7 @@ def _decode_raw(tensor: str, shape: tuple[int, ...], datatype: Datatype, raw: by
         count = elements(shape, bound)
         if count is None or count > most:
             raise InvalidInput(
-                f"input {tensor}: shape {shape_text(shape)} needs {_count_text(count, bound)} BYTES elements, but "
+                f"input {shown(tensor)}: shape {shape_text(shape)} needs {_count_text(count, bound)} BYTES elements, but "
                 f"{len(raw)} bytes of raw content hold at most {most} (each starts with a 4-byte length)"
             )
         budget.take(tensor, shape, count, strings=True)
@@ -170,7 +170,7 @@ def _decode_raw(tensor: str, shape: tuple[int, ...], datatype: Datatype, raw: by
     if count is None or count * size != len(raw):
         needs = f"{count * size} bytes" if count is not None else f"more than {bound * size} bytes"
         raise InvalidInput(
-            f"input {tensor}: raw content is {len(raw)} bytes, but shape {shape_text(shape)} of "
+            f"input {shown(tensor)}: raw content is {len(raw)} bytes, but shape {shape_text(shape)} of "
             f"{datatype.name} needs {needs}"
         )
     budget.take(tensor, shape, count, strings=False)
@@ -181,13 +181,13 @@ def _decode_typed(message: pb.ModelInferRequest.InferInputTensor, tensor: str, s
                   datatype: Datatype, budget: Budget) -> np.ndarray:
     field = TYPED_FIELDS.get(datatype.name)
     if field is None:
-        raise InvalidInput(f"input {tensor}: {datatype.name} can only be sent as raw_input_contents")
+        raise InvalidInput(f"input {shown(tensor)}: {datatype.name} can only be sent as raw_input_contents")
     values = getattr(message.contents, field)
     bound = max(len(values), budget.cap)
     count = elements(shape, bound)
     if count != len(values):  # counted before anything is converted
         raise InvalidInput(
-            f"input {tensor}: {len(values)} values in contents.{field}, but shape {shape_text(shape)} "
+            f"input {shown(tensor)}: {len(values)} values in contents.{field}, but shape {shape_text(shape)} "
             f"needs {_count_text(count, bound)}"
         )
     strings = datatype.name == "BYTES"
@@ -199,7 +199,7 @@ def _decode_typed(message: pb.ModelInferRequest.InferInputTensor, tensor: str, s
     try:
         return np.array(values, dtype=datatype.numpy).reshape(shape)
     except (OverflowError, ValueError):  # e.g. 300 in int_contents for a UINT8 input
-        raise InvalidInput(f"input {tensor}: a value in contents.{field} is out of range for {datatype.name}") from None
+        raise InvalidInput(f"input {shown(tensor)}: a value in contents.{field} is out of range for {datatype.name}") from None
 
 
 def decode_request(message: pb.ModelInferRequest, limits: RequestLimits = DEFAULT_LIMITS) -> InferRequest:
@@ -219,17 +219,17 @@ def decode_request(message: pb.ModelInferRequest, limits: RequestLimits = DEFAUL
     budget = Budget(limits)
     inputs, names = [], set()
     for i, tensor in enumerate(message.inputs):
-        name = shown(tensor.name)
-        if tensor.name in names:
-            raise InvalidInput(f"input {name} appears more than once")
-        names.add(tensor.name)
+        name = tensor.name
+        if name in names:
+            raise InvalidInput(f"input {shown(name)} appears more than once")
+        names.add(name)
         datatype = _datatype(tensor.datatype, name)
         shape = _shape(tensor.shape, name)
         if raw:
             data = _decode_raw(name, shape, datatype, raw[i], budget)
         else:
             data = _decode_typed(tensor, name, shape, datatype, budget)
-        inputs.append(InferInput(tensor.name, datatype.name, data))
+        inputs.append(InferInput(name, datatype.name, data))
     outputs = []
     for requested in message.outputs:
         count = _parameter(requested.parameters["classification"]) if "classification" in requested.parameters else 0
