@@ -4,11 +4,17 @@ Inputs come either all as `raw_input_contents` (one little-endian buffer per inp
 order) or all as typed `contents`; mixing is refused, as the protocol says. Outputs always go back
 in `raw_output_contents`, one per output, in order, because tritonclient reads only those. BYTES
 elements travel as a 4-byte little-endian length followed by the bytes.
+
+Every size a message claims is checked before anything is allocated or converted: the rank first
+(on the repeated field's length, before any tuple is built), then each dimension, then the element
+count (multiplied out only up to the largest count that could be valid) against the payload that
+came with it, and only then against the server's caps (`RequestLimits`). A shape that the payload
+cannot hold is malformed (InvalidInput); a request that really carries more than a cap allows is
+TooLarge. So a tiny message can never make the server reserve memory for what it only claims.
 """
 
 from __future__ import annotations
 
-import math
 import struct
 
 import numpy as np
@@ -16,7 +22,8 @@ import numpy as np
 from protos import grpc_service_pb2 as pb
 from protos.config_text import Datatype, from_name
 
-from serving.errors import InvalidInput
+from serving.errors import InvalidInput, TooLarge
+from serving.limits import MAX_RANK, MAX_TENSORS, RequestLimits, shown
 from serving.requests import InferInput, InferRequest, InferResponse, RequestedOutput
 
 # Datatype name -> the InferTensorContents field that carries it.
@@ -32,6 +39,10 @@ TYPED_FIELDS = {
 }
 
 
+DEFAULT_LIMITS = RequestLimits()
+LENGTH_PREFIX = 4  # bytes before each BYTES element: the least one element can take
+
+
 def _parameter(value: pb.InferParameter):
     kind = value.WhichOneof("parameter_choice")
     return getattr(value, kind) if kind else None
@@ -41,34 +52,94 @@ def _datatype(name: str, tensor: str) -> Datatype:
     try:
         datatype = from_name(name)
     except ValueError:
-        raise InvalidInput(f"input {tensor!r}: unknown datatype {name!r}") from None
+        raise InvalidInput(f"input {shown(tensor)}: unknown datatype {shown(name)}") from None
     if datatype.numpy is None:
-        raise InvalidInput(f"input {tensor!r}: datatype {name} is not supported by this server")
+        raise InvalidInput(f"input {shown(tensor)}: datatype {name} is not supported by this server")
     return datatype
 
 
-def _shape(values, tensor: str) -> tuple[int, ...]:
-    shape = tuple(values)
+def shape_text(shape) -> str:
+    return "[" + ",".join(str(int(d)) for d in shape) + "]"
+
+
+def _shape(dims, tensor: str) -> tuple[int, ...]:
+    if len(dims) > MAX_RANK:  # before the dims are read: a message may claim half a million of them
+        raise InvalidInput(f"input {shown(tensor)}: {len(dims)} dimensions, at most {MAX_RANK} are accepted")
+    shape = tuple(dims)
     if shape and min(shape) < 0:
-        raise InvalidInput(f"input {tensor!r}: shape {list(shape)} has a negative dimension")
+        raise InvalidInput(f"input {shown(tensor)}: shape {shape_text(shape)} has a negative dimension")
     return shape
+
+
+def elements(shape: tuple[int, ...], bound: int) -> int | None:
+    """How many elements `shape` holds, or None if more than `bound`: the product stops growing
+    once past it, so a claimed size costs nothing to refuse."""
+    if 0 in shape:
+        return 0
+    count = 1
+    for dim in shape:
+        count *= dim
+        if count > bound:
+            return None
+    return count
+
+
+def _count_text(count: int | None, bound: int) -> str:
+    return str(count) if count is not None else f"more than {bound}"
+
+
+class Budget:
+    """What one request may still hold, over all its inputs: the serve flags' caps."""
+
+    def __init__(self, limits: RequestLimits) -> None:
+        self.limits = limits
+        self.elements = 0
+        self.strings = 0
+
+    @property
+    def cap(self) -> int:
+        return self.limits.max_request_elements
+
+    def take(self, tensor: str, shape: tuple[int, ...], count: int, strings: bool) -> None:
+        """Count an input in, once its payload is known to hold `count` elements; TooLarge above a cap.
+        A zero dimension does not excuse the others: numpy refuses a shape whose other dims overflow."""
+        cap = self.limits.max_request_elements
+        if self.elements + count > cap or count == 0 and elements(tuple(d for d in shape if d), cap) is None:
+            raise TooLarge(
+                f"input {shown(tensor)}: shape {shape_text(shape)} takes the request above {cap} elements, "
+                f"the server's limit (--max-request-elements)"
+            )
+        if strings and self.strings + count > self.limits.max_string_elements:
+            raise TooLarge(
+                f"input {shown(tensor)}: shape {shape_text(shape)} takes the request above "
+                f"{self.limits.max_string_elements} BYTES elements, the server's limit (--max-string-elements)"
+            )
+        self.elements += count
+        if strings:
+            self.strings += count
 
 
 def decode_bytes(buffer: bytes, count: int, tensor: str) -> np.ndarray:
     """Length-prefixed BYTES elements -> a flat object array of `count` bytes objects."""
+    most = len(buffer) // LENGTH_PREFIX
+    if count > most:  # before np.empty: each element takes at least its length prefix
+        raise InvalidInput(
+            f"input {shown(tensor)}: {count} BYTES elements claimed, but {len(buffer)} bytes of content hold at most "
+            f"{most} (each element starts with a 4-byte length)"
+        )
     out = np.empty(count, dtype=object)
     view, offset = memoryview(buffer), 0
     for i in range(count):
         if offset + 4 > len(view):
-            raise InvalidInput(f"input {tensor!r}: BYTES content ends before element {i} of {count}")
+            raise InvalidInput(f"input {shown(tensor)}: BYTES content ends before element {i} of {count}")
         (length,) = struct.unpack_from("<I", view, offset)
         offset += 4
         if offset + length > len(view):
-            raise InvalidInput(f"input {tensor!r}: BYTES element {i} claims {length} bytes, only {len(view) - offset} left")
+            raise InvalidInput(f"input {shown(tensor)}: BYTES element {i} claims {length} bytes, only {len(view) - offset} left")
         out[i] = bytes(view[offset : offset + length])
         offset += length
     if offset != len(view):
-        raise InvalidInput(f"input {tensor!r}: {len(view) - offset} bytes left over after {count} BYTES elements")
+        raise InvalidInput(f"input {shown(tensor)}: {len(view) - offset} bytes left over after {count} BYTES elements")
     return out
 
 
@@ -81,58 +152,89 @@ def encode_bytes(array: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def _decode_raw(tensor: pb.ModelInferRequest.InferInputTensor, datatype: Datatype, raw: bytes) -> np.ndarray:
-    shape = _shape(tensor.shape, tensor.name)
-    count = math.prod(shape)  # Python ints: exact, and far cheaper than np.prod for a few dims
+def _decode_raw(tensor: str, shape: tuple[int, ...], datatype: Datatype, raw: bytes, budget: Budget) -> np.ndarray:
     if datatype.name == "BYTES":
-        return decode_bytes(raw, count, tensor.name).reshape(shape)
-    expected = count * datatype.itemsize
-    if len(raw) != expected:
+        most = len(raw) // LENGTH_PREFIX
+        bound = max(most, budget.cap)
+        count = elements(shape, bound)
+        if count is None or count > most:
+            raise InvalidInput(
+                f"input {shown(tensor)}: shape {shape_text(shape)} needs {_count_text(count, bound)} BYTES elements, but "
+                f"{len(raw)} bytes of raw content hold at most {most} (each starts with a 4-byte length)"
+            )
+        budget.take(tensor, shape, count, strings=True)
+        return decode_bytes(raw, count, tensor).reshape(shape)
+    size = datatype.itemsize
+    bound = max(len(raw) // size, budget.cap)
+    count = elements(shape, bound)
+    if count is None or count * size != len(raw):
+        needs = f"{count * size} bytes" if count is not None else f"more than {bound * size} bytes"
         raise InvalidInput(
-            f"input {tensor.name!r}: raw content is {len(raw)} bytes, but shape {list(shape)} of "
-            f"{datatype.name} needs {expected} bytes"
+            f"input {shown(tensor)}: raw content is {len(raw)} bytes, but shape {shape_text(shape)} of "
+            f"{datatype.name} needs {needs}"
         )
+    budget.take(tensor, shape, count, strings=False)
     return np.frombuffer(raw, dtype=datatype.numpy.newbyteorder("<")).reshape(shape)
 
 
-def _decode_typed(tensor: pb.ModelInferRequest.InferInputTensor, datatype: Datatype) -> np.ndarray:
-    shape = _shape(tensor.shape, tensor.name)
-    count = math.prod(shape)
+def _decode_typed(message: pb.ModelInferRequest.InferInputTensor, tensor: str, shape: tuple[int, ...],
+                  datatype: Datatype, budget: Budget) -> np.ndarray:
     field = TYPED_FIELDS.get(datatype.name)
     if field is None:
-        raise InvalidInput(f"input {tensor.name!r}: {datatype.name} can only be sent as raw_input_contents")
-    values = getattr(tensor.contents, field)
-    if len(values) != count:
+        raise InvalidInput(f"input {shown(tensor)}: {datatype.name} can only be sent as raw_input_contents")
+    values = getattr(message.contents, field)
+    bound = max(len(values), budget.cap)
+    count = elements(shape, bound)
+    if count != len(values):  # counted before anything is converted
         raise InvalidInput(
-            f"input {tensor.name!r}: {len(values)} values in contents.{field}, but shape {list(shape)} needs {count}"
+            f"input {shown(tensor)}: {len(values)} values in contents.{field}, but shape {shape_text(shape)} "
+            f"needs {_count_text(count, bound)}"
         )
-    if datatype.name == "BYTES":
+    strings = datatype.name == "BYTES"
+    budget.take(tensor, shape, count, strings)
+    if strings:
         array = np.empty(count, dtype=object)
         array[:] = list(values)
         return array.reshape(shape)
-    return np.array(values, dtype=datatype.numpy).reshape(shape)
+    try:
+        return np.array(values, dtype=datatype.numpy).reshape(shape)
+    except (OverflowError, ValueError):  # e.g. 300 in int_contents for a UINT8 input
+        raise InvalidInput(f"input {shown(tensor)}: a value in contents.{field} is out of range for {datatype.name}") from None
 
 
-def decode_request(message: pb.ModelInferRequest) -> InferRequest:
+def decode_request(message: pb.ModelInferRequest, limits: RequestLimits = DEFAULT_LIMITS) -> InferRequest:
+    """The request as numpy arrays; InvalidInput if malformed, TooLarge if above a cap of `limits`."""
+    for kind, tensors in (("inputs", message.inputs), ("outputs", message.outputs)):
+        if len(tensors) > MAX_TENSORS:
+            raise InvalidInput(f"{len(tensors)} {kind} in one request, at most {MAX_TENSORS} are accepted")
     raw = message.raw_input_contents
     if raw:
         typed = [t.name for t in message.inputs if t.HasField("contents")]
         if typed:
             raise InvalidInput(
-                f"input {typed[0]!r} has typed contents while raw_input_contents is used: send all inputs one way"
+                f"input {shown(typed[0])} has typed contents while raw_input_contents is used: send all inputs one way"
             )
         if len(raw) != len(message.inputs):
             raise InvalidInput(f"{len(raw)} raw_input_contents for {len(message.inputs)} inputs; they must pair up in order")
-    inputs = []
+    budget = Budget(limits)
+    inputs, names = [], set()
     for i, tensor in enumerate(message.inputs):
-        datatype = _datatype(tensor.datatype, tensor.name)
-        data = _decode_raw(tensor, datatype, raw[i]) if raw else _decode_typed(tensor, datatype)
-        inputs.append(InferInput(tensor.name, datatype.name, data))
+        name = tensor.name
+        if name in names:
+            raise InvalidInput(f"input {shown(name)} appears more than once")
+        names.add(name)
+        datatype = _datatype(tensor.datatype, name)
+        shape = _shape(tensor.shape, name)
+        if raw:
+            data = _decode_raw(name, shape, datatype, raw[i], budget)
+        else:
+            data = _decode_typed(tensor, name, shape, datatype, budget)
+        inputs.append(InferInput(name, datatype.name, data))
     outputs = []
     for requested in message.outputs:
         count = _parameter(requested.parameters["classification"]) if "classification" in requested.parameters else 0
         if not isinstance(count, int) or isinstance(count, bool):
-            raise InvalidInput(f"output {requested.name!r}: the classification parameter must be an integer count")
+            raise InvalidInput(f"output {shown(requested.name)}: the classification parameter must be an integer count")
         outputs.append(RequestedOutput(requested.name, count))
     timeout = _parameter(message.parameters["timeout"]) if "timeout" in message.parameters else None
     if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0):

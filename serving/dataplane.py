@@ -16,6 +16,7 @@ from protos.model_config_pb2 import ModelConfig
 from serving.batching import Ticket, await_callback
 from serving.classification import classify
 from serving.errors import ModelNotFound, ModelNotReady, ServingError, VersionRetired
+from serving.limits import RequestLimits, shown
 from serving.metrics import Metrics
 from serving.models import READY, LoadedVersion, ModelManager
 from serving.repository import ModelSpec
@@ -69,8 +70,10 @@ class IndexEntry:
 
 
 class DataPlane:
-    def __init__(self, models: ModelManager, metrics: Metrics, version: str) -> None:
+    def __init__(self, models: ModelManager, metrics: Metrics, version: str,
+                 limits: RequestLimits = RequestLimits()) -> None:
         self.models = models
+        self.limits = limits  # what one inference request may hold: the codec and validation check it
         self.metrics = metrics
         self.version = version
         self.accepting = False  # true once started, false again when shutting down
@@ -131,7 +134,7 @@ class DataPlane:
         if not name:
             return [v.stats for v in self.models.loaded()]
         if name not in self.models.entries:
-            raise ModelNotFound(f"unknown model {name!r}")
+            raise ModelNotFound(f"unknown model {shown(name)}")
         if version:
             return [self.models.resolve(name, version).stats]
         return [v.stats for v in self.models.loaded() if v.name == name]
@@ -181,7 +184,7 @@ class DataPlane:
         started = time.monotonic_ns()
         metrics = self.metrics.version(model, version)
         try:
-            inputs = loaded.runtime.prepare(check_inputs(loaded.spec, request))
+            inputs = loaded.runtime.prepare(check_inputs(loaded.spec, request, self.limits))
             wanted = check_outputs(loaded.spec, request.outputs)
         except Exception as exc:
             self._failed(loaded, started, exc)

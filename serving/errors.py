@@ -34,7 +34,8 @@ class InvalidInput(ServingError):
 
 
 class TooLarge(ServingError):
-    """The request asks for more than an operator's cap allows (elements, items per call, memory)."""
+    """The request is well formed but above an operator's cap (a serve flag or a model parameter);
+    the message names the cap and what sets it."""
 
 
 class ModelRunFailed(InvalidInput):

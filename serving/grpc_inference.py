@@ -115,9 +115,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request, context):
         deadline = _deadline(context)
         if sum(map(len, request.raw_input_contents)) > INLINE_PAYLOAD_BYTES:  # keep the event loop free
-            decoded = await asyncio.to_thread(decode_request, request)
+            decoded = await asyncio.to_thread(decode_request, request, self.plane.limits)
         else:
-            decoded = decode_request(request)
+            decoded = decode_request(request, self.plane.limits)
         response = await self.plane.infer(decoded, deadline)
         return encode_response(response)
 
@@ -128,13 +128,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         def done(result) -> None:
             reply(result if isinstance(result, BaseException) else encode_response(result))
 
-        return self.plane.start(decode_request(request), deadline, done, run_here)
+        return self.plane.start(decode_request(request, self.plane.limits), deadline, done, run_here)
 
     async def ModelStreamInfer(self, request_iterator, context):
         deadline = _deadline(context)
         async for request in request_iterator:
             try:
-                response = await self.plane.infer(decode_request(request), deadline)
+                response = await self.plane.infer(decode_request(request, self.plane.limits), deadline)
                 yield pb.ModelStreamInferResponse(infer_response=encode_response(response))
             except Exception as exc:  # noqa: BLE001 - reported in the stream, which stays open
                 _, message = status_of(exc, "ModelStreamInfer")

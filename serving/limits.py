@@ -14,6 +14,7 @@ MAX_RANK = 16  # dimensions of one tensor (Triton's own limit is far above what 
 MAX_MESSAGE_CHARS = 1000  # an error message sent to a client is cut to this
 MAX_NAME_CHARS = 120  # a client-given name (model, tensor, word) is cut to this inside a message
 INLINE_PAYLOAD_BYTES = 256 * 1024  # a request up to this size is parsed on the thread that received it
+MAX_TENSORS = 64  # inputs or outputs of one model, and of one inference request
 
 # Bounds on config values, wherever they come from (config.pbtxt or RepositoryModelLoad's override).
 MAX_INSTANCES = 64  # instance threads of one model version
@@ -21,7 +22,6 @@ MAX_THREADS = 64  # ONNX Runtime intra-/inter-op threads of one session
 MAX_QUEUE_DELAY_US = 3_600_000_000  # dynamic_batching.max_queue_delay_microseconds: an hour
 MAX_BATCH_SIZE = 1 << 20
 MAX_TENSOR_ELEMENTS = 1 << 26  # fixed dims of one configured tensor (warm-up allocates them)
-MAX_TENSORS = 256  # inputs or outputs of one model
 
 # ONNX Runtime session config entries a model config may set (Triton's ORT backend passes such
 # parameters through): tuning switches only. Others, some of which name files for ORT to write,
@@ -51,10 +51,12 @@ def shown(text: object, limit: int = MAX_NAME_CHARS) -> str:
     return repr(text)
 
 
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:/[\w.@+-]+){2,}")
+# An absolute path of two or more components (/home/x/repo/m/1/model.onnx, ~/repo/m): the last one
+# is what a client can act on; the folders above it are the server's business.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/-])~?(?:/[^\s/'\"`(),;:<>\[\]{}]+)+/([^\s/'\"`(),;:<>\[\]{}]+)")
 
 
 def without_paths(text: str) -> str:
-    """`text` with absolute file paths cut to their last two parts: a client (or the index) learns
+    """`text` with absolute file paths cut to their last component: a client (or the index) learns
     which file was wrong, never where the server keeps it."""
-    return _ABSOLUTE_PATH.sub(lambda m: "/".join(m.group(0).rsplit("/", 2)[-2:]), text)
+    return _ABSOLUTE_PATH.sub(r"\1", text)

@@ -23,6 +23,7 @@ from protos.model_config_pb2 import ModelConfig
 
 from serving.batching import Batcher
 from serving.errors import LoadFailed, ModelNotFound, ModelNotReady, Unsupported
+from serving.limits import shown
 from serving.repository import ModelSource, ModelSpec, Repository
 from serving.sessions import LoadedSession, ProviderChoice, open_session
 from serving.statistics import VersionStatistics
@@ -78,10 +79,10 @@ class ModelManager:
     def resolve(self, name: str, version: str = "") -> LoadedVersion:
         entry = self.entries.get(name)
         if entry is None:
-            raise ModelNotFound(f"unknown model {name!r}")
+            raise ModelNotFound(f"unknown model {shown(name)}")
         if version:
-            if not version.isdigit():
-                raise ModelNotFound(f"model {name!r} has no version {version!r} (versions are integers)")
+            if not (version.isascii() and version.isdigit() and len(version) <= 18):  # int() of 5,000 digits raises
+                raise ModelNotFound(f"model {name!r} has no version {shown(version)} (versions are integers)")
             number = int(version)
             if number in entry.versions:
                 return entry.versions[number]
@@ -147,7 +148,7 @@ class ModelManager:
             raise Unsupported(f"explicit model load/unload is not allowed in model control mode {self.mode!r}")
         async with self._lock:
             if name not in self.repository.scan():
-                raise ModelNotFound(f"no model folder named {name!r} in the repository")
+                raise ModelNotFound(f"no model folder named {shown(name)} in the repository")
             self.entries.setdefault(name, ModelEntry(name))
             entry = await self._sync(name, force=True, override=override)
         if entry.state != READY or entry.refused:
@@ -160,7 +161,7 @@ class ModelManager:
             raise Unsupported(f"explicit model load/unload is not allowed in model control mode {self.mode!r}")
         async with self._lock:
             if name not in self.entries:
-                raise ModelNotFound(f"unknown model {name!r}")
+                raise ModelNotFound(f"unknown model {shown(name)}")
             await self._drop(self.entries[name], "unloaded")
 
     def hurry(self) -> None:

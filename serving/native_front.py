@@ -313,7 +313,7 @@ class NativeFront:
         try:
             return method.deserialize(payload)
         except Exception:  # noqa: BLE001 - any decode failure is the client's malformed message
-            self._fail(call_id, grpc.StatusCode.INTERNAL, "failed to parse the request message")
+            self._fail(call_id, grpc.StatusCode.INVALID_ARGUMENT, "failed to parse the request message")
             return None
 
     def _too_large(self, call_id: int, size: int, direction: str) -> bool:

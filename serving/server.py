@@ -37,6 +37,7 @@ from serving.grpc_inference import InferenceServicer
 from serving.grpc_tasks import SERVICE_NAMES as TASK_SERVICES
 from serving.grpc_tasks import add_task_servicers
 from serving.health import SERVER_SERVICES, Health
+from serving.limits import RequestLimits
 from serving.metrics import Metrics
 from serving.models import ModelManager
 from serving.native_front import MethodTable, NativeFront, available
@@ -170,7 +171,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         on_state=health.model_changed,
         on_execution=executed,
     )
-    plane = DataPlane(models, metrics, _version())
+    plane = DataPlane(models, metrics, _version(), RequestLimits(config.max_request_elements, config.max_string_elements))
 
     limit = config.max_message_mb * 1024 * 1024
     grpc_server = grpc.aio.server(

@@ -1,7 +1,10 @@
 """The one table from domain exceptions to gRPC status codes, and the interceptor that applies it.
 
 Servicers raise; they never pick codes. An exception outside the table is a bug: the client gets
-INTERNAL with a generic message and the traceback goes to the log only, never over the wire.
+INTERNAL with a generic message and the traceback goes to the log only, never over the wire. A
+ServingError is the client's mistake or the server's honest refusal: its message goes to the client,
+cut to `limits.MAX_MESSAGE_CHARS` and with absolute paths reduced to their last component (a reason
+may quote a file of the repository), and it is logged at debug level at most, without a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import grpc
 
 from serving import errors
+from serving.limits import MAX_MESSAGE_CHARS, without_paths
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +24,7 @@ CODES: dict[type[errors.ServingError], grpc.StatusCode] = {
     errors.UnknownItems: grpc.StatusCode.NOT_FOUND,
     errors.ModelNotReady: grpc.StatusCode.UNAVAILABLE,
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -28,13 +33,23 @@ CODES: dict[type[errors.ServingError], grpc.StatusCode] = {
 }
 
 INTERNAL_MESSAGE = "internal server error (details are in the server log)"
+_CUT = " ... (cut short)"
+
+
+def client_message(text: str) -> str:
+    """A message as a client may see it: paths scrubbed, at most MAX_MESSAGE_CHARS characters."""
+    text = without_paths(text[: MAX_MESSAGE_CHARS * 4])
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[: MAX_MESSAGE_CHARS - len(_CUT)] + _CUT
+    return text
 
 
 def status_of(exc: BaseException, method: str = "") -> tuple[grpc.StatusCode, str]:
     """(code, message) for an exception; unexpected ones are logged with their traceback."""
     for cls in type(exc).__mro__:
         if cls in CODES:
-            return CODES[cls], str(exc)
+            log.debug("%s: %s: %s", method or "a request", cls.__name__, exc)
+            return CODES[cls], client_message(str(exc))
     log.error("unexpected error in %s", method or "a request", exc_info=exc)
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 

@@ -65,6 +65,16 @@ def strings_graph():
     return h.make_graph([h.make_node("Identity", ["text"], ["echo"])], "echo", [x], [y])
 
 
+def lookup_graph():
+    """ids [N,-1] INT64 -> same [N,-1] INT64: an index input of any length, as word2vec's ids."""
+    x = h.make_tensor_value_info("ids", T.INT64, ["N", "L"])
+    y = h.make_tensor_value_info("same", T.INT64, ["N", "L"])
+    return h.make_graph([h.make_node("Identity", ["ids"], ["same"])], "lookup", [x], [y])
+
+
+LOOKUP_RANGE = (0, 99)  # the valid ids the lookup model declares
+LOOKUP_MAX_ELEMENTS = 4096  # its own cap on one request, below the server's
+
 CONFIGS = {
     "doubler": """
 name: "doubler"
@@ -117,6 +127,15 @@ input [ { name: "text" data_type: TYPE_STRING dims: [ 1 ] } ]
 output [ { name: "echo" data_type: TYPE_STRING dims: [ 1 ] } ]
 dynamic_batching { }
 """,
+    "lookup": f"""
+name: "lookup"
+platform: "onnxruntime_onnx"
+max_batch_size: 4
+input [ {{ name: "ids" data_type: TYPE_INT64 dims: [ -1 ] }} ]
+output [ {{ name: "same" data_type: TYPE_INT64 dims: [ -1 ] }} ]
+parameters {{ key: "dnnzoo.input.ids.range" value {{ string_value: "{LOOKUP_RANGE[0]},{LOOKUP_RANGE[1]}" }} }}
+parameters {{ key: "dnnzoo.max_request_elements" value {{ string_value: "{LOOKUP_MAX_ELEMENTS}" }} }}
+""",
     "corrupt": """
 name: "corrupt"
 platform: "onnxruntime_onnx"
@@ -138,6 +157,7 @@ GRAPHS = {
     "pixels": uint8_graph,
     "fixed": int64_graph,
     "strings": strings_graph,
+    "lookup": lookup_graph,
 }
 HEALTHY = tuple(GRAPHS)
 BROKEN = ("corrupt", "badconfig")
