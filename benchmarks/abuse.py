@@ -153,6 +153,7 @@ class Phase:
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.failures = 0
+        self.reasons: collections.Counter = collections.Counter()  # why good requests failed
         self.lock = threading.Lock()
 
     def summary(self) -> tuple[int, float, float, float]:
@@ -170,19 +171,20 @@ def good_client(address: str, seed: int, until: float, phase: Phase) -> None:
             started = time.perf_counter()
             try:
                 answer = client.infer(model, {"ids": chosen.reshape(-1, 1)})
-                ok = np.array_equal(answer["vectors"][:, 0], TABLE[chosen])
-            except grpc.RpcError:
-                ok = False
+                reason = None if np.array_equal(answer["vectors"][:, 0], TABLE[chosen]) else "wrong answer"
+            except grpc.RpcError as error:
+                reason = f"{error.code().name}: {error.details()[:120]}"
             elapsed = time.perf_counter() - started
             with phase.lock:
-                if ok:
+                if reason is None:
                     phase.latencies.append(elapsed)
                 else:
                     phase.failures += 1
+                    phase.reasons[reason] += 1
 
 
-def bad_client(address: str, until: float, codes: dict, offset: int) -> None:
-    mix = list(attacks().items())
+def bad_client(address: str, until: float, codes: dict, offset: int, only: str = "") -> None:
+    mix = [(name, attack) for name, attack in attacks().items() if only in name]
     channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     raw_call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
@@ -209,11 +211,11 @@ def bad_client(address: str, until: float, codes: dict, offset: int) -> None:
     channel.close()
 
 
-def run_phase(address: str, seconds: float, good: int, bad: int) -> tuple[Phase, dict]:
+def run_phase(address: str, seconds: float, good: int, bad: int, only: str = "") -> tuple[Phase, dict]:
     phase, codes = Phase(), collections.defaultdict(collections.Counter)
     until = time.monotonic() + seconds
     threads = [threading.Thread(target=good_client, args=(address, seed, until, phase)) for seed in range(good)]
-    threads += [threading.Thread(target=bad_client, args=(address, until, codes, k * 5)) for k in range(bad)]
+    threads += [threading.Thread(target=bad_client, args=(address, until, codes, k * 5, only)) for k in range(bad)]
     for t in threads:
         t.start()
     for t in threads:
@@ -227,6 +229,7 @@ def main() -> int:
     parser.add_argument("--good", type=int, default=6)
     parser.add_argument("--bad", type=int, default=2)
     parser.add_argument("--front", choices=("native", "grpcio"), default="native")
+    parser.add_argument("--only", default="", help="only the attacks whose name contains this")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,6 +238,9 @@ def main() -> int:
         command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
                    "--port", str(port), "--metrics-port", "-1", "--grpc-front", args.front, "--log-level", "WARNING"]
         server = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        log: list[str] = []  # read as it comes: a full pipe would stall the server, not measure it
+        reader = threading.Thread(target=lambda: log.extend(server.stderr), daemon=True)
+        reader.start()
         address = f"127.0.0.1:{port}"
         try:
             with Client(address, timeout=2) as client:
@@ -251,13 +257,15 @@ def main() -> int:
             calm, _ = run_phase(address, args.seconds, args.good, 0)
             calm_peak = peak_rss_mb(server.pid)
             reset_peak(server.pid)
-            stormy, codes = run_phase(address, args.seconds, args.good, args.bad)
+            stormy, codes = run_phase(address, args.seconds, args.good, args.bad, args.only)
             stormy_peak = peak_rss_mb(server.pid)
             with Client(address, timeout=5) as client:
                 live = client.server_live()
         finally:
             server.terminate()
-            _, stderr = server.communicate(timeout=60)
+            server.wait(timeout=60)
+            reader.join(10)
+            stderr = "".join(log)
 
     print(f"\n{'phase':<28}{'good requests':>14}{'success %':>11}{'p50 ms':>9}{'p99 ms':>9}{'peak RSS MB':>13}")
     for label, phase, peak in ((f"good load alone ({args.good})", calm, calm_peak),
@@ -265,6 +273,8 @@ def main() -> int:
         total, rate, p50, p99 = phase.summary()
         print(f"{label:<28}{total:>14}{rate:>11.2f}{p50:>9.2f}{p99:>9.2f}{peak:>13.0f}")
     print(f"p99 with attackers / alone: {stormy.summary()[3] / calm.summary()[3]:.2f}")
+    for reason, count in (calm.reasons + stormy.reasons).most_common():
+        print(f"  good request failed x{count}: {reason}")
     print(f"\n{'attack':<38}answers")
     bad_codes = 0
     for name in attacks():
@@ -273,7 +283,8 @@ def main() -> int:
         print(f"{name:<38}{', '.join(f'{code} x{n}' for code, n in sorted(counter.items()))}")
     print(f"\nserver live after the attacks: {live}; exit code on SIGTERM: {server.returncode}")
     tracebacks = stderr.count("Traceback")
-    print(f"tracebacks in the server log: {tracebacks}; INTERNAL/UNKNOWN or over-long answers to attacks: {bad_codes}")
+    print(f"server log: {len(stderr.splitlines())} lines, {tracebacks} tracebacks; "
+          f"INTERNAL/UNKNOWN or over-long answers to attacks: {bad_codes}")
     ok = live and server.returncode == 0 and bad_codes == 0 and stormy.failures == 0
     return 0 if ok else 1
 

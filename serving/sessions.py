@@ -35,6 +35,11 @@ PREFERENCES = {
     "cpu": (CPU,),
 }
 KIND_GPU, KIND_CPU = 1, 2  # ModelInstanceGroup.Kind values
+# ONNX Runtime writes an ERROR line to stderr for every run that fails; those failures are the
+# client's (answered INVALID_ARGUMENT), so a bad client could flood the log, and a full stderr pipe
+# would stall the instance thread writing it. Runs log nothing; the failure goes to the client.
+_RUN_OPTIONS = ort.RunOptions()
+_RUN_OPTIONS.log_severity_level = 4
 _ALLOCATION_MARKERS = ("bad_alloc", "Failed to allocate", "out of memory", "OUT_OF_MEMORY")
 
 
@@ -63,7 +68,7 @@ class LoadedSession:
                 feeds[tensor.name] = _to_model_shape(inputs[tensor.name], tensor, self.spec.max_batch_size)
         names = [t.name for t in self.spec.outputs]
         try:
-            values = self.session.run(names, feeds)
+            values = self.session.run(names, feeds, _RUN_OPTIONS)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types; the input is the cause
             raise run_failure(self.spec.name, exc) from None
         return {
