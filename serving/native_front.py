@@ -41,7 +41,7 @@ import grpc
 
 from serving.auth import Guard
 from serving.limits import INLINE_PAYLOAD_BYTES
-from serving.status import status_of
+from serving.status import MALFORMED_MESSAGE, status_of
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ class NativeFront:
         try:
             return method.deserialize(payload)
         except Exception:  # noqa: BLE001 - any decode failure is the client's malformed message
-            self._fail(call_id, grpc.StatusCode.INVALID_ARGUMENT, "failed to parse the request message")
+            self._fail(call_id, grpc.StatusCode.INVALID_ARGUMENT, MALFORMED_MESSAGE)
             return None
 
     def _too_large(self, call_id: int, size: int, direction: str) -> bool:

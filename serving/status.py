@@ -87,6 +87,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             code, message = status_of(exc, method)
             await context.abort(code, message)
 
+        deserialize = _tolerant(handler.request_deserializer)
+
         if handler.response_streaming:
             if handler.request_streaming:
                 inner, factory = handler.stream_stream, grpc.stream_stream_rpc_method_handler
@@ -97,6 +99,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
             async def streaming(request, context):
                 try:
+                    request = _checked_stream(request) if handler.request_streaming else _checked(request)
                     async for response in inner(request, context):
                         yield response
                 except grpc.aio.AbortError:
@@ -113,6 +116,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary(request, context):
                 try:
+                    request = _checked_stream(request) if handler.request_streaming else _checked(request)
                     return await inner(request, context)
                 except grpc.aio.AbortError:
                     raise
@@ -121,8 +125,36 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
             behaviour = unary
 
-        return factory(
-            behaviour,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return factory(behaviour, request_deserializer=deserialize, response_serializer=handler.response_serializer)
+
+
+MALFORMED_MESSAGE = "failed to parse the request message"
+
+
+class _Malformed:
+    """Stands in for a request message that could not be parsed, so that the handler's wrapper
+    answers INVALID_ARGUMENT (grpc.aio itself would answer UNKNOWN and log a traceback)."""
+
+
+def _tolerant(deserialize):
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserialize(data)
+        except Exception:  # noqa: BLE001 - any parse failure is the client's malformed message
+            return _Malformed()
+
+    return parse
+
+
+def _checked(request):
+    if isinstance(request, _Malformed):
+        raise errors.InvalidInput(MALFORMED_MESSAGE)
+    return request
+
+
+async def _checked_stream(requests):
+    async for request in requests:
+        yield _checked(request)

@@ -351,3 +351,26 @@ def test_requests_that_onnx_runtime_refuses_do_not_flood_the_server_log(tmp_path
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("front", ["native", "grpcio"])
+def test_a_message_that_cannot_be_parsed_is_invalid_argument_on_both_fronts(tmp_path, front, caplog):
+    root = tmp_path / "repo"
+    write_model(root, "lookup", graph=lookup_graph, config=lookup_config("lookup", "dynamic_batching { }"))
+    running = start_server(server_config(root, grpc_front=front))
+    garbage = b"\xff\xff\xff\xff not a protobuf message"
+    try:
+        with grpc.insecure_channel(running.address) as channel:
+            unary = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            with pytest.raises(grpc.RpcError) as error:
+                unary(garbage, timeout=10)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+            with pytest.raises(grpc.RpcError) as error:
+                list(stream(iter([garbage]), timeout=10))
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with Client(running.address, timeout=10) as client:  # and the server serves on
+            np.testing.assert_array_equal(client.infer("lookup", ids(1))["vectors"][:, 0], TABLE[[1]])
+    finally:
+        running.stop()
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
