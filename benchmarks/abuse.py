@@ -146,6 +146,7 @@ def attacks() -> dict[str, object]:
         "unknown datatype": _message("lookup", "ids", "INT1024", [1, 1], b"\x00" * 8),
         "unparseable protobuf": b"\xff\xff\xff\xff garbage that is not a ModelInferRequest",
         "cancelled calls": "cancel",
+        "greedy: 16 large requests at once": "greedy",
     }
 
 
@@ -193,6 +194,16 @@ def bad_client(address: str, until: float, codes: dict, offset: int, only: str =
         name, attack = mix[i % len(mix)]
         i += 1
         try:
+            if attack == "greedy":  # 16 requests of 256k strings each (1 MiB), all in flight together
+                big = _message("echo", "text", "BYTES", [1, 1 << 18], _bytes(*[b""] * (1 << 18)))
+                futures = [stub.ModelInfer.future(big, timeout=30) for _ in range(16)]
+                for future in futures:
+                    try:
+                        future.result()
+                        codes[name]["OK"] += 1
+                    except grpc.RpcError as error:
+                        codes[name][error.code().name] += 1
+                continue
             if attack == "cancel":
                 future = stub.ModelInfer.future(pb.ModelInferRequest(model_name="lookup"), timeout=30)
                 future.cancel()

@@ -56,6 +56,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help=f"most tensor elements in one inference request (default {d.max_request_elements}; "
                         "a model's dnnzoo.max_request_elements parameter may lower it)")
     p.add_argument("--max-string-elements", type=int, help=f"most BYTES elements in one inference request (default {d.max_string_elements})")
+    p.add_argument("--max-queued-mb", type=int,
+                   help=f"most MiB of request inputs the server holds at once, all models together (default {d.max_queued_mb})")
     p.add_argument("--auth-token-file", help="file holding the bearer token that inference and metadata calls must send")
     p.add_argument("--admin-token-file", help="file holding the bearer token that repository control (load, unload, index) needs")
     p.add_argument("--drain-delay-seconds", type=float,
@@ -79,9 +81,16 @@ def _ensure_repository(config: ServeConfig) -> None:
         raise UserError(f"building the default repository failed (command: {' '.join(command)})")
 
 
+# How long a Python thread may hold the GIL while others wait (CPython's default is 5 ms). A large
+# request's Python work (BYTES decoding, say) would make every small request wait that long at each
+# step; 0.5 ms keeps small requests flowing beside it (benchmarks/abuse.py, the greedy client).
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
 async def serve(config: ServeConfig) -> int:
     from serving.server import create_server
 
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     server, _port = await create_server(config)
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task] = []

@@ -119,6 +119,9 @@ class Budget:
             self.strings += count
 
 
+_LENGTH = struct.Struct("<I")
+
+
 def decode_bytes(buffer: bytes, count: int, tensor: str) -> np.ndarray:
     """Length-prefixed BYTES elements -> a flat object array of `count` bytes objects."""
     most = len(buffer) // LENGTH_PREFIX
@@ -127,19 +130,21 @@ def decode_bytes(buffer: bytes, count: int, tensor: str) -> np.ndarray:
             f"input {shown(tensor)}: {count} BYTES elements claimed, but {len(buffer)} bytes of content hold at most "
             f"{most} (each element starts with a 4-byte length)"
         )
-    out = np.empty(count, dtype=object)
-    view, offset = memoryview(buffer), 0
+    items: list = [None] * count  # a list, then one array: cheaper than setting object slots
+    unpack, size, offset = _LENGTH.unpack_from, len(buffer), 0
     for i in range(count):
-        if offset + 4 > len(view):
+        if offset + LENGTH_PREFIX > size:
             raise InvalidInput(f"input {shown(tensor)}: BYTES content ends before element {i} of {count}")
-        (length,) = struct.unpack_from("<I", view, offset)
-        offset += 4
-        if offset + length > len(view):
-            raise InvalidInput(f"input {shown(tensor)}: BYTES element {i} claims {length} bytes, only {len(view) - offset} left")
-        out[i] = bytes(view[offset : offset + length])
-        offset += length
-    if offset != len(view):
-        raise InvalidInput(f"input {shown(tensor)}: {len(view) - offset} bytes left over after {count} BYTES elements")
+        start = offset + LENGTH_PREFIX
+        offset = start + unpack(buffer, offset)[0]
+        if offset > size:
+            raise InvalidInput(
+                f"input {shown(tensor)}: BYTES element {i} claims {offset - start} bytes, only {size - start} left")
+        items[i] = buffer[start:offset]
+    if offset != size:
+        raise InvalidInput(f"input {shown(tensor)}: {size - offset} bytes left over after {count} BYTES elements")
+    out = np.empty(count, dtype=object)
+    out[:] = items
     return out
 
 

@@ -21,6 +21,7 @@ ENV_PREFIX = "DNNZOO_"
 LIMIT_FIELDS = (
     "max_generate_count", "max_forecast_horizon", "max_image_pixels", "max_images", "max_words", "max_word_pairs",
     "max_series", "max_series_length", "max_stream_values", "max_request_elements", "max_string_elements",
+    "max_queued_mb",
 )
 
 
@@ -54,6 +55,7 @@ class ServeConfig:
     # Limits of every inference request (Open Inference Protocol and typed services alike).
     max_request_elements: int = 16 * 1024 * 1024  # elements of all inputs of one request (numbers)
     max_string_elements: int = 1024 * 1024  # BYTES elements of one request (each becomes a Python object)
+    max_queued_mb: int = 512  # input MiB of every accepted, unanswered request together (greedy clients)
     # Access control: files holding bearer tokens (none: open, as Triton by default).
     auth_token_file: Path | None = None  # inference and metadata need `authorization: Bearer <token>`
     admin_token_file: Path | None = None  # repository control (load, unload, index) needs this token

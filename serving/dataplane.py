@@ -7,15 +7,18 @@ batching, statistics and metrics all happen behind this one path, so every front
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from protos.model_config_pb2 import ModelConfig
 
 from serving.batching import Ticket, await_callback
 from serving.classification import classify
-from serving.errors import ModelNotFound, ModelNotReady, ServingError, VersionRetired
+from serving.errors import ModelNotFound, ModelNotReady, ServingError, TooLarge, VersionRetired
 from serving.limits import RequestLimits, shown
 from serving.metrics import Metrics
 from serving.models import READY, LoadedVersion, ModelManager
@@ -74,6 +77,7 @@ class DataPlane:
                  limits: RequestLimits = RequestLimits()) -> None:
         self.models = models
         self.limits = limits  # what one inference request may hold: the codec and validation check it
+        self.held = HeldBytes(limits.max_queued_bytes)  # what every accepted request holds, together
         self.metrics = metrics
         self.version = version
         self.accepting = False  # true once started, false again when shutting down
@@ -186,12 +190,14 @@ class DataPlane:
         try:
             inputs = loaded.runtime.prepare(check_inputs(loaded.spec, request, self.limits))
             wanted = check_outputs(loaded.spec, request.outputs)
+            held = self.held.take(_held_bytes(inputs))
         except Exception as exc:
             self._failed(loaded, started, exc)
             raise
 
         def finished(result) -> None:
             metrics.in_flight.dec()
+            self.held.give_back(held)
             if not isinstance(result, BaseException):
                 try:
                     values, timings = result
@@ -212,12 +218,14 @@ class DataPlane:
             ticket = loaded.batcher.enqueue(inputs, deadline, finished, run_here)
         except VersionRetired:
             metrics.in_flight.dec()  # not a failure: the caller queues it at the version now serving
+            self.held.give_back(held)
             raise
         except Exception as exc:
             metrics.in_flight.dec()
+            self.held.give_back(held)
             self._failed(loaded, started, exc)
             raise
-        return Call(self, loaded, ticket, started)
+        return Call(self, loaded, ticket, started, held)
 
     def _failed(self, loaded, started: int, why: BaseException | str) -> None:
         if isinstance(why, BaseException):
@@ -236,13 +244,46 @@ class Call:
     loaded: LoadedVersion
     ticket: Ticket
     started: int
+    held: int = 0
 
     def cancel(self) -> bool:
         if not self.loaded.batcher.cancel(self.ticket):
             return False
         self.plane.metrics.version(self.loaded.name, str(self.loaded.version)).in_flight.dec()
+        self.plane.held.give_back(self.held)
         self.plane._failed(self.loaded, self.started, "CANCELLED")
         return True
+
+
+class HeldBytes:
+    """The input bytes of every request accepted and not yet answered, across all models, against a
+    cap (`--max-queued-mb`): a greedy client with many large concurrent requests gets
+    RESOURCE_EXHAUSTED instead of growing the server's memory until the pod is killed."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> int:
+        with self._lock:
+            if self.total + size > self.cap:
+                raise TooLarge(
+                    f"the server holds {self.total >> 20} MiB of accepted requests and this one needs "
+                    f"{max(1, size >> 20)} MiB more; the cap is {self.cap >> 20} MiB (--max-queued-mb); retry later"
+                )
+            self.total += size
+        return size
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self.total -= size
+
+
+def _held_bytes(inputs: dict[str, np.ndarray]) -> int:
+    """Memory a request's inputs hold; a BYTES element is Python objects (its bytes, its text and a
+    slot in each array), counted as 128 bytes."""
+    return sum(a.size * 128 if a.dtype == object else a.nbytes for a in inputs.values())
 
 
 def _outputs(spec: ModelSpec, values, wanted) -> list[InferOutput]:

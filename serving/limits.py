@@ -41,6 +41,7 @@ class RequestLimits:
 
     max_request_elements: int = 16 * 1024 * 1024
     max_string_elements: int = 1024 * 1024
+    max_queued_bytes: int = 512 << 20  # inputs of every accepted, unanswered request together
 
 
 def shown(text: object, limit: int = MAX_NAME_CHARS) -> str:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import grpc
 
 from serving.auth import Guard
+from serving.dataplane import HeldBytes
 from serving.limits import INLINE_PAYLOAD_BYTES
 from serving.status import MALFORMED_MESSAGE, status_of
 
@@ -110,7 +111,7 @@ class NativeFront:
 
     def __init__(self, address: str, methods: list[UnaryMethod], fallback_socket: str, max_message: int,
                  direct: dict[str, Direct] | None = None, guard: Guard | None = None,
-                 on_fatal: Callable[[str], None] | None = None) -> None:
+                 on_fatal: Callable[[str], None] | None = None, held: HeldBytes | None = None) -> None:
         from pygrpc_native import EVENT_CANCEL, NativeGrpcFront
 
         self._cancel_event = EVENT_CANCEL
@@ -136,7 +137,9 @@ class NativeFront:
         self._stopping = False
         self._on_fatal = on_fatal  # called on the event loop if the dispatch thread fails
         # Large direct calls are parsed and checked here, so that the dispatch thread stays free.
-        self._decoder = ThreadPoolExecutor(2, thread_name_prefix="dnnzoo-decode")
+        # One thread: large calls cost the GIL, and one at a time leaves the rest of it to small calls.
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="dnnzoo-decode")
+        self._held = held  # the data plane's budget of bytes held by accepted requests
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -239,10 +242,31 @@ class NativeFront:
         deadline = None if remaining is None else time.monotonic() + remaining
         self._direct_calls[call_id] = None  # the answer may come before `start` returns
         if len(payload) > INLINE_PAYLOAD_BYTES:  # parsing and checking it takes time: not on this thread
-            self._decoder.submit(self._start_direct, start, call_id, method_id, payload, deadline, False)
+            self._decode_later(start, call_id, method_id, payload, deadline)
         else:
             self._start_direct(start, call_id, method_id, payload, deadline, alone)
         return True
+
+    def _decode_later(self, start: Direct, call_id: int, method_id: int, payload: bytes, deadline: float | None) -> None:
+        """Hand a large call to the decoder thread; its payload counts against the server's held
+        bytes until it is queued (then the request's own inputs count), so a greedy client cannot
+        pile up a backlog of payloads here either."""
+        if self._held is not None:
+            try:
+                self._held.take(len(payload))
+            except Exception as exc:  # noqa: BLE001 - TooLarge, mapped like every other error
+                self._direct_calls.pop(call_id, None)
+                self._fail(call_id, *status_of(exc, self.methods[method_id].path))
+                return
+
+        def decode() -> None:
+            try:
+                self._start_direct(start, call_id, method_id, payload, deadline, False)
+            finally:
+                if self._held is not None:
+                    self._held.give_back(len(payload))
+
+        self._decoder.submit(decode)
 
     def _start_direct(self, start: Direct, call_id: int, method_id: int, payload: bytes, deadline: float | None,
                       alone: bool) -> None:

@@ -171,7 +171,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         on_state=health.model_changed,
         on_execution=executed,
     )
-    plane = DataPlane(models, metrics, _version(), RequestLimits(config.max_request_elements, config.max_string_elements))
+    plane = DataPlane(models, metrics, _version(), RequestLimits(config.max_request_elements, config.max_string_elements, config.max_queued_mb << 20))
 
     limit = config.max_message_mb * 1024 * 1024
     grpc_server = grpc.aio.server(
@@ -204,7 +204,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         _bind(grpc_server, f"unix:{socket}", None)
         infer_path = f"/{pb.DESCRIPTOR.services_by_name['GRPCInferenceService'].full_name}/ModelInfer"
         front = NativeFront(address, list(ours.unary.values()), socket, limit, direct={infer_path: inference.start_model_infer},
-                            guard=guard, on_fatal=lambda reason: server.fail(reason))
+                            guard=guard, on_fatal=lambda reason: server.fail(reason), held=plane.held)
         port = front.port
     else:
         port = _bind(grpc_server, address, credentials)

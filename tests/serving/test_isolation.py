@@ -374,3 +374,29 @@ def test_a_message_that_cannot_be_parsed_is_invalid_argument_on_both_fronts(tmp_
     finally:
         running.stop()
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_a_greedy_client_meets_the_held_bytes_cap_and_everything_is_given_back(tmp_path):
+    """Requests queued at a model that waits for full batches hold their inputs; past
+    --max-queued-mb the next one is RESOURCE_EXHAUSTED, and once they are answered the budget is free."""
+    root = tmp_path / "repo"
+    write_model(root, "full_only", graph=lookup_graph, config=lookup_config("full_only", MODELS["full_only"]))
+    write_model(root, "lookup", graph=lookup_graph, config=lookup_config("lookup", "dynamic_batching { }"))
+    running = start_server(server_config(root, max_queued_mb=1))
+    big = ids(*([1] * 4))  # 4 rows of int64: 32 bytes, far under the cap
+    try:
+        plane = running.server.plane
+        with Client(running.address, timeout=30) as client, ThreadPoolExecutor(4) as pool:
+            plane.held.take((1 << 20) - 40)  # as if other requests held all but 40 bytes
+            waiting = [pool.submit(client.infer, "full_only", ids(1)) for _ in range(2)]  # 8 bytes each
+            wait_until(lambda: plane.held.total == (1 << 20) - 24, what="two requests to be held")
+            error = attempt(lambda: client.infer("lookup", big))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "--max-queued-mb" in error.details()
+            plane.held.give_back((1 << 20) - 40)
+            more = [pool.submit(client.infer, "full_only", ids(1)) for _ in range(2)]  # fills the batch of 4
+            for future in waiting + more:
+                np.testing.assert_array_equal(future.result(30)["vectors"][:, 0], TABLE[[1]])
+            np.testing.assert_array_equal(client.infer("lookup", big)["vectors"][:, 0], TABLE[[1, 1, 1, 1]])
+        assert plane.held.total == 0
+    finally:
+        running.stop()
