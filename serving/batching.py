@@ -32,6 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -401,9 +402,11 @@ def _deliver(ticket: Ticket, result: Result | BaseException) -> None:
         log.exception("delivering an answer failed")
 
 
-async def await_callback(start: Callable[[Callable[[object], None]], object], cancel: Callable[[object], object]):
+async def await_callback(start: Callable[[Callable[[object], None]], object], cancel: Callable[[object], object],
+                         executor: Executor | None = None):
     """Await a result delivered to a callback on another thread: `start(done)` returns a handle,
-    `cancel(handle)` runs if the awaiting task is cancelled. An exception delivered is raised."""
+    `cancel(handle)` runs if the awaiting task is cancelled. An exception delivered is raised.
+    With `executor`, `start` itself runs there (it has real work to do)."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
 
@@ -413,7 +416,7 @@ async def await_callback(start: Callable[[Callable[[object], None]], object], ca
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             pass
 
-    handle = start(done)
+    handle = start(done) if executor is None else await loop.run_in_executor(executor, start, done)
     try:
         return await future
     except asyncio.CancelledError:

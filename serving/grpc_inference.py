@@ -21,7 +21,7 @@ from protos.model_config_pb2 import ModelConfig
 from serving.codec import decode_request, encode_response
 from serving.dataplane import DataPlane
 from serving.errors import InvalidInput, Unsupported
-from serving.limits import INLINE_PAYLOAD_BYTES
+from serving.limits import INLINE_PAYLOAD_BYTES, INLINE_STRING_ELEMENTS
 from serving.repository import check_override
 from serving.statistics import Duration, VersionStatistics
 from serving.status import status_of
@@ -115,10 +115,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request, context):
         deadline = _deadline(context)
         if sum(map(len, request.raw_input_contents)) > INLINE_PAYLOAD_BYTES:  # keep the event loop free
-            decoded = await asyncio.to_thread(decode_request, request, self.plane.limits)
+            response = await self.plane.infer_off_loop(lambda: decode_request(request, self.plane.limits), deadline)
         else:
-            decoded = decode_request(request, self.plane.limits)
-        response = await self.plane.infer(decoded, deadline)
+            response = await self.plane.infer(decode_request(request, self.plane.limits), deadline)
+        if sum(o.data.size for o in response.outputs if o.datatype == "BYTES") > INLINE_STRING_ELEMENTS:
+            return await asyncio.get_running_loop().run_in_executor(self.plane.heavy, encode_response, response)
         return encode_response(response)
 
     def start_model_infer(self, request, deadline, reply, run_here: bool = False):

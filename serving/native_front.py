@@ -34,7 +34,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import grpc
@@ -111,7 +111,8 @@ class NativeFront:
 
     def __init__(self, address: str, methods: list[UnaryMethod], fallback_socket: str, max_message: int,
                  direct: dict[str, Direct] | None = None, guard: Guard | None = None,
-                 on_fatal: Callable[[str], None] | None = None, held: HeldBytes | None = None) -> None:
+                 on_fatal: Callable[[str], None] | None = None, held: HeldBytes | None = None,
+                 heavy: Executor | None = None) -> None:
         from pygrpc_native import EVENT_CANCEL, NativeGrpcFront
 
         self._cancel_event = EVENT_CANCEL
@@ -137,8 +138,7 @@ class NativeFront:
         self._stopping = False
         self._on_fatal = on_fatal  # called on the event loop if the dispatch thread fails
         # Large direct calls are parsed and checked here, so that the dispatch thread stays free.
-        # One thread: large calls cost the GIL, and one at a time leaves the rest of it to small calls.
-        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="dnnzoo-decode")
+        self._heavy = heavy  # where large calls are parsed and queued (the data plane's, one thread)
         self._held = held  # the data plane's budget of bytes held by accepted requests
 
     def start(self) -> None:
@@ -173,7 +173,6 @@ class NativeFront:
     async def close(self) -> None:
         """Close the port; calls still open (none after `drain`) get UNAVAILABLE."""
         await asyncio.get_running_loop().run_in_executor(None, self._front.close)
-        self._decoder.shutdown(wait=False)
 
     def _unfinished(self) -> int:
         """Calls the front has started and not finished writing, from its own counters."""
@@ -241,7 +240,7 @@ class NativeFront:
         remaining = details[2] if details else None
         deadline = None if remaining is None else time.monotonic() + remaining
         self._direct_calls[call_id] = None  # the answer may come before `start` returns
-        if len(payload) > INLINE_PAYLOAD_BYTES:  # parsing and checking it takes time: not on this thread
+        if len(payload) > INLINE_PAYLOAD_BYTES and self._heavy is not None:  # takes time: not on this thread
             self._decode_later(start, call_id, method_id, payload, deadline)
         else:
             self._start_direct(start, call_id, method_id, payload, deadline, alone)
@@ -266,7 +265,7 @@ class NativeFront:
                 if self._held is not None:
                     self._held.give_back(len(payload))
 
-        self._decoder.submit(decode)
+        self._heavy.submit(decode)
 
     def _start_direct(self, start: Direct, call_id: int, method_id: int, payload: bytes, deadline: float | None,
                       alone: bool) -> None:

@@ -98,6 +98,7 @@ class Server:
             stopping.append(self.front.drain(grace))
         await asyncio.gather(*stopping)
         await self.models.close()
+        self.plane.heavy.shutdown(wait=False)
         if self.front is not None:  # after grpc.aio has finished the calls the front forwarded to it
             await self.front.close()
         if self._socket_dir is not None:
@@ -204,7 +205,8 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         _bind(grpc_server, f"unix:{socket}", None)
         infer_path = f"/{pb.DESCRIPTOR.services_by_name['GRPCInferenceService'].full_name}/ModelInfer"
         front = NativeFront(address, list(ours.unary.values()), socket, limit, direct={infer_path: inference.start_model_infer},
-                            guard=guard, on_fatal=lambda reason: server.fail(reason), held=plane.held)
+                            guard=guard, on_fatal=lambda reason: server.fail(reason), held=plane.held,
+                            heavy=plane.heavy)
         port = front.port
     else:
         port = _bind(grpc_server, address, credentials)

@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from serving.errors import InvalidInput, ModelRunFailed, ServingError, TooLarge
-from serving.limits import ORT_SESSION_ENTRIES, without_paths
+from serving.limits import ORT_SESSION_ENTRIES, shown, without_paths
 from serving.repository import ModelSpec, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,10 @@ def _as_text(array: np.ndarray, name: str) -> np.ndarray:
         try:
             flat_out[i] = item.decode("utf-8") if isinstance(item, (bytes, bytearray)) else str(item)
         except UnicodeDecodeError:
-            raise InvalidInput(f"input {name!r}: element {i} is not UTF-8 text, which ONNX Runtime strings need") from None
+            raise InvalidInput(f"input {shown(name)}: element {i} is not UTF-8 text, which ONNX Runtime strings need") from None
     return out
+def _text(item) -> str:
+    return item.decode("utf-8") if isinstance(item, (bytes, bytearray)) else str(item)
 
 
 def _to_model_shape(array: np.ndarray, tensor: TensorSpec, max_batch_size: int) -> np.ndarray:
