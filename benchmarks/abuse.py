@@ -5,9 +5,10 @@
 Starts `dnnzoo serve` in its own process on a repository built here (a word-vector lookup, a strings
 echo and a float model, as exported models look), then runs two phases of the same length:
 
-1. good load alone: `--good` clients, each a closed loop of ModelInfer calls whose answers are checked
-   value by value (a mixed-up answer counts as a failure);
-2. the same good load while `--bad` clients cycle through the attack mix: oversized shape claims
+1. `--good` measured clients, each a closed loop of ModelInfer calls whose answers are checked
+   value by value (a mixed-up answer counts as a failure), beside `--bad` more good clients (so that
+   both phases have as many busy client threads on the same cores);
+2. the same measured clients while `--bad` clients cycle through the attack mix instead: oversized shape claims
    with empty payloads, half a million dims, requests over the element cap, ids out of the model's
    range, ids that only ONNX Runtime refuses (batched with good requests), non-UTF-8 strings,
    10,000-character names, unparseable protobuf, typed contents that disagree with the shape, huge
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -184,8 +186,8 @@ def good_client(address: str, seed: int, until: float, phase: Phase) -> None:
                     phase.reasons[reason] += 1
 
 
-def bad_client(address: str, until: float, codes: dict, offset: int, only: str = "") -> None:
-    mix = [(name, attack) for name, attack in attacks().items() if only in name]
+def bad_client(address: str, until: float, codes: dict, offset: int, only: str = "", skip: str = "") -> None:
+    mix = [(name, attack) for name, attack in attacks().items() if only in name and not (skip and skip in name)]
     channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     raw_call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
@@ -222,25 +224,49 @@ def bad_client(address: str, until: float, codes: dict, offset: int, only: str =
     channel.close()
 
 
-def run_phase(address: str, seconds: float, good: int, bad: int, only: str = "") -> tuple[Phase, dict]:
+def _attacker(address: str, until_wall: float, offset: int, only: str, skip: str) -> dict:
+    """One attacker in its own process (its message building must not take the measured clients'
+    GIL); returns its status counts."""
+    codes: dict = collections.defaultdict(collections.Counter)
+    bad_client(address, time.monotonic() + max(0.0, until_wall - time.time()), codes, offset, only, skip)
+    return {name: dict(counter) for name, counter in codes.items()}
+
+
+def _neighbour(address: str, until_wall: float, seed: int) -> None:
+    """One more good client in its own process: the control for an attacker."""
+    good_client(address, seed, time.monotonic() + max(0.0, until_wall - time.time()), Phase())
+
+
+def run_phase(address: str, seconds: float, good: int, bad: int, only: str = "", skip: str = "",
+              extra: int = 0) -> tuple[Phase, dict]:
+    """`good` measured clients (threads of this process) beside `bad` attackers, or beside `extra`
+    more good clients (the control), each of those in a process of its own."""
     phase, codes = Phase(), collections.defaultdict(collections.Counter)
-    until = time.monotonic() + seconds
-    threads = [threading.Thread(target=good_client, args=(address, seed, until, phase)) for seed in range(good)]
-    threads += [threading.Thread(target=bad_client, args=(address, until, codes, k * 5, only)) for k in range(bad)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    until_wall = time.time() + seconds
+    with multiprocessing.get_context("spawn").Pool(max(1, bad + extra)) as pool:
+        others = [pool.apply_async(_attacker, (address, until_wall, k * 5, only, skip)) for k in range(bad)]
+        others += [pool.apply_async(_neighbour, (address, until_wall, 100 + k)) for k in range(extra)]
+        time.sleep(1.0)  # the pool's processes start (spawn) before the measured clients do
+        until = time.monotonic() + max(0.0, until_wall - time.time())
+        threads = [threading.Thread(target=good_client, args=(address, seed, until, phase)) for seed in range(good)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for result in others:
+            for name, counter in (result.get(60) or {}).items():
+                codes[name].update(counter)
     return phase, codes
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase (1 s of it lets the other processes start)")
     parser.add_argument("--good", type=int, default=6)
     parser.add_argument("--bad", type=int, default=2)
     parser.add_argument("--front", choices=("native", "grpcio"), default="native")
     parser.add_argument("--only", default="", help="only the attacks whose name contains this")
+    parser.add_argument("--skip", default="", help="leave out the attacks whose name contains this")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -265,10 +291,10 @@ def main() -> int:
             start_rss = peak_rss_mb(server.pid)
             print(f"server: {args.front} front, {os.cpu_count()} cores; RSS at start {start_rss:.0f} MB")
             reset_peak(server.pid)
-            calm, _ = run_phase(address, args.seconds, args.good, 0)
+            calm, _ = run_phase(address, args.seconds, args.good, 0, extra=args.bad)
             calm_peak = peak_rss_mb(server.pid)
             reset_peak(server.pid)
-            stormy, codes = run_phase(address, args.seconds, args.good, args.bad, args.only)
+            stormy, codes = run_phase(address, args.seconds, args.good, args.bad, args.only, args.skip)
             stormy_peak = peak_rss_mb(server.pid)
             with Client(address, timeout=5) as client:
                 live = client.server_live()
@@ -279,11 +305,11 @@ def main() -> int:
             stderr = "".join(log)
 
     print(f"\n{'phase':<28}{'good requests':>14}{'success %':>11}{'p50 ms':>9}{'p99 ms':>9}{'peak RSS MB':>13}")
-    for label, phase, peak in ((f"good load alone ({args.good})", calm, calm_peak),
-                               (f"with {args.bad} attackers", stormy, stormy_peak)):
+    for label, phase, peak in ((f"{args.good} + {args.bad} good clients", calm, calm_peak),
+                               (f"{args.good} good + {args.bad} attackers", stormy, stormy_peak)):
         total, rate, p50, p99 = phase.summary()
         print(f"{label:<28}{total:>14}{rate:>11.2f}{p50:>9.2f}{p99:>9.2f}{peak:>13.0f}")
-    print(f"p99 with attackers / alone: {stormy.summary()[3] / calm.summary()[3]:.2f}")
+    print(f"measured clients' p99, attackers / good neighbours: {stormy.summary()[3] / calm.summary()[3]:.2f}")
     for reason, count in (calm.reasons + stormy.reasons).most_common():
         print(f"  good request failed x{count}: {reason}")
     print(f"\n{'attack':<38}answers")
