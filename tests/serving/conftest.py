@@ -7,10 +7,15 @@ clients against it exactly as an outside client would.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -49,6 +54,26 @@ def start_server(config: ServeConfig) -> RunningServer:
 
     server, port = asyncio.run_coroutine_threadsafe(create_server(config), loop).result(60)
     return RunningServer(server, port, loop, thread)
+
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def spawn_server(repository, *flags: str, **env: str) -> tuple[subprocess.Popen, int, int | None]:
+    """`dnnzoo serve` in a process of its own on free loopback ports, as an operator starts it:
+    (process, gRPC port, metrics port or None). Its stderr stays open for the test to read."""
+    environment = dict(os.environ, PYTHONPATH=str(PROJECT), DNNZOO_PROVIDERS="cpu", **env)
+    command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
+               "--port", "0", *flags]
+    process = subprocess.Popen(command, cwd=PROJECT, env=environment, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        match = re.search(r"on 127\.0\.0\.1:(\d+) \(gRPC\) and port (\S+) \(metrics\)", line)
+        if match:
+            metrics = int(match.group(2)) if match.group(2).isdigit() else None
+            return process, int(match.group(1)), metrics
+    process.kill()
+    process.wait()
+    raise AssertionError("the server did not report its port")
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition"):

@@ -20,7 +20,7 @@ from onnx import helper as h
 
 from serving.client import Client
 from tests.serving.builders import write_model
-from tests.serving.conftest import server_config, start_server, wait_until
+from tests.serving.conftest import server_config, spawn_server, start_server, wait_until
 
 VOCABULARY = 10
 WIDTH = 2
@@ -319,26 +319,10 @@ def asyncio_run_later(running, coroutine):
 def test_requests_that_onnx_runtime_refuses_do_not_flood_the_server_log(tmp_path):
     """ONNX Runtime logs an ERROR line for every failed run unless told not to: a bad client could
     fill the disk, or a full stderr pipe could stall the instance thread that writes it."""
-    import os
-    import re
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = tmp_path / "repo"
     write_model(root, "lookup", graph=lookup_graph, config=lookup_config("lookup", "dynamic_batching { }"))
-    project = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=str(project), DNNZOO_PROVIDERS="cpu")
-    command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(root), "--host", "127.0.0.1",
-               "--port", "0", "--metrics-port", "-1", "--drain-delay-seconds", "0"]
-    process = subprocess.Popen(command, cwd=project, env=env, stderr=subprocess.PIPE, text=True)
+    process, port, _ = spawn_server(root, "--metrics-port", "-1", "--drain-delay-seconds", "0")
     try:
-        port = None
-        for line in process.stderr:
-            if match := re.search(r"on 127\.0\.0\.1:(\d+) \(gRPC\)", line):
-                port = int(match.group(1))
-                break
-        assert port, "server did not report its port"
         with Client(f"127.0.0.1:{port}", timeout=10) as client:
             for _ in range(50):
                 assert attempt(lambda: client.infer("lookup", ids(10**9))).code() == grpc.StatusCode.INVALID_ARGUMENT

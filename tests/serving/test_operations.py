@@ -21,7 +21,7 @@ from dnnzoo.errors import UserError
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 from serving.config import from_env
-from tests.serving.conftest import FRONTS, server_config, start_server, wait_until
+from tests.serving.conftest import FRONTS, server_config, spawn_server, start_server, wait_until
 from tests.serving.test_protocol import output, raw_request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,18 +153,9 @@ def test_tls_and_mutual_tls(tmp_path, pki):
 
 @pytest.mark.parametrize("front", FRONTS)
 def test_sigterm_finishes_queued_requests_and_exits_zero(repository, front):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DNNZOO_PROVIDERS="cpu", DNNZOO_GRPC_FRONT=front)
-    command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
-               "--port", "0", "--metrics-port", "0", "--grace-seconds", "20"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    process, port, metrics_port = spawn_server(repository, "--metrics-port", "0", "--grace-seconds", "20",
+                                               DNNZOO_GRPC_FRONT=front)
     try:
-        port = None
-        for line in process.stderr:
-            match = re.search(r"on 127\.0\.0\.1:(\d+) \(gRPC\) and port (\d+) \(metrics\)", line)
-            if match:
-                port, metrics_port = int(match.group(1)), int(match.group(2))
-                break
-        assert port, "server did not report its port"
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
             inputs = [np.full((1, 2), i, np.float32) for i in (1, 2)]
