@@ -12,6 +12,10 @@ delay configured an instance waits until the batch is full, reaches a preferred 
 request has waited `max_queue_delay_microseconds`; with `dynamic_batching {}` it never waits.
 Without dynamic batching each request runs alone.
 
+A batch that fails is run again request by request on the same instance, so that only the request
+that caused the failure fails (Triton fails the whole batch). An instance thread that dies (a bug)
+answers its batch and the queue UNAVAILABLE and reports why (`on_failure`), so its model leaves READY.
+
 The queue is bounded (`default_queue_policy.max_queue_size`, 0 = unbounded) and answers QueueFull
 when full. A request whose deadline passed while queued gets DeadlineExceeded and is not run; a
 cancelled request is dropped. ONNX Runtime releases the GIL, so instances run side by side.
