@@ -68,7 +68,7 @@ class TrainConfig:
 
 
 def set_fields(config: TrainConfig) -> dict[str, Any]:
-    """The technique fields whose value differs from TrainConfig's default: what the caller asked for."""
+    """The fields whose value differs from TrainConfig's default: what the caller asked for."""
     return {
         f.name: getattr(config, f.name)
         for f in dataclasses.fields(config)
