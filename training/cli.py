@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dnnzoo.errors import UserError
 from training import config as cfg
-from training.families import FAMILIES
+from training.families import FAMILIES, refuse_unsupported
 
 
 def _bool_flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
@@ -38,6 +38,8 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The shared flags. Technique flags default to None (TrainConfig holds the real defaults), so
+    `parse` can tell a flag the user gave from one left out and refuse one the family never applies."""
     run = parser.add_argument_group("run")
     run.add_argument("--profile", choices=cfg.PROFILES, default="quick", help="tiny (seconds, tests), quick (this CPU), full (a GPU)")
     run.add_argument("--out", type=Path, help="run folder (default runs/FAMILY-PROFILE)")
@@ -52,11 +54,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--batch-size", type=int)
     opt.add_argument("--lr", type=float, help="learning rate (η0; the peak for 1cycle)")
     opt.add_argument("--optimizer", choices=cfg.OPTIMIZERS)
-    opt.add_argument("--momentum", type=float, default=0.9, help="β for momentum and Nesterov")
+    opt.add_argument("--momentum", type=float, help="β of --optimizer momentum and nesterov (0.9)")
     opt.add_argument("--schedule", choices=cfg.SCHEDULES)
     opt.add_argument("--schedule-steps", type=float, help="s in power η0/(1+t/s)^c and exponential η0·0.1^(t/s) (steps)")
-    opt.add_argument("--schedule-power", type=float, default=1.0, help="c in the power schedule")
-    opt.add_argument("--milestones", type=_fractions, default=(0.5, 0.75), help="piecewise: fractions of the run where lr drops 10×")
+    opt.add_argument("--schedule-power", type=float, help="c in the power schedule (1)")
+    opt.add_argument("--milestones", type=_fractions, help="piecewise: fractions of the run where lr drops 10× (0.5,0.75)")
     opt.add_argument("--clip-norm", type=float, help="clip the gradient's global L2 norm")
     opt.add_argument("--clip-value", type=float, help="clip each gradient element to ±value")
 
@@ -65,24 +67,23 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     arch.add_argument(
         "--init",
         choices=cfg.INITS,
-        default="auto",
-        help="auto matches the activation (Glorot: none/logistic/tanh, He: ReLU family, LeCun: SELU); "
+        help="auto (the default) matches the activation (Glorot: none/logistic/tanh, He: ReLU family, LeCun: SELU); "
         "survey-table is the survey's table as printed (4x on tanh, where Glorot & Bengio put it on the logistic)",
     )
-    arch.add_argument("--init-distribution", choices=("uniform", "normal"), default="uniform")
+    arch.add_argument("--init-distribution", choices=("uniform", "normal"), help="how initial weights are drawn (default uniform)")
     _bool_flag(arch, "batch-norm", "batch normalisation after each hidden layer")
 
     reg = parser.add_argument_group("regularisation")
     reg.add_argument("--dropout", type=float)
-    reg.add_argument("--l1", type=float, default=0.0)
-    reg.add_argument("--l2", type=float, default=0.0)
+    reg.add_argument("--l1", type=float, help="λ of the penalty λ·Σ|w| on connection weights")
+    reg.add_argument("--l2", type=float, help="λ of the penalty λ·Σw² on connection weights")
     reg.add_argument("--max-norm", type=float, help="keep each unit's incoming weights at ‖w‖₂ ≤ r")
     reg.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without improvement, restore the best")
     _bool_flag(reg, "augment", "data augmentation (image families)")
 
     tr = parser.add_argument_group("transfer learning")
     tr.add_argument("--init-from", type=Path, metavar="CHECKPOINT", help="reuse the matching layers of this run or checkpoint")
-    tr.add_argument("--freeze", nargs="+", default=(), metavar="PREFIX", help="freeze parameters whose names start with PREFIX")
+    tr.add_argument("--freeze", nargs="+", metavar="PREFIX", help="freeze parameters whose names start with PREFIX")
 
 
 def parse(family_name: str, argv: list[str], prog: str):
@@ -95,8 +96,12 @@ def parse(family_name: str, argv: list[str], prog: str):
     args = vars(parser.parse_args(argv))
     config_fields = {f.name for f in dataclasses.fields(cfg.TrainConfig)}
     option_fields = {f.name for f in dataclasses.fields(family.Options)}
-    config = cfg.TrainConfig(family=family_name, **{k: v for k, v in args.items() if k in config_fields})
+    given = {k: v for k, v in args.items() if k in config_fields and v is not None}
+    config = cfg.TrainConfig(family=family_name, **given)
     config = dataclasses.replace(config, freeze=tuple(config.freeze))
+    refuse_unsupported(family_name, given)
+    profile = {k: v for k, v in family.PROFILES[config.profile].items() if k in config_fields}
+    cfg.refuse_ignored_combinations(cfg.apply_profile(config, None, profile)[0], given)
     options = family.Options(**{k: v for k, v in args.items() if k in option_fields})
     return family, config, options
 

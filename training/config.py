@@ -1,7 +1,8 @@
 """Typed training configuration shared by every family.
 
-A field left at None means "the family's profile default"; `resolve` fills those in, so a flag the
-user gave always wins over the profile.
+A field left at None means "the family's profile default"; `apply_profile` fills those in, so a flag
+the user gave always wins over the profile. It first refuses a set field the family never applies
+(training.families.NOT_APPLIED), so no technique is silently ignored.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+from dnnzoo.errors import UserError
 
 PROFILES = ("tiny", "quick", "full")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
@@ -64,11 +67,24 @@ class TrainConfig:
         return self.out if self.out is not None else Path("runs") / f"{self.family}-{self.profile}"
 
 
+def set_fields(config: TrainConfig) -> dict[str, Any]:
+    """The fields whose value differs from TrainConfig's default: what the caller asked for."""
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.default is not dataclasses.MISSING and getattr(config, f.name) != f.default
+    }
+
+
 def apply_profile(config: TrainConfig, options: Any, defaults: dict[str, Any]) -> tuple[TrainConfig, Any]:
     """Fill fields left at None in `config` and in the family's `options` from one profile entry.
 
     Every key of `defaults` must name a field of one of the two, so a typo in a profile table fails loudly.
+    A set field that the family never applies is a UserError (checked before the profile fills anything).
     """
+    from training.families import refuse_unsupported
+
+    refuse_unsupported(config.family, set_fields(config))
     config_names = {f.name for f in dataclasses.fields(config)}
     option_names = {f.name for f in dataclasses.fields(options)} if options is not None else set()
     unknown = set(defaults) - config_names - option_names
@@ -82,3 +98,21 @@ def apply_profile(config: TrainConfig, options: Any, defaults: dict[str, Any]) -
             options, **{k: v for k, v in defaults.items() if k in option_names and getattr(options, k) is None}
         )
     return config, options
+
+
+def refuse_ignored_combinations(config: TrainConfig, given: Iterable[str]) -> None:
+    """Refuse a given flag that the resolved optimiser or schedule of `config` would ignore.
+
+    `config` has its profile applied; `given` names the fields the user set on the command line.
+    """
+    given = set(given)
+    schedule = config.schedule or "the family's default"
+    if "momentum" in given and config.optimizer not in ("momentum", "nesterov"):
+        raise UserError(f"--momentum is the β of --optimizer momentum or nesterov; {config.optimizer} has no such term: leave it out or choose one of those")
+    if "momentum" in given and config.schedule == "1cycle":
+        raise UserError("--momentum is not used with --schedule 1cycle, which cycles momentum from 0.95 down to 0.85 and back: leave it out")
+    uses = {"schedule_steps": ("power", "exponential"), "schedule_power": ("power",), "milestones": ("piecewise",)}
+    for field, schedules in uses.items():
+        if field in given and config.schedule not in schedules:
+            flag = "--" + field.replace("_", "-")
+            raise UserError(f"{flag} applies to --schedule {' or '.join(schedules)} only; this run uses {schedule}: leave it out or choose one of those")

@@ -231,6 +231,8 @@ def _shipped(generator: nn.Module, average: nn.Module | None, options: Options, 
 
 def train(config: TrainConfig, options: Options) -> dict:
     config, options = apply_profile(config, options, PROFILES[config.profile])
+    if config.schedule == "performance":
+        raise UserError("gan: --schedule performance needs a validation loss, which a GAN has none of; use constant, piecewise, power, exponential or 1cycle")
     generator_rng = devices.seed_everything(config.seed)
     devices.set_threads(config.threads)
     device = devices.pick(config.device)

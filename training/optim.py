@@ -5,7 +5,9 @@ Schedules, with t counted in optimiser steps:
   performance  reduce η by 10× when the validation loss stops improving (PyTorch's ReduceLROnPlateau)
   power        η0 / (1 + t/s)^c
   exponential  η0 · 0.1^(t/s)
-  1cycle       PyTorch's OneCycleLR: warm up to η0 then anneal, momentum cycled inversely
+  1cycle       PyTorch's OneCycleLR: warm up to η0 then anneal, momentum cycled inversely (0.95 → 0.85 → 0.95)
+               when the optimiser has momentum: SGD with momentum or Nesterov, Adam/AdamW's β1. Plain SGD,
+               RMSprop and Adagrad keep the momentum they have (none): only their learning rate cycles.
 """
 
 from __future__ import annotations
@@ -52,6 +54,16 @@ def lr_factor(name: str, step: int, total_steps: int, config: TrainConfig) -> fl
     raise ValueError(f"schedule {name!r} has no closed form")
 
 
+def has_momentum(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether 1cycle may cycle this optimiser's momentum: Adam's β1, or SGD's momentum when it is on.
+
+    OneCycleLR would otherwise switch on momentum the user did not ask for (plain SGD, RMSprop) or
+    fail on an optimiser without any (Adagrad).
+    """
+    defaults = optimizer.defaults
+    return "betas" in defaults or defaults.get("momentum", 0) > 0
+
+
 class Schedule:
     """One object the fit loop drives: `after_step()` every batch, `after_epoch(val_loss)` every epoch."""
 
@@ -60,7 +72,7 @@ class Schedule:
         self.optimizer = optimizer
         if self.name == "1cycle":
             self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=config.lr, total_steps=max(total_steps, 2)
+                optimizer, max_lr=config.lr, total_steps=max(total_steps, 2), cycle_momentum=has_momentum(optimizer)
             )
         elif self.name == "performance":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=2)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dnnzoo.errors import UserError
 from training import device as devices
 from training import plots
 from training.config import TrainConfig, apply_profile
@@ -215,6 +216,8 @@ def forecast_plot(model: SequencePredictor, split: series_data.Split, window: in
 
 def train(config: TrainConfig, options: Options) -> dict:
     config, options = apply_profile(config, options, PROFILES[config.profile])
+    if config.dropout and options.num_layers < 2:
+        raise UserError(f"--dropout acts between recurrent layers: it needs --num-layers 2 or more (this run has {options.num_layers})")
     generator = devices.seed_everything(config.seed)
     devices.set_threads(config.threads)
     device = devices.pick(config.device)
