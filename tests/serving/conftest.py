@@ -102,12 +102,17 @@ def repository(tmp_path_factory):
 FRONTS = ("native", "grpcio")  # every test of the shared server runs against both gRPC fronts
 
 
-@pytest.fixture(scope="module", params=FRONTS)
-def served(repository, request):
-    running = start_server(server_config(repository, grpc_front=request.param))
-    assert (running.server.front is not None) == (request.param == "native")
+def on_front(repository, front: str, **overrides):
+    """A module fixture's body: the server on `front` (checked to be the one asked for), stopped after."""
+    running = start_server(server_config(repository, grpc_front=front, **overrides))
+    assert (running.server.front is not None) == (front == "native")
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module", params=FRONTS)
+def served(repository, request):
+    yield from on_front(repository, request.param)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from protos import grpc_service_pb2_grpc as pb_grpc
 from serving.auth import Guard
 from serving.client import Client
 from tests.serving.builders import build_repository, write_model
-from tests.serving.conftest import FRONTS, server_config, start_server
+from tests.serving.conftest import FRONTS, on_front, server_config
 from tests.serving.test_protocol import output, raw_request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,12 +102,8 @@ def guarded_repository(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module", params=FRONTS)
 def guarded(guarded_repository, token_files, request):
     inference, admin = token_files
-    config = server_config(guarded_repository, grpc_front=request.param, auth_token_file=inference, admin_token_file=admin,
-                           model_control_mode="explicit", load_model=["doubler", CLASSIFIER], providers="cpu")
-    running = start_server(config)
-    assert (running.server.front is not None) == (request.param == "native")
-    yield running
-    running.stop()
+    yield from on_front(guarded_repository, request.param, auth_token_file=inference, admin_token_file=admin,
+                        model_control_mode="explicit", load_model=["doubler", CLASSIFIER], providers="cpu")
 
 
 @pytest.fixture(scope="module")
