@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from export import config as model_config
 from export import convert, parity, repository
 from export.families import DEFAULT_NAMES, graphs
 from export.spec import Arrays, ModelSpec
+from training import baselines
 from training import checkpoint as checkpoints
 
 EXPORT_ID = "dnnzoo.export_id"
@@ -98,6 +100,17 @@ def _scalar_parameters(prefix: str, values: dict) -> dict[str, str]:
     return out
 
 
+def _baseline_parameters(final: dict) -> dict[str, str]:
+    """dnnzoo.baseline.<baseline>.<metric> = the baseline's figure, and .beaten = true|false: a model that
+    lost to a trivial baseline says so in its config, where an operator looks."""
+    out = {}
+    for record in final.get(baselines.BASELINES, []):
+        key = f"dnnzoo.baseline.{record['baseline']}"
+        out[f"{key}.{record['metric']}"] = format(record["value"], ".6g")
+        out[f"{key}.beaten"] = "true" if record["beats"] else "false"
+    return out
+
+
 def checkpoint_digest(run_dir: Path) -> str:
     return hashlib.sha256((Path(run_dir) / checkpoints.FILENAME).read_bytes()).hexdigest()
 
@@ -121,6 +134,7 @@ def _parameters(spec: ModelSpec, source: Source, main: str, names: dict[str, str
         EXPORT_ID: run_id,
         **spec.parameters,
         **_scalar_parameters("dnnzoo.metrics.", source.metrics.get("final", {})),
+        **_baseline_parameters(source.metrics.get("final", {})),
         "dnnzoo.source.run": source.run_dir.name,
         "dnnzoo.source.profile": str(source.metrics.get("profile", "")),
         "dnnzoo.source.checkpoint_sha256": source.digest,
@@ -149,6 +163,8 @@ def export_run(run_dir: Path, repository_dir: Path, name: str | None = None, ver
         raise UserError(f"--version must be a positive integer, not {version}")
 
     source = Source(family, run_dir, metrics, checkpoint_digest(run_dir))
+    for record in baselines.lost(metrics.get("final", {})):
+        print(f"WARNING: exporting {run_dir.name}: its {baselines.describe(record)}", file=sys.stderr)
     return export_specs(builder.specs(ckpt, run_dir), source, repository_dir, main, version, opset, force, instance_kind)
 
 

@@ -201,7 +201,7 @@ def train(config: TrainConfig, options: Options | None = None) -> dict:
     history: list[dict] = []
     if options.layerwise:
         history = _train_layerwise(model, train_x, test_x, config, options, device, generator)
-    if config.epochs:
+    if config.epochs != 0:  # --epochs 0 with --layerwise: pretraining only
         offset = len(history)
 
         def loss_step(m, batch):

@@ -50,7 +50,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int)
+    opt.add_argument("--steps", type=int, help="training budget in optimiser steps (the profile's default), whatever the data's size")
+    opt.add_argument("--epochs", type=int, help="train this many passes over the data instead of --steps")
     opt.add_argument("--batch-size", type=int)
     opt.add_argument("--lr", type=float, help="learning rate (η0; the peak for 1cycle)")
     opt.add_argument("--optimizer", choices=cfg.OPTIMIZERS)
@@ -70,7 +71,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto (the default) matches the activation (Glorot: none/logistic/tanh, He: ReLU family, LeCun: SELU); "
         "survey-table is the survey's table as printed (4x on tanh, where Glorot & Bengio put it on the logistic)",
     )
-    arch.add_argument("--init-distribution", choices=("uniform", "normal"), help="how initial weights are drawn (default uniform)")
+    arch.add_argument("--init-distribution", choices=("auto", "uniform", "normal"), help="how initial weights are drawn (auto: normal for LeCun, as SELU needs; uniform otherwise)")
     _bool_flag(arch, "batch-norm", "batch normalisation after each hidden layer")
 
     reg = parser.add_argument_group("regularisation")
@@ -78,7 +79,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     reg.add_argument("--l1", type=float, help="λ of the penalty λ·Σ|w| on connection weights")
     reg.add_argument("--l2", type=float, help="λ of the penalty λ·Σw² on connection weights")
     reg.add_argument("--max-norm", type=float, help="keep each unit's incoming weights at ‖w‖₂ ≤ r")
-    reg.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without improvement, restore the best")
+    reg.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE evaluations without improvement (one per epoch, or per ≥ 50 steps), restore the best")
     _bool_flag(reg, "augment", "data augmentation (image families)")
 
     tr = parser.add_argument_group("transfer learning")

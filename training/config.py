@@ -16,7 +16,7 @@ from dnnzoo.errors import UserError
 
 PROFILES = ("tiny", "quick", "full")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
-SCHEDULES = ("constant", "piecewise", "performance", "power", "exponential", "1cycle")
+SCHEDULES = ("constant", "piecewise", "performance", "power", "exponential", "1cycle", "1cycle-torch")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid")
 INITS = ("auto", "glorot", "he", "lecun", "survey-table", "default")
 
@@ -34,7 +34,8 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     # optimisation
-    epochs: int | None = None
+    epochs: int | None = None  # a user's explicit choice; profiles give `steps` (training.budget)
+    steps: int | None = None  # budget in optimiser steps
     batch_size: int | None = None
     lr: float | None = None
     optimizer: str | None = None
@@ -48,14 +49,14 @@ class TrainConfig:
     # architecture techniques
     activation: str | None = None
     init: str = "auto"
-    init_distribution: str = "uniform"
+    init_distribution: str = "auto"  # LeCun normal for SELU, uniform otherwise
     batch_norm: bool | None = None
     # regularisation
     dropout: float | None = None
     l1: float = 0.0
     l2: float = 0.0
     max_norm: float | None = None
-    early_stopping: int | None = None  # patience in epochs; the best weights are restored
+    early_stopping: int | None = None  # patience in evaluation rounds (training.budget); the best weights are restored
     augment: bool | None = None
     # transfer learning
     init_from: Path | None = None
@@ -90,6 +91,8 @@ def apply_profile(config: TrainConfig, options: Any, defaults: dict[str, Any]) -
     unknown = set(defaults) - config_names - option_names
     if unknown:
         raise KeyError(f"profile names unknown fields: {sorted(unknown)}")
+    if config.epochs is not None or config.steps is not None:  # the user's budget replaces the profile's
+        defaults = {k: v for k, v in defaults.items() if k not in ("epochs", "steps")}
     config = dataclasses.replace(
         config, **{k: v for k, v in defaults.items() if k in config_names and getattr(config, k) is None}
     )
@@ -106,11 +109,13 @@ def refuse_ignored_combinations(config: TrainConfig, given: Iterable[str]) -> No
     `config` has its profile applied; `given` names the fields the user set on the command line.
     """
     given = set(given)
+    if {"epochs", "steps"} <= given:
+        raise UserError("--epochs and --steps both set how long to train: give one")
     schedule = config.schedule or "the family's default"
     if "momentum" in given and config.optimizer not in ("momentum", "nesterov"):
         raise UserError(f"--momentum is the β of --optimizer momentum or nesterov; {config.optimizer} has no such term: leave it out or choose one of those")
-    if "momentum" in given and config.schedule == "1cycle":
-        raise UserError("--momentum is not used with --schedule 1cycle, which cycles momentum from 0.95 down to 0.85 and back: leave it out")
+    if "momentum" in given and config.schedule in ("1cycle", "1cycle-torch"):
+        raise UserError(f"--momentum is not used with --schedule {config.schedule}, which cycles momentum from 0.95 down to 0.85 and back: leave it out")
     uses = {"schedule_steps": ("power", "exponential"), "schedule_power": ("power",), "milestones": ("piecewise",)}
     for field, schedules in uses.items():
         if field in given and config.schedule not in schedules:

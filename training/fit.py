@@ -15,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from training import regularization
+from training.budget import plan
 from training.config import TrainConfig
 from training.optim import Schedule, make_optimizer
 from training.transfer import hold_frozen
@@ -43,21 +44,22 @@ def fit(
     mode: str = "min",
     steps_per_epoch: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Train `model` for config.epochs; returns the history (one dict per epoch).
+    """Train `model` for the budget of `config` (training.budget); returns the history (one dict per evaluation).
 
-    With early stopping the best weights (by `monitor`) are restored at the end; without it the last
-    weights are kept.
+    The model is evaluated once per round (an epoch, or enough epochs for MIN_STEPS_PER_ROUND steps);
+    early stopping counts rounds. With early stopping the best weights (by `monitor`) are restored at
+    the end; without it the last weights are kept.
     """
-    steps_per_epoch = steps_per_epoch or len(train_batches)  # type: ignore[arg-type]
+    budget = plan(config, steps_per_epoch or len(train_batches))  # type: ignore[arg-type]
     optimizer = make_optimizer(model.parameters(), config)
-    schedule = Schedule(optimizer, config, total_steps=steps_per_epoch * config.epochs)
+    schedule = Schedule(optimizer, config, total_steps=budget.steps)
     stopper = regularization.EarlyStopping(config.early_stopping, mode)
     history: list[dict[str, Any]] = []
-    bar = tqdm(range(1, config.epochs + 1), desc=config.family, unit="epoch", disable=not config.progress, leave=False)
-    for epoch in bar:
+    bar = tqdm(total=budget.steps, desc=config.family, unit="step", disable=not config.progress, leave=False)
+    total, count, steps = 0.0, 0, 0
+    for epoch in range(1, budget.epochs + 1):
         model.train()
         hold_frozen(model, config.freeze)
-        total, count = 0.0, 0
         for batch in train_batches:
             batch = to_device(batch, device)
             loss = loss_step(model, batch)
@@ -71,11 +73,16 @@ def fit(
             schedule.after_step()
             total += float(loss.detach())
             count += 1
+            steps += 1
+            bar.update()
+        if not budget.evaluates_after(epoch):
+            continue
         model.eval()
         with torch.no_grad():
-            row = {"epoch": epoch, "loss": total / max(count, 1), "lr": schedule.lr, **evaluate(model)}
+            row = {"epoch": epoch, "step": steps, "loss": total / max(count, 1), "lr": schedule.lr, **evaluate(model)}
+        total, count = 0.0, 0
         history.append(row)
-        bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("epoch", "lr") and isinstance(v, float)})
+        bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("epoch", "step", "lr") and isinstance(v, float)})
         if not math.isfinite(row["loss"]):
             raise FloatingPointError(f"{config.family}: the training loss became {row['loss']} at epoch {epoch}; lower --lr")
         schedule.after_epoch(row.get("val_loss"))

@@ -1,7 +1,9 @@
 """Weight initialisation matched to the activation that follows (the book's chapter 11).
 
 Variance rules: Glorot σ² = 1/fan_avg (none, logistic, tanh, softmax), He σ² = 2/fan_in (ReLU and its
-variants), LeCun σ² = 1/fan_in (SELU). Uniform draws use r = √(3σ²); normal draws use σ.
+variants), LeCun σ² = 1/fan_in (SELU). Uniform draws use r = √(3σ²); normal draws use σ. The
+distribution "auto" draws LeCun's scheme from a normal (self-normalisation is derived for LeCun
+*normal* weights) and the others from a uniform.
 
 "survey-table" reproduces the survey's table as printed: uniform with r = √(6/(n_in+n_out)) for the
 logistic function, 4× that for tanh, √2× that for ReLU. Glorot and Bengio's paper puts the 4× on the
@@ -63,7 +65,7 @@ def init_tensor(
     weight: torch.Tensor,
     activation: str | None,
     scheme: str = "auto",
-    distribution: str = "uniform",
+    distribution: str = "auto",
     transposed: bool = False,
 ) -> None:
     fan_in, fan_out = fans(weight, transposed)
@@ -74,16 +76,18 @@ def init_tensor(
     if scheme == "auto":
         scheme = SCHEME_FOR_ACTIVATION.get(activation, "glorot")
     var = variance(scheme, fan_in, fan_out)
+    if distribution == "auto":
+        distribution = "normal" if scheme == "lecun" else "uniform"
     if distribution == "uniform":
         r = math.sqrt(3.0 * var)
         weight.uniform_(-r, r)
     elif distribution == "normal":
         weight.normal_(0.0, math.sqrt(var))
     else:
-        raise ValueError(f"unknown distribution {distribution!r} (uniform or normal)")
+        raise ValueError(f"unknown distribution {distribution!r} (auto, uniform or normal)")
 
 
-def initialize(model: nn.Module, activation: str | None, scheme: str = "auto", distribution: str = "uniform") -> None:
+def initialize(model: nn.Module, activation: str | None, scheme: str = "auto", distribution: str = "auto") -> None:
     """Initialise every Linear/Conv weight of `model` for `activation`; biases start at zero.
 
     scheme "default" leaves PyTorch's own initialisation in place.

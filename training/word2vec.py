@@ -196,7 +196,7 @@ def _lr_factor(config: TrainConfig, progress: float, step: int, total: int) -> f
     """Linear decay to 1e-4·η0 over the run's progress (word2vec.c) unless a closed-form --schedule was asked for."""
     if config.schedule is None:
         return max(1e-4, 1.0 - progress)
-    if config.schedule in ("performance", "1cycle"):
+    if config.schedule in ("performance", "1cycle", "1cycle-torch"):
         raise UserError("word2vec supports --schedule constant, piecewise, power or exponential (default: linear decay)")
     return optim.lr_factor(config.schedule, step, total, config)
 

@@ -41,6 +41,15 @@ def test_initial_weight_variance_matches_the_formula(activation, expected, distr
         assert layer.weight.abs().max().item() <= math.sqrt(3 * want) + 1e-7
 
 
+@pytest.mark.parametrize("activation, normal", [("selu", True), ("relu", False), ("tanh", False)])
+def test_auto_distribution_is_lecun_normal_for_selu_only(activation, normal):
+    layer = _big_linear()
+    initialization.initialize(layer, activation)  # --init auto, --init-distribution auto
+    w = layer.weight.flatten()
+    excess_kurtosis = float(((w - w.mean()) ** 4).mean() / w.var() ** 2) - 3  # normal 0, uniform -1.2
+    assert excess_kurtosis == pytest.approx(0.0 if normal else -1.2, abs=0.1)
+
+
 def test_conv_fans_include_the_receptive_field():
     conv = nn.Conv2d(16, 32, 3)
     assert initialization.fans(conv.weight) == (16 * 9, 32 * 9)
@@ -90,9 +99,30 @@ def test_schedule_object_sets_the_optimizer_rate_each_step():
     assert sched.lr == pytest.approx(0.1 * 0.1 ** (20 / 10))
 
 
-def test_one_cycle_rises_to_the_peak_then_falls():
+@pytest.mark.parametrize("step, rate, momentum", [
+    (0, 0.1, 0.95),     # start: a tenth of the peak, high momentum
+    (15, 0.4, 0.91667),  # a third of the way up
+    (45, 1.0, 0.85),    # the peak, halfway through the cycle (90 steps = the run less its final tenth)
+    (60, 0.7, 0.8833),  # on the way down
+    (90, 0.1, 0.95),    # back to the start value
+    (95, 0.05005, 0.95),  # the final drop, halfway
+    (100, 1e-4, 0.95),  # three orders below the start at the end
+])  # fmt: skip
+def test_one_cycle_follows_the_books_shape_point_by_point(step, rate, momentum):
     model = nn.Linear(2, 1)
-    cfg = _config(schedule="1cycle", lr=1.0)
+    cfg = _config(schedule="1cycle", lr=2.0, optimizer="momentum")
+    opt = make_optimizer(model.parameters(), cfg)
+    sched = Schedule(opt, cfg, total_steps=100)
+    for _ in range(step):
+        opt.step()
+        sched.after_step()
+    assert sched.lr == pytest.approx(2.0 * rate, rel=1e-3)
+    assert opt.param_groups[0]["momentum"] == pytest.approx(momentum, rel=1e-3)
+
+
+def test_torch_one_cycle_is_pytorchs_cosine_shape():
+    model = nn.Linear(2, 1)
+    cfg = _config(schedule="1cycle-torch", lr=1.0)
     opt = make_optimizer(model.parameters(), cfg)
     sched = Schedule(opt, cfg, total_steps=100)
     rates = []
@@ -101,9 +131,8 @@ def test_one_cycle_rises_to_the_peak_then_falls():
         opt.step()
         sched.after_step()
     peak = max(range(100), key=rates.__getitem__)
-    assert rates[peak] == pytest.approx(1.0, rel=0.01)
-    assert rates[0] < 0.1 and rates[-1] < 0.01
-    assert 10 < peak < 50
+    assert rates[0] == pytest.approx(1.0 / 25) and rates[peak] == pytest.approx(1.0, rel=0.01)
+    assert 25 <= peak <= 35 and rates[-1] < 1e-3
 
 
 def test_performance_schedule_cuts_the_rate_on_a_plateau():
