@@ -10,7 +10,7 @@ Servers, all started here on free loopback ports and stopped on exit (Ctrl-C inc
 - MLServer 1.7 in its own venv (installed on first use into ~/.cache/dnnzoo-bench/mlserver-venv,
   with uvloop 0.21.0 and the ONNX Runtime version of this environment), serving the model through
   `mlserver_onnx_runtime.py`, a plain custom runtime (MLServer ships none for ONNX); its defaults:
-  one parallel worker, adaptive batching off.
+  parallel_workers 1 (inference in one worker process beside the front), adaptive batching off.
 - grpc.aio + ORT: `thin_server.py`, one session, no batching.
 - in-process ONNX Runtime (no server): the reference, `concurrency` threads calling one session.
 Every session the peers and the reference create has default SessionOptions.
@@ -53,7 +53,8 @@ sys.path.insert(0, str(HERE))
 
 from peers_client import Worker, client_worker, in_process_worker  # noqa: E402
 from peers_model import foreign_model, repository_model  # noqa: E402
-from peers_servers import MLSERVER_VENV, ensure_mlserver, start_dnnzoo, start_mlserver, start_thin, wait_ready  # noqa: E402
+from peers_servers import (MLSERVER_VENV, ensure_mlserver, start_dnnzoo, start_mlserver, start_thin,  # noqa: E402
+                           wait_ready)
 
 TARGETS = ("in-process", "dnnzoo", "mlserver", "thin")
 LABELS = {"in-process": "in-process ORT", "dnnzoo": "dnnzoo", "mlserver": "MLServer", "thin": "grpc.aio + ORT"}
@@ -128,7 +129,8 @@ def print_tables(summary: dict, header: list[str]) -> None:
     for key, table in summary.items():
         batch, concurrency = (int(x) for x in re.fullmatch(r"b(\d+)c(\d+)", key).groups())
         print(f"\n{key}: batch {batch}, concurrency {concurrency}")
-        print(f"  {'server':16} {'items/s':>9} {'(min-max)':>14} {'p50 ms':>8} {'p99 ms':>8} {'client CPU':>10} {'server CPU':>10}")
+        print(f"  {'server':16} {'items/s':>9} {'(min-max)':>14} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'client CPU':>10} {'server CPU':>10}")
         for target, row in table.items():
             low, high = row["items_s_range"]
             client = row.get("client_cpu")
@@ -143,8 +145,8 @@ def print_tables(summary: dict, header: list[str]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-repo", type=Path, help="serve a model from this repository instead of the foreign CNN")
     parser.add_argument("--model", help="with --model-repo: the model's name (one input, max_batch_size > 0)")
     parser.add_argument("--shapes", type=shapes, default=shapes("b1c1,b1c16,b32c2"), help="default b1c1,b1c16,b32c2")
@@ -153,7 +155,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each measurement")
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"subset of {','.join(TARGETS)}")
     parser.add_argument("--client-cpus", help="taskset list for the client, e.g. 1 (default: not pinned)")
-    parser.add_argument("--server-cpus", help="taskset list for servers and in-process ORT, e.g. 0 (default: not pinned)")
+    parser.add_argument("--server-cpus",
+                        help="taskset list for servers and in-process ORT, e.g. 0 (default: not pinned)")
     parser.add_argument("--mlserver-venv", type=Path, default=MLSERVER_VENV, help=f"default {MLSERVER_VENV}")
     parser.add_argument("--json", type=Path, help="write every measurement and the medians here")
     args = parser.parse_args()
@@ -247,7 +250,8 @@ def main() -> int:
         f"ONNX Runtime {onnxruntime.__version__}" + (f"; MLServer {mlserver_version}" if mlserver_version else ""),
         f"{os.cpu_count()} CPU cores; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
         f"client CPUs {args.client_cpus or 'all'}, server CPUs {args.server_cpus or 'all'}",
-        f"{args.rounds} interleaved round(s) x {args.seconds:g} s per shape and target ({args.warmup:g} s warm-up each)",
+        f"{args.rounds} interleaved round(s) x {args.seconds:g} s per shape and target "
+        f"({args.warmup:g} s warm-up each)",
     ]
     print_tables(summary, header)
     if args.json:

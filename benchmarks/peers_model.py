@@ -67,7 +67,8 @@ def foreign_model(repository: Path) -> ServedModel:
             return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
 
     class SmallResNet(nn.Module):
-        """28x28 grey image -> 10 logits: stem, four residual blocks (32, 64, 128, 128 channels), global pool: 0.6 M weights."""
+        """28x28 grey image -> 10 logits: stem, four residual blocks (32, 64, 128, 128 channels), global
+        pool, linear: 0.6 M weights."""
 
         def __init__(self) -> None:
             super().__init__()

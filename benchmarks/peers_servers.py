@@ -109,7 +109,8 @@ def wait_ready(server: Server, model: str) -> None:
                                  f"log {server.log}:\n{server.log_tail()}")
             left = deadline - time.monotonic()
             if left <= 0:
-                raise SystemExit(f"{server.label} not ready after {timeout:.0f} s; log {server.log}:\n{server.log_tail()}")
+                raise SystemExit(f"{server.label} not ready after {timeout:.0f} s; "
+                                 f"log {server.log}:\n{server.log_tail()}")
             try:  # wait_for_ready: the call itself waits (up to 1 s) for the port to accept
                 if (stub.ServerReady(pb.ServerReadyRequest(), timeout=min(1.0, left), wait_for_ready=True).ready
                         and stub.ModelReady(pb.ModelReadyRequest(name=model), timeout=min(1.0, left)).ready):
