@@ -4,6 +4,8 @@
     python benchmarks/peers.py --rounds 1 --seconds 2           # a quick look
     python benchmarks/peers.py --model-repo model_repository --model digits_classifier
     python benchmarks/peers.py --json peers.json                # also every measurement, raw
+    python benchmarks/peers.py --targets dnnzoo --variant 1x2='instance_group [{count: 1}] parameters {key:
+        "intra_op_thread_count" value {string_value: "2"}}'       # dnnzoo's default beside a hand-tuned plan
 
 Servers, all started here on free loopback ports and stopped on exit (Ctrl-C included):
 - dnnzoo: `python -m dnnzoo serve` on a repository holding only the model (CPU provider).
@@ -39,6 +41,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import sys
@@ -159,12 +162,18 @@ def main() -> int:
                         help="taskset list for servers and in-process ORT, e.g. 0 (default: not pinned)")
     parser.add_argument("--mlserver-venv", type=Path, default=MLSERVER_VENV, help=f"default {MLSERVER_VENV}")
     parser.add_argument("--json", type=Path, help="write every measurement and the medians here")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=CONFIG",
+                        help="also serve the model with dnnzoo under CONFIG (config.pbtxt text appended), as target dnnzoo:NAME")
     args = parser.parse_args()
     if bool(args.model_repo) != bool(args.model):
         parser.error("--model-repo and --model go together")
     targets = [t.strip() for t in args.targets.split(",")]
     if unknown := set(targets) - set(TARGETS):
         parser.error(f"unknown targets {sorted(unknown)}; choose from {','.join(TARGETS)}")
+    variants = dict(v.split("=", 1) for v in args.variant)
+    for name in variants:
+        LABELS[f"dnnzoo:{name}"] = f"dnnzoo:{name}"
+    targets += [f"dnnzoo:{name}" for name in variants]
     stop_on_signals()
 
     from tqdm import tqdm
@@ -198,6 +207,12 @@ def main() -> int:
                     "thin": lambda: start_thin(model.onnx, model.name, logs, args.server_cpus),
                     "mlserver": lambda: start_mlserver(model.onnx, model.name, tmp / "mlserver", logs,
                                                        args.server_cpus, args.mlserver_venv)}
+        for name, text in variants.items():
+            folder = tmp / f"variant-{name}"
+            shutil.copytree(repository, folder)
+            config = folder / model.name / "config.pbtxt"
+            config.write_text(config.read_text() + "\n" + text + "\n")
+            starters[f"dnnzoo:{name}"] = lambda folder=folder: start_dnnzoo(folder, model.name, logs, args.server_cpus)
         for target in targets:
             if target in starters:
                 servers[target] = starters[target]()
