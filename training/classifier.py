@@ -48,6 +48,7 @@ class Options:
     arch: str | None = None
     widths: tuple[int, ...] | None = None  # channels per stage (resnet, vgg)
     blocks: int | None = None  # residual units per stage (resnet)
+    stem_stride: int | None = None  # stride of the resnet's first convolution (2: the stages see 14×14 maps)
     hidden: tuple[int, ...] | None = None  # dense widths (mlp); the autoencoder's when transferring from one
     classes: tuple[str, ...] | None = None  # train on these class names only, relabelled 0..k-1
     labels_per_class: int | None = None  # keep this many training labels per class
@@ -59,13 +60,13 @@ class Options:
 # the embedded digits' 1,293 training images at batch 32, and as many steps for a dataset of any size.
 PROFILES = {
     "tiny": {"steps": 30, "batch_size": 64, "lr": 1e-2, "optimizer": "adamw", "schedule": "constant", "activation": "relu",
-             "batch_norm": True, "dropout": 0.0, "augment": False, "arch": "resnet", "widths": (8, 16), "blocks": 1,
+             "batch_norm": True, "dropout": 0.0, "augment": False, "arch": "resnet", "widths": (8, 16), "blocks": 1, "stem_stride": 1,
              "hidden": (64, 16), "labels_per_class": 20, "val_fraction": VAL_FRACTION, "samples": 8},
-    "quick": {"steps": 600, "batch_size": 32, "lr": 4e-3, "optimizer": "adamw", "schedule": "1cycle", "activation": "relu",
-              "batch_norm": True, "dropout": 0.1, "augment": True, "arch": "resnet", "widths": (16, 32, 64), "blocks": 1,
+    "quick": {"steps": 1000, "batch_size": 32, "lr": 4e-3, "optimizer": "adamw", "schedule": "1cycle", "activation": "relu",
+              "batch_norm": True, "dropout": 0.1, "augment": True, "arch": "resnet", "widths": (16, 32, 64), "blocks": 1, "stem_stride": 2,
               "hidden": (256, 64, 16), "val_fraction": VAL_FRACTION, "samples": 32},
     "full": {"steps": 1500, "batch_size": 64, "lr": 3e-3, "optimizer": "adamw", "schedule": "1cycle", "activation": "relu",
-             "batch_norm": True, "dropout": 0.2, "augment": True, "arch": "resnet", "widths": (32, 64, 128), "blocks": 2,
+             "batch_norm": True, "dropout": 0.2, "augment": True, "arch": "resnet", "widths": (32, 64, 128), "blocks": 2, "stem_stride": 1,
              "hidden": (512, 128, 32), "val_fraction": VAL_FRACTION, "samples": 32},
 }
 LINEAR_MAX_IMAGES = 10000  # the linear reference fits at most this many training images (seconds on any dataset)
@@ -75,6 +76,7 @@ def add_arguments(group) -> None:
     group.add_argument("--arch", choices=ARCHS, help="resnet (default), vgg, or mlp (dense; reuses an autoencoder's encoder)")
     group.add_argument("--widths", type=int_list, help="channels per stage, e.g. 16,32,64 (resnet, vgg)")
     group.add_argument("--blocks", type=int, help="residual units per stage (resnet)")
+    group.add_argument("--stem-stride", type=int, choices=(1, 2), help="stride of the resnet's first convolution: 2 halves the maps every stage sees (about half the compute)")
     group.add_argument("--hidden", type=int_list, help="dense widths, e.g. 256,64,16 (mlp)")
     group.add_argument("--classes", type=lambda t: tuple(c.strip() for c in t.split(",") if c.strip()),
                        help="train and test on these class names only, e.g. 5,6,7,8,9 (relabelled 0..k-1)")
@@ -121,9 +123,10 @@ class _Classifier(nn.Module):
 
 
 class ResNet(_Classifier):
-    def __init__(self, num_classes: int, widths: list[int], blocks: int, activation: str, batch_norm: bool, dropout: float, mean: float, std: float):
+    def __init__(self, num_classes: int, widths: list[int], blocks: int, activation: str, batch_norm: bool, dropout: float, mean: float, std: float,
+                 stem_stride: int = 1):
         super().__init__(mean, std)
-        self.stem = nn.Sequential(_conv(1, widths[0], 1, batch_norm), _norm(widths[0], batch_norm), make_activation(activation))
+        self.stem = nn.Sequential(_conv(1, widths[0], stem_stride, batch_norm), _norm(widths[0], batch_norm), make_activation(activation))
         stages, c_in = [], widths[0]
         for i, width in enumerate(widths):
             units = [ResidualUnit(c_in if j == 0 else width, width, 2 if (i > 0 and j == 0) else 1, activation, batch_norm) for j in range(blocks)]
@@ -170,9 +173,9 @@ class MLP(_Classifier):
 
 def build_model(arch: str = "resnet", num_classes: int = 10, widths=(16, 32, 64), blocks: int = 1, hidden=(256, 64, 16),
                 activation: str = "relu", batch_norm: bool = True, dropout: float = 0.0, mean: float = 0.0, std: float = 1.0,
-                image_size: int = 28) -> nn.Module:
+                image_size: int = 28, stem_stride: int = 1) -> nn.Module:
     if arch == "resnet":
-        return ResNet(num_classes, list(widths), blocks, activation, batch_norm, dropout, mean, std)
+        return ResNet(num_classes, list(widths), blocks, activation, batch_norm, dropout, mean, std, stem_stride)
     if arch == "vgg":
         return VGG(num_classes, list(widths), activation, batch_norm, dropout, mean, std, image_size)
     if arch == "mlp":
@@ -282,7 +285,7 @@ def baseline_records(train: image_data.ImageSet, val: image_data.ImageSet, val_a
 
 def _model_args(config: TrainConfig, options: Options, requested_arch: str | None, num_classes: int, train_x: torch.Tensor) -> dict:
     """Constructor arguments; with --init-from the source's architecture is adopted so its layers fit."""
-    args = {"arch": options.arch, "num_classes": num_classes, "widths": list(options.widths), "blocks": int(options.blocks),
+    args = {"arch": options.arch, "num_classes": num_classes, "widths": list(options.widths), "blocks": int(options.blocks), "stem_stride": int(options.stem_stride),
             "hidden": list(options.hidden), "activation": config.activation, "batch_norm": bool(config.batch_norm),
             "dropout": float(config.dropout or 0.0), "mean": float(train_x.mean()), "std": float(train_x.std()),
             "image_size": int(train_x.shape[-1])}
@@ -298,7 +301,7 @@ def _model_args(config: TrainConfig, options: Options, requested_arch: str | Non
     if source["family"] == "classifier":
         if requested_arch not in (None, given["arch"]):
             raise UserError(f"--init-from {config.init_from} is a {given['arch']} classifier; --arch {requested_arch} cannot reuse its layers")
-        keep = ("arch", "widths", "blocks", "hidden", "activation", "batch_norm", "image_size")
+        keep = ("arch", "widths", "blocks", "stem_stride", "hidden", "activation", "batch_norm", "image_size")
         return {**args, **{k: given[k] for k in keep if k in given}}
     raise UserError(f"--init-from {config.init_from}: a {source['family']} checkpoint cannot initialise a classifier (expects classifier or autoencoder)")
 
