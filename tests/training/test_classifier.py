@@ -46,7 +46,7 @@ def test_tiny_run_beats_every_constant_answer_on_the_test_split(tmp_path):
 def test_monitoring_sees_validation_only_and_the_test_split_is_todays(tmp_path):
     """The history holds validation figures only; validation is carved from the training split, stratified,
     following --seed, and the test split is exactly images.split(all, 0.2, seed)."""
-    record = classifier.train(tiny(tmp_path, steps=120), classifier.Options())
+    record = classifier.train(tiny(tmp_path, steps=60), classifier.Options())  # 4 steps an epoch: rounds of 13 epochs, then the last
     assert len(record["history"]) > 1
     assert all("val_loss" in row and "val_acc" in row and not any(k.startswith("test") for k in row) for row in record["history"])
     train, test = image_data.split(image_data.digits(), 0.2, 42)
