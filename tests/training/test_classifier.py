@@ -111,6 +111,15 @@ def test_residual_unit_projects_the_shortcut_only_when_the_shape_changes():
     assert down(torch.rand(2, 8, 14, 14)).shape == (2, 16, 7, 7)
 
 
+def test_a_stride_2_stem_halves_every_stage_and_keeps_the_logits():
+    images = torch.rand(2, 1, 28, 28)
+    for stride, size in ((1, 28), (2, 14)):
+        model = classifier.build_model(widths=(8, 16), stem_stride=stride).eval()
+        assert model.stem(model.normalise(images)).shape == (2, 8, size, size)
+        assert model.stages(model.stem(model.normalise(images))).shape == (2, 16, size // 2, size // 2)
+        assert model(images).shape == (2, 10)
+
+
 def test_augmentation_moves_pixels_but_keeps_shape_and_range():
     torch.manual_seed(0)
     x = torch.zeros(4, 1, 28, 28)
