@@ -7,8 +7,10 @@ architecture builds its lower layers with `dense_stack` below, so parameter name
 
 `--layerwise` is greedy layer-wise pretraining: pair i is (encoder[i], decoder[n-1-i]), trained to
 reconstruct its own input (the image for i = 0, the frozen lower encoder's activations above that),
-then the whole net can be fine-tuned end to end. The quality bar compares the held-out reconstruction
-MSE with PCA's at the same code size, both computed here and stored in metrics.json.
+then the whole net can be fine-tuned end to end. Training is monitored on a validation split carved
+from the training images, where the run also compares itself with the mean image and with PCA at the
+same code size (training.baselines); the test split is scored once at the end, and the quality bar
+compares its reconstruction MSE with PCA's there, both stored in metrics.json.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dnnzoo.errors import UserError
-from training import plots
+from training import baselines, plots
 from training.cli import int_list
 from training.config import TrainConfig, apply_profile
 from training.data import images as image_data
+from training.data import validation
 from training.device import pick, seed_everything, set_threads
 from training.fit import fit
 from training.initialization import initialize
@@ -42,25 +45,28 @@ class Options:
     pair_epochs: int | None = None  # epochs per layer pair with --layerwise
     noise: float | None = None  # Gaussian input noise (denoising autoencoder); 0 disables
     samples: int | None = None  # held-out images shown in reconstructions.png
+    val_fraction: float | None = None  # validation split carved from the training images (never the test split)
 
 
+VAL_FRACTION = 0.1  # of the training images: monitoring, early stopping and the baselines (never the test split)
+
+# Budgets in optimiser steps (training.budget): the quick profile's 2,250 steps are about 55 passes over
+# the embedded digits' 1,293 training images at batch 32, and as many steps for a dataset of any size.
 PROFILES = {
-    "tiny": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "optimizer": "adam", "schedule": "constant", "activation": "selu",
-             "hidden": (64, 16), "layerwise": False, "pair_epochs": 1, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 4},
-    "quick": {"epochs": 50, "batch_size": 32, "lr": 2e-3, "optimizer": "adam", "schedule": "1cycle", "activation": "selu",
-              "hidden": (256, 64, 16), "layerwise": False, "pair_epochs": 10, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 16},
-    "full": {"epochs": 200, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "schedule": "1cycle", "activation": "selu",
-             "hidden": (512, 128, 16), "layerwise": False, "pair_epochs": 30, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 16},
+    "tiny": {"steps": 60, "batch_size": 64, "lr": 2e-3, "optimizer": "adam", "schedule": "constant", "activation": "selu",
+             "hidden": (64, 16), "layerwise": False, "pair_epochs": 1, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 4, "val_fraction": VAL_FRACTION},
+    "quick": {"steps": 2250, "batch_size": 32, "lr": 2e-3, "optimizer": "adam", "schedule": "1cycle", "activation": "selu",
+              "hidden": (256, 64, 16), "layerwise": False, "pair_epochs": 10, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 16, "val_fraction": VAL_FRACTION},
+    "full": {"steps": 4600, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "schedule": "1cycle", "activation": "selu",
+             "hidden": (512, 128, 16), "layerwise": False, "pair_epochs": 30, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 16, "val_fraction": VAL_FRACTION},
 }
-
-
-
 def add_arguments(group) -> None:
     group.add_argument("--hidden", type=int_list, help="encoder widths after the input, e.g. 256,64,16 (the last is the code size)")
     group.add_argument("--layerwise", action="store_true", default=None, help="greedy layer-wise pretraining of each (encoder, mirrored decoder) pair, then --epochs of end-to-end fine-tuning (0 skips it)")
     group.add_argument("--pair-epochs", type=int, help="epochs per layer pair with --layerwise")
     group.add_argument("--samples", type=int, help="held-out images shown in reconstructions.png")
     group.add_argument("--noise", type=float, help="std of Gaussian noise added to inputs while training (denoising); 0 disables")
+    group.add_argument("--val-fraction", type=float, help=f"fraction of the training images held out for validation: monitoring, --early-stopping and the baselines (default {VAL_FRACTION})")
 
 
 class Dense(nn.Module):
@@ -115,13 +121,24 @@ def build_model(**model_args) -> StackedAutoencoder:
     return StackedAutoencoder(**model_args)
 
 
-def pca_mse(train: np.ndarray, test: np.ndarray, code_size: int) -> float:
+def pca_mse(train: np.ndarray, held_out: np.ndarray, code_size: int) -> float:
     """Held-out reconstruction MSE of PCA with `code_size` components: the linear bar to beat."""
     from sklearn.decomposition import PCA
 
     code_size = min(code_size, train.shape[0], train.shape[1])
     pca = PCA(code_size, random_state=0).fit(train)
-    return float(np.mean((pca.inverse_transform(pca.transform(test)) - test) ** 2))
+    return float(np.mean((pca.inverse_transform(pca.transform(held_out)) - held_out) ** 2))
+
+
+def mean_image_mse(train: np.ndarray, held_out: np.ndarray) -> float:
+    """Held-out MSE of answering every image with the training images' mean: the code-free baseline."""
+    return float(np.mean((held_out - train.mean(axis=0)) ** 2))
+
+
+def baseline_records(train: np.ndarray, val: np.ndarray, val_mse: float, code_size: int) -> list[dict]:
+    """The model's validation MSE against the mean image and PCA at the same code size (flat [N, pixels] arrays)."""
+    return [baselines.compare("mean_image", "val_mse", val_mse, mean_image_mse(train, val)),
+            baselines.compare("pca", "val_mse", val_mse, pca_mse(train, val, code_size))]
 
 
 def _as_float(images: np.ndarray) -> torch.Tensor:
@@ -145,7 +162,7 @@ def _noisy(x: torch.Tensor, noise: float) -> torch.Tensor:
     return x + noise * torch.randn_like(x) if noise else x
 
 
-def _train_layerwise(model: StackedAutoencoder, train_x: torch.Tensor, test_x: torch.Tensor, config: TrainConfig,
+def _train_layerwise(model: StackedAutoencoder, train_x: torch.Tensor, val_x: torch.Tensor, config: TrainConfig,
                      options: Options, device: torch.device, generator: torch.Generator) -> list[dict]:
     """Greedy pretraining: pair i learns to reconstruct the (fixed) output of the encoder layers below it."""
     history: list[dict] = []
@@ -154,19 +171,19 @@ def _train_layerwise(model: StackedAutoencoder, train_x: torch.Tensor, test_x: t
     with torch.no_grad():
         model.eval()
         flat = lambda x: ((x - model.mean.cpu()) / model.std.cpu()).flatten(1)  # noqa: E731
-        inputs_train, inputs_test = flat(train_x), flat(test_x)
+        inputs_train, inputs_val = flat(train_x), flat(val_x)
     for i in range(n):
         encoder_layer, decoder_layer = model.encoder[i], model.decoder[n - 1 - i]
         pair = nn.Sequential(encoder_layer, decoder_layer).to(device)
         # The image pair reconstructs pixels in [0,1]; higher pairs reconstruct their own inputs.
         targets_train = train_x.flatten(1) if i == 0 else inputs_train
-        targets_test = test_x.flatten(1) if i == 0 else inputs_test
+        targets_val = val_x.flatten(1) if i == 0 else inputs_val
 
         def loss_step(m, batch):
             x, y = batch
             return nn.functional.mse_loss(m(_noisy(x, options.noise)), y)
 
-        def evaluate(m, xi=inputs_test, yi=targets_test):
+        def evaluate(m, xi=inputs_val, yi=targets_val):
             return {"val_loss": _mse(m, xi, yi, device)}
 
         rows = fit(pair, _loader((inputs_train, targets_train), config.batch_size, generator), pair_config, loss_step, evaluate, device)
@@ -174,7 +191,7 @@ def _train_layerwise(model: StackedAutoencoder, train_x: torch.Tensor, test_x: t
         with torch.no_grad():
             encoder_layer.eval()
             inputs_train = torch.cat([encoder_layer(b.to(device)).cpu() for b in inputs_train.split(512)])
-            inputs_test = torch.cat([encoder_layer(b.to(device)).cpu() for b in inputs_test.split(512)])
+            inputs_val = torch.cat([encoder_layer(b.to(device)).cpu() for b in inputs_val.split(512)])
     return history
 
 
@@ -186,7 +203,8 @@ def train(config: TrainConfig, options: Options | None = None) -> dict:
     run = Run(config, options)
 
     train_set, test_set = image_data.split(image_data.load(config.data), 0.2, config.seed)
-    train_x, test_x = _as_float(train_set.images), _as_float(test_set.images)
+    train_set, val_set = validation.carve(train_set, options.val_fraction, config.seed)
+    train_x, val_x, test_x = _as_float(train_set.images), _as_float(val_set.images), _as_float(test_set.images)
     model_args = {"hidden": list(options.hidden), "activation": config.activation, "image_size": int(train_x.shape[-1]),
                   "mean": float(train_x.mean()), "std": float(train_x.std()), "dropout": float(config.dropout or 0.0),
                   "batch_norm": bool(config.batch_norm)}
@@ -200,7 +218,7 @@ def train(config: TrainConfig, options: Options | None = None) -> dict:
 
     history: list[dict] = []
     if options.layerwise:
-        history = _train_layerwise(model, train_x, test_x, config, options, device, generator)
+        history = _train_layerwise(model, train_x, val_x, config, options, device, generator)
     if config.epochs != 0:  # --epochs 0 with --layerwise: pretraining only
         offset = len(history)
 
@@ -208,8 +226,8 @@ def train(config: TrainConfig, options: Options | None = None) -> dict:
             (x,) = batch
             return nn.functional.mse_loss(m(_noisy(x, options.noise)), x)
 
-        def evaluate(m):
-            return {"val_loss": _mse(m, test_x, test_x, device)}
+        def evaluate(m):  # validation only: the test split is scored once, below
+            return {"val_loss": _mse(m, val_x, val_x, device)}
 
         rows = fit(model, _loader((train_x,), config.batch_size, generator), config, loss_step, evaluate, device)
         history += [{**row, "epoch": offset + k + 1, "stage": 0} for k, row in enumerate(rows)]
@@ -218,10 +236,12 @@ def train(config: TrainConfig, options: Options | None = None) -> dict:
 
     model.eval()
     code_size = int(options.hidden[-1])
-    test_mse = _mse(model, test_x, test_x, device)
     flat = lambda t: t.flatten(1).numpy()  # noqa: E731
-    final = {"test_mse": test_mse, "pca_mse": pca_mse(flat(train_x), flat(test_x), code_size), "code_size": code_size,
-             "train_mse": _mse(model, train_x, train_x, device), "layerwise": bool(options.layerwise)}
+    val_mse = _mse(model, val_x, val_x, device)
+    final = {"test_mse": _mse(model, test_x, test_x, device), "pca_mse": pca_mse(flat(train_x), flat(test_x), code_size),
+             "val_mse": val_mse, "train_mse": _mse(model, train_x, train_x, device), "code_size": code_size,
+             "layerwise": bool(options.layerwise), "train_images": len(train_x), "val_images": len(val_x), "test_images": len(test_x),
+             baselines.BASELINES: baselines.speak("autoencoder", baseline_records(flat(train_x), flat(val_x), val_mse, code_size))}
     final["beats_pca"] = final["test_mse"] < final["pca_mse"]
 
     run.save_checkpoint(model_args, model.state_dict(), {

@@ -9,8 +9,9 @@ make the book's few-labels transfer experiment (benchmarks/transfer.py).
 
 `forward` takes float images [N,1,28,28] in [0,1] and returns logits; the mean/std normalisation is
 inside the module as buffers, so an exported graph needs nothing else. Model selection never looks at
-the held-out test split: early stopping and the plateau schedule use a validation split carved from
-the training images.
+the held-out test split, which is scored once at the end: monitoring, early stopping, the plateau
+schedule and the baselines (majority class, a linear classifier on pixels) use a validation split
+carved from the training images (training.data.validation).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from dnnzoo.errors import UserError
-from training import checkpoint, plots
+from training import baselines, checkpoint, plots
 from training.autoencoder import dense_stack
 from training.cli import int_list
 from training.config import TrainConfig, apply_profile
 from training.data import images as image_data
+from training.data import validation
 from training.device import pick, seed_everything, set_threads
 from training.fit import fit
 from training.initialization import initialize
@@ -38,6 +40,7 @@ from training.runs import Run
 from training.transfer import freeze, init_from
 
 ARCHS = ("resnet", "vgg", "mlp")
+VAL_FRACTION = 0.1  # of the training images, for monitoring, early stopping and the baselines
 
 
 @dataclass
@@ -45,37 +48,41 @@ class Options:
     arch: str | None = None
     widths: tuple[int, ...] | None = None  # channels per stage (resnet, vgg)
     blocks: int | None = None  # residual units per stage (resnet)
+    stem_stride: int | None = None  # stride of the resnet's first convolution (2: the stages see 14×14 maps)
     hidden: tuple[int, ...] | None = None  # dense widths (mlp); the autoencoder's when transferring from one
     classes: tuple[str, ...] | None = None  # train on these class names only, relabelled 0..k-1
     labels_per_class: int | None = None  # keep this many training labels per class
-    val_fraction: float | None = None  # validation split from the training images (0: none)
+    val_fraction: float | None = None  # validation split carved from the training images (never the test split)
     samples: int | None = None  # held-out images in predictions.png
 
 
+# Budgets in optimiser steps (training.budget): the quick profile's 600 steps are about 15 passes over
+# the embedded digits' 1,293 training images at batch 32, and as many steps for a dataset of any size.
 PROFILES = {
-    "tiny": {"epochs": 1, "batch_size": 64, "lr": 3e-3, "optimizer": "adamw", "schedule": "constant", "activation": "relu",
-             "batch_norm": True, "dropout": 0.0, "augment": False, "arch": "resnet", "widths": (4, 8), "blocks": 1,
-             "hidden": (64, 16), "labels_per_class": 20, "val_fraction": 0.0, "samples": 8},
-    "quick": {"epochs": 12, "batch_size": 32, "lr": 4e-3, "optimizer": "adamw", "schedule": "1cycle", "activation": "relu",
-              "batch_norm": True, "dropout": 0.1, "augment": True, "arch": "resnet", "widths": (16, 32, 64), "blocks": 1,
-              "hidden": (256, 64, 16), "val_fraction": 0.0, "samples": 32},
-    "full": {"epochs": 60, "batch_size": 64, "lr": 3e-3, "optimizer": "adamw", "schedule": "1cycle", "activation": "relu",
-             "batch_norm": True, "dropout": 0.2, "augment": True, "arch": "resnet", "widths": (32, 64, 128), "blocks": 2,
-             "hidden": (512, 128, 32), "val_fraction": 0.0, "samples": 32},
+    "tiny": {"steps": 30, "batch_size": 64, "lr": 1e-2, "optimizer": "adamw", "schedule": "constant", "activation": "relu",
+             "batch_norm": True, "dropout": 0.0, "augment": False, "arch": "resnet", "widths": (8, 16), "blocks": 1, "stem_stride": 1,
+             "hidden": (64, 16), "labels_per_class": 20, "val_fraction": VAL_FRACTION, "samples": 8},
+    "quick": {"steps": 1000, "batch_size": 32, "lr": 4e-3, "optimizer": "adamw", "schedule": "1cycle", "activation": "relu",
+              "batch_norm": True, "dropout": 0.1, "augment": True, "arch": "resnet", "widths": (16, 32, 64), "blocks": 1, "stem_stride": 2,
+              "hidden": (256, 64, 16), "val_fraction": VAL_FRACTION, "samples": 32},
+    "full": {"steps": 1500, "batch_size": 64, "lr": 3e-3, "optimizer": "adamw", "schedule": "1cycle", "activation": "relu",
+             "batch_norm": True, "dropout": 0.2, "augment": True, "arch": "resnet", "widths": (32, 64, 128), "blocks": 2, "stem_stride": 1,
+             "hidden": (512, 128, 32), "val_fraction": VAL_FRACTION, "samples": 32},
 }
-
+LINEAR_MAX_IMAGES = 10000  # the linear reference fits at most this many training images (seconds on any dataset)
 
 
 def add_arguments(group) -> None:
     group.add_argument("--arch", choices=ARCHS, help="resnet (default), vgg, or mlp (dense; reuses an autoencoder's encoder)")
     group.add_argument("--widths", type=int_list, help="channels per stage, e.g. 16,32,64 (resnet, vgg)")
     group.add_argument("--blocks", type=int, help="residual units per stage (resnet)")
+    group.add_argument("--stem-stride", type=int, choices=(1, 2), help="stride of the resnet's first convolution: 2 halves the maps every stage sees (about half the compute)")
     group.add_argument("--hidden", type=int_list, help="dense widths, e.g. 256,64,16 (mlp)")
     group.add_argument("--classes", type=lambda t: tuple(c.strip() for c in t.split(",") if c.strip()),
                        help="train and test on these class names only, e.g. 5,6,7,8,9 (relabelled 0..k-1)")
     group.add_argument("--labels-per-class", type=int, help="keep only this many training images per class")
     group.add_argument("--samples", type=int, help="held-out images shown in predictions.png (misclassified first)")
-    group.add_argument("--val-fraction", type=float, help="validation split carved from the training images (needed, and 0.1 by default, for --early-stopping and --schedule performance)")
+    group.add_argument("--val-fraction", type=float, help=f"fraction of the training images held out for validation: monitoring, --early-stopping, --schedule performance and the baselines (default {VAL_FRACTION})")
 
 
 def _norm(channels: int, batch_norm: bool) -> nn.Module:
@@ -116,9 +123,10 @@ class _Classifier(nn.Module):
 
 
 class ResNet(_Classifier):
-    def __init__(self, num_classes: int, widths: list[int], blocks: int, activation: str, batch_norm: bool, dropout: float, mean: float, std: float):
+    def __init__(self, num_classes: int, widths: list[int], blocks: int, activation: str, batch_norm: bool, dropout: float, mean: float, std: float,
+                 stem_stride: int = 1):
         super().__init__(mean, std)
-        self.stem = nn.Sequential(_conv(1, widths[0], 1, batch_norm), _norm(widths[0], batch_norm), make_activation(activation))
+        self.stem = nn.Sequential(_conv(1, widths[0], stem_stride, batch_norm), _norm(widths[0], batch_norm), make_activation(activation))
         stages, c_in = [], widths[0]
         for i, width in enumerate(widths):
             units = [ResidualUnit(c_in if j == 0 else width, width, 2 if (i > 0 and j == 0) else 1, activation, batch_norm) for j in range(blocks)]
@@ -165,9 +173,9 @@ class MLP(_Classifier):
 
 def build_model(arch: str = "resnet", num_classes: int = 10, widths=(16, 32, 64), blocks: int = 1, hidden=(256, 64, 16),
                 activation: str = "relu", batch_norm: bool = True, dropout: float = 0.0, mean: float = 0.0, std: float = 1.0,
-                image_size: int = 28) -> nn.Module:
+                image_size: int = 28, stem_stride: int = 1) -> nn.Module:
     if arch == "resnet":
-        return ResNet(num_classes, list(widths), blocks, activation, batch_norm, dropout, mean, std)
+        return ResNet(num_classes, list(widths), blocks, activation, batch_norm, dropout, mean, std, stem_stride)
     if arch == "vgg":
         return VGG(num_classes, list(widths), activation, batch_norm, dropout, mean, std, image_size)
     if arch == "mlp":
@@ -210,20 +218,21 @@ def _few_labels(images: image_data.ImageSet, per_class: int, seed: int) -> image
     return image_data.ImageSet(images.images[keep], images.labels[keep], images.classes)
 
 
-def prepare_data(config: TrainConfig, options: Options) -> tuple[image_data.ImageSet, image_data.ImageSet | None, image_data.ImageSet]:
-    """(train, validation or None, test): stratified 80/20 split, then class subset, label budget, validation."""
+def prepare_data(config: TrainConfig, options: Options) -> tuple[image_data.ImageSet, image_data.ImageSet, image_data.ImageSet]:
+    """(train, validation, test): stratified 80/20 split, class subset, validation carved from train, label budget.
+
+    The test split is the same at every setting of the other options; the label budget limits the
+    training images only, after the validation images are set aside.
+    """
     full = image_data.load(config.data)
     if len(full.labels) < 2 * len(full.classes):
         raise UserError(f"--data {config.data}: {len(full.labels)} images for {len(full.classes)} classes is too few to split into train and test")
     train_set, test_set = image_data.split(full, 0.2, config.seed)
     if options.classes:
         train_set, test_set = _subset_classes(train_set, options.classes), _subset_classes(test_set, options.classes)
+    train_set, val_set = validation.carve(train_set, options.val_fraction, config.seed)
     if options.labels_per_class:
         train_set = _few_labels(train_set, options.labels_per_class, config.seed)
-    fraction = options.val_fraction or (0.1 if (config.early_stopping or config.schedule == "performance") else 0.0)
-    val_set = None
-    if fraction:
-        train_set, val_set = image_data.split(train_set, fraction, config.seed)
     return train_set, val_set, test_set
 
 
@@ -242,11 +251,41 @@ def _scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.de
     return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
+# ---- baselines -----------------------------------------------------------------------------------------
+
+def majority_accuracy(train: image_data.ImageSet, val: image_data.ImageSet) -> float:
+    """Accuracy on `val` of always answering the training split's most frequent class."""
+    majority = np.bincount(train.labels, minlength=len(train.classes)).argmax()
+    return float(np.mean(val.labels == majority))
+
+
+def linear_accuracy(train: image_data.ImageSet, val: image_data.ImageSet, seed: int) -> float | None:
+    """Accuracy on `val` of a linear classifier on raw pixels (ridge regression on one-hot labels, a closed
+    form that takes a second): the linear model a CNN has to beat. None with a single training class."""
+    from sklearn.linear_model import RidgeClassifier
+
+    if len(np.unique(train.labels)) < 2:
+        return None
+    keep = np.random.default_rng(seed).permutation(len(train.labels))[:LINEAR_MAX_IMAGES]
+    flat = lambda images: images.reshape(len(images), -1).astype(np.float32) / 255.0  # noqa: E731
+    model = RidgeClassifier(alpha=10.0).fit(flat(train.images[keep]), train.labels[keep])
+    return float(np.mean(model.predict(flat(val.images)) == val.labels))
+
+
+def baseline_records(train: image_data.ImageSet, val: image_data.ImageSet, val_acc: float, seed: int) -> list[dict]:
+    """The model's validation accuracy against the majority class and a linear classifier on pixels."""
+    records = [baselines.compare("majority_class", "val_acc", val_acc, majority_accuracy(train, val), higher_is_better=True)]
+    linear = linear_accuracy(train, val, seed)
+    if linear is not None:
+        records.append(baselines.compare("linear_pixels", "val_acc", val_acc, linear, higher_is_better=True))
+    return records
+
+
 # ---- model arguments and transfer ----------------------------------------------------------------------
 
 def _model_args(config: TrainConfig, options: Options, requested_arch: str | None, num_classes: int, train_x: torch.Tensor) -> dict:
     """Constructor arguments; with --init-from the source's architecture is adopted so its layers fit."""
-    args = {"arch": options.arch, "num_classes": num_classes, "widths": list(options.widths), "blocks": int(options.blocks),
+    args = {"arch": options.arch, "num_classes": num_classes, "widths": list(options.widths), "blocks": int(options.blocks), "stem_stride": int(options.stem_stride),
             "hidden": list(options.hidden), "activation": config.activation, "batch_norm": bool(config.batch_norm),
             "dropout": float(config.dropout or 0.0), "mean": float(train_x.mean()), "std": float(train_x.std()),
             "image_size": int(train_x.shape[-1])}
@@ -262,7 +301,7 @@ def _model_args(config: TrainConfig, options: Options, requested_arch: str | Non
     if source["family"] == "classifier":
         if requested_arch not in (None, given["arch"]):
             raise UserError(f"--init-from {config.init_from} is a {given['arch']} classifier; --arch {requested_arch} cannot reuse its layers")
-        keep = ("arch", "widths", "blocks", "hidden", "activation", "batch_norm", "image_size")
+        keep = ("arch", "widths", "blocks", "stem_stride", "hidden", "activation", "batch_norm", "image_size")
         return {**args, **{k: given[k] for k in keep if k in given}}
     raise UserError(f"--init-from {config.init_from}: a {source['family']} checkpoint cannot initialise a classifier (expects classifier or autoencoder)")
 
@@ -280,8 +319,7 @@ def train(config: TrainConfig, options: Options | None = None) -> dict:
     device = pick(config.device)
 
     train_set, val_set, test_set = prepare_data(config, options)
-    (train_x, train_y), (test_x, test_y) = _tensors(train_set), _tensors(test_set)
-    val = _tensors(val_set) if val_set is not None else None
+    (train_x, train_y), val, (test_x, test_y) = _tensors(train_set), _tensors(val_set), _tensors(test_set)
     model_args = _model_args(config, options, requested_arch, len(train_set.classes), train_x)
     run = Run(config, options)
 
@@ -297,29 +335,27 @@ def train(config: TrainConfig, options: Options | None = None) -> dict:
             x = augment(x)
         return F.cross_entropy(m(x), y)
 
-    def evaluate(m):
-        row = dict(zip(("test_loss", "test_acc"), _scores(m, test_x, test_y, device)))
-        if val is not None:
-            row.update(zip(("val_loss", "val_acc"), _scores(m, *val, device)))
-        return row
+    def evaluate(m):  # validation only: the test split is scored once, below
+        return dict(zip(("val_loss", "val_acc"), _scores(m, *val, device)))
 
     batches = DataLoader(TensorDataset(train_x, train_y), batch_size=config.batch_size, shuffle=True, generator=generator)
-    history = fit(model, batches, config, loss_step, evaluate, device, monitor="val_loss" if val is not None else "test_loss")
+    history = fit(model, batches, config, loss_step, evaluate, device)
 
+    val_loss, val_acc = _scores(model, *val, device)
     logits = predict(model, test_x, device)
     predicted = logits.argmax(1)
     final = {"test_acc": float((predicted == test_y).float().mean()), "test_loss": float(F.cross_entropy(logits, test_y)),
-             "train_acc": _scores(model, train_x, train_y, device)[1], "test_images": len(test_y), "train_images": len(train_y),
-             "epochs": len(history), "arch": model_args["arch"], "parameters": sum(p.numel() for p in model.parameters()),
-             "transferred": len(transferred), "frozen": len(frozen)}
-    if val is not None:
-        final["val_acc"] = _scores(model, *val, device)[1]
+             "val_acc": val_acc, "val_loss": val_loss, "train_acc": _scores(model, train_x, train_y, device)[1],
+             "test_images": len(test_y), "val_images": len(val_set.labels), "train_images": len(train_y),
+             "epochs": history[-1]["epoch"], "steps": history[-1]["step"], "arch": model_args["arch"],
+             "parameters": sum(p.numel() for p in model.parameters()), "transferred": len(transferred), "frozen": len(frozen),
+             baselines.BASELINES: baselines.speak("classifier", baseline_records(train_set, val_set, val_acc, config.seed))}
     normalisation = {"input": "float [N,1,S,S] in [0,1] (uint8 / 255)", "scale": 1 / 255,
                      "mean": float(model.mean), "std": float(model.std)}
     run.save_checkpoint({**model_args, "mean": normalisation["mean"], "std": normalisation["std"]}, model.state_dict(),
                         {"labels": list(train_set.classes), "normalisation": normalisation, "image_size": model_args["image_size"],
                          "test_acc": final["test_acc"]})
-    plots.curves(history, run.file("curves.png"), keys=[k for k in ("loss", "val_loss", "test_loss", "val_acc", "test_acc") if k in history[0]],
+    plots.curves(history, run.file("curves.png"), keys=["loss", "val_loss", "val_acc"],
                  title=f"classifier ({model_args['arch']})")
     _prediction_grid(test_x, test_y, predicted, train_set.classes, run.file("predictions.png"), options.samples)
     return run.save_metrics(history, final)

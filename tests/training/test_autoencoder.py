@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numpy as np
 import pytest
 import torch
@@ -9,8 +10,10 @@ from PIL import Image
 
 from dnnzoo.errors import UserError
 from training import autoencoder, checkpoint
+from training import cli as train_cli
 from training.config import TrainConfig
 from training.data import images as image_data
+from training.data import validation
 from training.runs import read_metrics
 
 
@@ -18,15 +21,53 @@ def tiny(tmp_path, **config) -> TrainConfig:
     return TrainConfig(family="autoencoder", profile="tiny", out=tmp_path / "run", progress=False, **config)
 
 
+def _mean_image_mse_on_test(seed: int = 42) -> float:
+    """The test split's MSE when every image is answered with the training split's mean image."""
+    train, test = image_data.split(image_data.digits(), 0.2, seed)
+    flat = lambda s: s.images.reshape(len(s.images), -1).astype(np.float64) / 255  # noqa: E731
+    return float(np.mean((flat(test) - flat(train).mean(axis=0)) ** 2))
+
+
 def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     record = autoencoder.train(tiny(tmp_path), autoencoder.Options())
     ckpt = checkpoint.load(tmp_path / "run", family="autoencoder")
     final = read_metrics(tmp_path / "run")["final"]
     assert final == record["final"]
-    assert final["code_size"] == 16 and final["test_mse"] > 0 and final["pca_mse"] > 0
+    assert final["code_size"] == 16 and (final["test_images"], final["val_images"]) == (360, 144)
     assert ckpt["extra"]["code_size"] == 16 and ckpt["extra"]["outputs"] == ["codes", "reconstructions"]
     for png in ("curves.png", "reconstructions.png"):
         assert (tmp_path / "run" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tiny_run_reconstructs_held_out_digits_better_than_the_mean_image(tmp_path):
+    final = autoencoder.train(tiny(tmp_path), autoencoder.Options())["final"]
+    mean_image = _mean_image_mse_on_test()
+    assert final["test_mse"] < 0.6 * mean_image, (final["test_mse"], mean_image)
+    records = {r["baseline"]: r for r in final["baselines"]}
+    assert records["mean_image"]["beats"] is True and records["mean_image"]["model"] == final["val_mse"]
+
+
+def test_monitoring_sees_validation_only(tmp_path):
+    record = autoencoder.train(tiny(tmp_path, steps=150), autoencoder.Options())
+    history, final = record["history"], record["final"]
+    assert len(history) > 1 and all(set(row) >= {"loss", "val_loss"} and not any(k.startswith("test") for k in row) for row in history)
+    assert history[-1]["val_loss"] == pytest.approx(final["val_mse"], rel=1e-6) and final["val_mse"] != final["test_mse"]
+
+
+def test_a_run_that_cannot_beat_its_baselines_says_so_and_still_exits_0(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = train_cli.main(["autoencoder", "--profile", "tiny", "--no-progress", "--steps", "1", "--lr", "1e-7", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0 and "autoencoder: test_mse=" in captured.out
+    final = read_metrics(out)["final"]
+    records = {r["baseline"]: r for r in final["baselines"]}
+    assert records["mean_image"]["beats"] is False and records["pca"]["beats"] is False
+    train, _ = image_data.split(image_data.digits(), 0.2, 42)
+    fit_part, val = validation.carve(train, autoencoder.VAL_FRACTION, 42)
+    flat = lambda s: s.images.reshape(len(s.images), -1).astype(np.float64) / 255  # noqa: E731
+    assert records["mean_image"]["value"] == pytest.approx(np.mean((flat(val) - flat(fit_part).mean(axis=0)) ** 2), rel=1e-5)
+    assert records["pca"]["value"] < records["mean_image"]["value"]
+    assert "WARNING: autoencoder: val_mse" in captured.err and "does NOT beat the mean_image baseline" in captured.err
 
 
 def test_rebuilt_model_reproduces_the_recorded_error_and_splits_into_encode_decode(tmp_path):
@@ -66,17 +107,18 @@ def test_encoder_and_decoder_mirror_each_other():
 def test_layerwise_pretraining_trains_each_pair_then_fine_tunes(tmp_path):
     record = autoencoder.train(tiny(tmp_path), autoencoder.Options(layerwise=True, pair_epochs=2))
     history = record["history"]
-    assert [row["stage"] for row in history] == [1, 2, 0]  # the tiny data's 2 epochs are one evaluation round
-    steps = [row["step"] for row in history]
-    assert steps[0] > 0 and steps == [steps[0]] * 3  # two pairs of 2 epochs, then 2 epochs end to end
+    assert [row["stage"] for row in history] == [1, 2, 0]  # each stage is under 50 steps a round: one evaluation each
+    per_epoch = math.ceil(record["final"]["train_images"] / 64)
+    budget = autoencoder.PROFILES["tiny"]["steps"]
+    assert [row["step"] for row in history] == [2 * per_epoch, 2 * per_epoch, math.ceil(budget / per_epoch) * per_epoch]
     assert record["final"]["layerwise"] is True
 
 
 def test_layerwise_without_fine_tuning_keeps_the_pretrained_stack(tmp_path):
     record = autoencoder.train(tiny(tmp_path, epochs=0), autoencoder.Options(layerwise=True, pair_epochs=3))
     assert [row["stage"] for row in record["history"]] == [1, 2]  # one evaluation round per pair, no end-to-end stage
-    # Stacked pairs already reconstruct better than the untrained net's sigmoid output (≈0.25 − ...).
-    assert record["final"]["test_mse"] < 0.1
+    # The stacked pairs, never trained end to end, already reconstruct held-out digits better than the mean image.
+    assert record["final"]["test_mse"] < _mean_image_mse_on_test()
 
 
 def test_nothing_to_train_is_a_user_error(tmp_path):

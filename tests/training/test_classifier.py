@@ -10,10 +10,11 @@ import torch
 from PIL import Image
 
 from dnnzoo.errors import UserError
-from training import autoencoder, checkpoint, classifier
+from training import autoencoder, baselines, checkpoint, classifier
 from training import cli as train_cli
 from training.config import TrainConfig
 from training.data import images as image_data
+from training.data import validation
 from training.runs import read_metrics
 
 
@@ -30,9 +31,48 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     assert norm["scale"] == pytest.approx(1 / 255) and 0 < norm["mean"] < 1 and norm["std"] > 0
     metrics = read_metrics(run)
     assert metrics["final"]["test_acc"] == record["final"]["test_acc"]
-    assert metrics["final"]["test_images"] == 360 and len(metrics["history"]) == 1
+    assert metrics["final"]["test_images"] == 360 and metrics["final"]["val_images"] == 144 and len(metrics["history"]) == 1
     for png in ("curves.png", "predictions.png"):
         assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tiny_run_beats_every_constant_answer_on_the_test_split(tmp_path):
+    final = classifier.train(tiny(tmp_path), classifier.Options())["final"]
+    _, test = image_data.split(image_data.digits(), 0.2, 42)
+    best_constant = np.bincount(test.labels).max() / len(test.labels)  # the majority class, chosen knowing the test labels
+    assert final["test_acc"] > best_constant + 0.1, (final["test_acc"], best_constant)
+
+
+def test_monitoring_sees_validation_only_and_the_test_split_is_todays(tmp_path):
+    """The history holds validation figures only; validation is carved from the training split, stratified,
+    following --seed, and the test split is exactly images.split(all, 0.2, seed)."""
+    record = classifier.train(tiny(tmp_path, steps=60), classifier.Options())  # 4 steps an epoch: rounds of 13 epochs, then the last
+    assert len(record["history"]) > 1
+    assert all("val_loss" in row and "val_acc" in row and not any(k.startswith("test") for k in row) for row in record["history"])
+    train, test = image_data.split(image_data.digits(), 0.2, 42)
+    fit_part, val = validation.carve(train, classifier.VAL_FRACTION, 42)
+    assert (record["final"]["val_images"], record["final"]["train_images"]) == (len(val.labels), 10 * 20)  # then 20 labels per class
+    assert len(val.labels) == 144 and len(fit_part.labels) + len(val.labels) == len(train.labels) and len(test.labels) == 360
+    key = lambda s: {img.tobytes() for img in s.images}  # noqa: E731
+    assert key(val) <= key(train) and not key(val) & key(fit_part) and not key(val) & key(test)
+    assert np.abs(np.bincount(val.labels, minlength=10) / 144 - np.bincount(train.labels) / len(train.labels)).max() < 0.01
+    assert key(validation.carve(train, classifier.VAL_FRACTION, 7)[1]) != key(val)
+
+
+def test_a_run_that_cannot_beat_its_baselines_says_so_and_still_exits_0(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = train_cli.main(["classifier", "--profile", "tiny", "--no-progress", "--steps", "1", "--lr", "1e-7", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0 and "classifier: test_acc=" in captured.out
+    final = read_metrics(out)["final"]
+    records = {r["baseline"]: r for r in final["baselines"]}
+    train, _ = image_data.split(image_data.digits(), 0.2, 42)
+    _, val = validation.carve(train, classifier.VAL_FRACTION, 42)
+    shares = np.bincount(val.labels) / len(val.labels)  # a constant answer scores one class's share of validation
+    assert min(abs(records["majority_class"]["value"] - shares)) < 1e-9
+    linear = records["linear_pixels"]
+    assert linear["beats"] is False and linear["model"] == final["val_acc"] and linear["value"] > 0.9
+    assert "WARNING: classifier: val_acc" in captured.err and "does NOT beat the linear_pixels baseline" in captured.err
 
 
 def test_rebuilt_model_reproduces_the_recorded_accuracy(tmp_path):
@@ -69,6 +109,15 @@ def test_residual_unit_projects_the_shortcut_only_when_the_shape_changes():
     conv, norm = down.shortcut
     assert conv.kernel_size == (1, 1) and conv.stride == (2, 2) and isinstance(norm, torch.nn.BatchNorm2d)
     assert down(torch.rand(2, 8, 14, 14)).shape == (2, 16, 7, 7)
+
+
+def test_a_stride_2_stem_halves_every_stage_and_keeps_the_logits():
+    images = torch.rand(2, 1, 28, 28)
+    for stride, size in ((1, 28), (2, 14)):
+        model = classifier.build_model(widths=(8, 16), stem_stride=stride).eval()
+        assert model.stem(model.normalise(images)).shape == (2, 8, size, size)
+        assert model.stages(model.stem(model.normalise(images))).shape == (2, 16, size // 2, size // 2)
+        assert model(images).shape == (2, 10)
 
 
 def test_augmentation_moves_pixels_but_keeps_shape_and_range():
@@ -173,7 +222,7 @@ def test_transfer_from_a_classifier_replaces_the_head_and_keeps_frozen_layers(tm
     high = checkpoint.load(tmp_path / "high")["state_dict"]
     frozen = [k for k in low if k.startswith(("stem.", "stages.0."))]
     assert frozen and all(torch.equal(high[k], low[k]) for k in frozen)  # running BN statistics included
-    assert high["head.1.weight"].shape == (3, 8) and low["head.1.weight"].shape == (5, 8)
+    assert high["head.1.weight"].shape == (3, 16) and low["head.1.weight"].shape == (5, 16)
     trained = [k for k in low if k.startswith("stages.1.") and k.endswith("weight")]
     assert any(not torch.equal(high[k], low[k]) for k in trained)
     assert record["final"]["transferred"] > 0
@@ -186,6 +235,7 @@ def test_arch_conflicting_with_the_source_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_profile_reaches_the_accuracy_bar(quick_build):
+def test_quick_profile_reaches_the_accuracy_bar_and_beats_its_baselines(quick_build):
     final = read_metrics(quick_build.run("classifier"))["final"]
     assert final["test_acc"] >= 0.98, final
+    assert {r["baseline"] for r in final["baselines"]} == {"majority_class", "linear_pixels"} and not baselines.lost(final), final["baselines"]
