@@ -9,7 +9,12 @@ error below the book's best. Inference reads only the last step.
 The module is export-ready: `forward(series [N, T, 1]) -> (next [N, 1], next10 [N, 10])` for whole
 windows, and `step(x [N, 1], h, c) -> (next, next10, h, c)` for streaming, one value at a time, with
 the recurrent state as explicit tensors [N, layers, hidden] (batch first, so a server can batch
-them). Normalisation (mean/std of the training values) lives in buffers inside the module.
+them). Normalisation (mean/std of the training values) lives in buffers inside the module. With
+`residual` the head forecasts the change from the last value (the default for a user's CSV, whose
+level wanders; the book's stationary waves are forecast better as levels).
+
+Each run compares itself on validation with the last value and an AR(p) (training.series_baselines)
+and says so when it loses (training.baselines).
 """
 
 from __future__ import annotations
