@@ -60,7 +60,7 @@ class Options:
 PROFILES = {
     "tiny": {"steps": 14, "batch_size": 64, "lr": 1e-2, "optimizer": "adam", "schedule": "1cycle", "threads": 1,
              "cell": "lstm", "hidden_size": 8, "num_layers": 1, "window": 20, "series": 300, "seq2seq": True, "clip_norm": 1.0},
-    "quick": {"steps": 770, "early_stopping": 5, "batch_size": 128, "lr": 1e-2, "optimizer": "adam", "schedule": "1cycle", "threads": 1,
+    "quick": {"steps": 770, "early_stopping": 5, "batch_size": 128, "lr": 2e-2, "optimizer": "adam", "schedule": "1cycle", "threads": 1,
               "cell": "lstm", "hidden_size": 32, "num_layers": 2, "window": 50, "series": 10_000, "seq2seq": True, "clip_norm": 1.0},
     "full": {"steps": 13_140, "batch_size": 64, "lr": 5e-3, "optimizer": "adam", "schedule": "1cycle",
              "cell": "lstm", "hidden_size": 128, "num_layers": 2, "window": 50, "series": 10_000, "seq2seq": True, "clip_norm": 1.0},
