@@ -264,13 +264,14 @@ def train(config: TrainConfig, options: Options) -> dict:
 
     valid = evaluate(model, data.next_valid, data.ahead_valid, window, device)
     test = evaluate(model, data.next_test, data.ahead_test, window, device)
-    ar = series_baselines.fit_ar(data.train_runs, window)
+    ar, period = series_baselines.fit_ar(data.train_runs, window), series_baselines.season(data.train_runs, window)
     records = [baselines.compare(name, f"val_{metric}", valid[metric], value)
-               for name, figures in series_baselines.scores(data, horizon, ar).items() for metric, value in figures.items()]
+               for name, figures in series_baselines.scores(data, horizon, ar, period).items() for metric, value in figures.items()]
     final = {
         "val_mse_next": valid["mse_next"], "val_mse_10": valid["mse_10"],
         "test_mse_next": test["mse_next"], "test_mse_10": test["mse_10"],
         "ar_order": ar.order,
+        "season": period,
         "train_seconds": round(train_seconds, 2),
         "parameters": sum(p.numel() for p in model.parameters()),
         baselines.BASELINES: baselines.speak("sequence", records),

@@ -74,6 +74,15 @@ def test_ar_baseline_recovers_a_known_process_and_iterates_its_forecasts():
     np.testing.assert_array_equal(series_baselines.last_value(np.array([[1.0, 2.0]]), 3), [[2.0, 2.0, 2.0]])
 
 
+def test_seasonal_naive_comes_in_only_where_a_period_is_evident():
+    rng = np.random.default_rng(0)
+    monthly = 5 + np.sin(2 * np.pi * np.arange(400) / 12) + 0.1 * rng.normal(size=400)
+    assert series_baselines.season((monthly[None, :],), max_period=20) == 12
+    assert series_baselines.season((rng.normal(size=(1, 400)),), max_period=20) is None
+    assert series_baselines.season(series_data.book_series(1000).train_runs, max_period=50) is None  # random frequencies
+    np.testing.assert_array_equal(series_baselines.seasonal_naive(np.array([[1.0, 2.0, 3.0, 4.0, 5.0]]), 2, 3), [[4.0, 5.0, 4.0]])
+
+
 def test_seq2seq_targets_are_the_following_values_masked_at_the_end():
     series = np.arange(8, dtype=np.float32)[None, :, None]  # one series 0..7
     x, y, m = sequence.targets(series, window=5, horizon=3, seq2seq=True)
