@@ -13,8 +13,9 @@ them). Normalisation (mean/std of the training values) lives in buffers inside t
 `residual` the head forecasts the change from the last value (the default for a user's CSV, whose
 level wanders; the book's stationary waves are forecast better as levels).
 
-Each run compares itself on validation with the last value and an AR(p) (training.series_baselines)
-and says so when it loses (training.baselines).
+Each run compares itself on validation with the last value, an AR(p) and, where the training values
+have an evident period, the seasonal naive forecast (training.series_baselines), and says so when it
+loses (training.baselines).
 """
 
 from __future__ import annotations
