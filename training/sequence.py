@@ -9,12 +9,19 @@ error below the book's best. Inference reads only the last step.
 The module is export-ready: `forward(series [N, T, 1]) -> (next [N, 1], next10 [N, 10])` for whole
 windows, and `step(x [N, 1], h, c) -> (next, next10, h, c)` for streaming, one value at a time, with
 the recurrent state as explicit tensors [N, layers, hidden] (batch first, so a server can batch
-them). Normalisation (mean/std of the training values) lives in buffers inside the module.
+them). Normalisation (mean/std of the training values) lives in buffers inside the module. With
+`residual` the head forecasts the change from the last value (the default for a user's CSV, whose
+level wanders; the book's stationary waves are forecast better as levels).
+
+Each run compares itself on validation with the last value, an AR(p) and, where the training values
+have an evident period, the seasonal naive forecast (training.series_baselines), and says so when it
+loses (training.baselines).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -25,8 +32,10 @@ import torch
 from torch import nn
 
 from dnnzoo.errors import UserError
+from training import baselines
 from training import device as devices
 from training import plots
+from training import series_baselines
 from training.config import TrainConfig, apply_profile
 from training.data import series as series_data
 from training.fit import fit
@@ -46,14 +55,15 @@ class Options:
     series: int | None = None
     column: str | None = None
     seq2seq: bool | None = None
+    residual: bool | None = None
 
 
 PROFILES = {
-    "tiny": {"epochs": 2, "batch_size": 64, "lr": 1e-2, "optimizer": "adam", "schedule": "1cycle", "threads": 1,
+    "tiny": {"steps": 14, "batch_size": 64, "lr": 1e-2, "optimizer": "adam", "schedule": "1cycle", "threads": 1,
              "cell": "lstm", "hidden_size": 8, "num_layers": 1, "window": 20, "series": 300, "seq2seq": True, "clip_norm": 1.0},
-    "quick": {"epochs": 7, "batch_size": 128, "lr": 1e-2, "optimizer": "adam", "schedule": "1cycle", "threads": 1,
+    "quick": {"steps": 770, "early_stopping": 5, "batch_size": 128, "lr": 2e-2, "optimizer": "adam", "schedule": "1cycle", "threads": 1,
               "cell": "lstm", "hidden_size": 32, "num_layers": 2, "window": 50, "series": 10_000, "seq2seq": True, "clip_norm": 1.0},
-    "full": {"epochs": 60, "batch_size": 64, "lr": 5e-3, "optimizer": "adam", "schedule": "1cycle",
+    "full": {"steps": 13_140, "batch_size": 64, "lr": 5e-3, "optimizer": "adam", "schedule": "1cycle",
              "cell": "lstm", "hidden_size": 128, "num_layers": 2, "window": 50, "series": 10_000, "seq2seq": True, "clip_norm": 1.0},
 }
 
@@ -67,30 +77,38 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--column", help="the CSV column to forecast (with --data FILE.csv)")
     group.add_argument("--seq2seq", action=argparse.BooleanOptionalAction, default=None,
                        help="train on the next 10 values at every time step (default) or only at the last one")
+    group.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
+                       help="forecast the change from the last value instead of the value itself "
+                            "(default: on with --data, where a level that wanders is better forecast as a change; off for the book's waves)")
 
 
 class SequencePredictor(nn.Module):
     """A recurrent stack and a linear head; see the module docstring for the two entry points."""
 
     def __init__(self, cell: str = "lstm", hidden_size: int = 32, num_layers: int = 2, horizon: int = series_data.HORIZON,
-                 dropout: float = 0.0, mean: float = 0.0, std: float = 1.0):
+                 dropout: float = 0.0, mean: float = 0.0, std: float = 1.0, residual: bool = False):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
         self.cell, self.hidden_size, self.num_layers, self.horizon = cell, hidden_size, num_layers, horizon
+        self.residual = residual
         self.rnn = CELLS[cell](1, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
         self.head = nn.Linear(hidden_size, horizon)
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
 
+    def _values(self, head: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """Head outputs (normalised units) -> values: a change from `last` (residual) or a level."""
+        return head * self.std + (last if self.residual else self.mean)
+
     def forecasts(self, series: torch.Tensor) -> torch.Tensor:
         """[N, T, 1] -> the next `horizon` values after every step, [N, T, horizon] (the training target)."""
         hidden, _ = self.rnn((series - self.mean) / self.std)
-        return self.head(hidden) * self.std + self.mean
+        return self._values(self.head(hidden), series)
 
     def forward(self, series: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden, _ = self.rnn((series - self.mean) / self.std)
-        ahead = self.head(hidden[:, -1]) * self.std + self.mean
+        ahead = self._values(self.head(hidden[:, -1]), series[:, -1])
         return ahead[:, :1], ahead
 
     def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +130,7 @@ class SequencePredictor(nn.Module):
             c = c1.transpose(0, 1)
         else:
             out, h1 = self.rnn(z, h0)
-        ahead = self.head(out[:, -1]) * self.std + self.mean
+        ahead = self._values(self.head(out[:, -1]), x)
         return ahead[:, :1], ahead, h1.transpose(0, 1), c
 
 
@@ -176,20 +194,10 @@ def evaluate(model: SequencePredictor, next_split: series_data.Split, ahead_spli
     return {"mse_next": mse_next, "mse_10": mse_ahead}
 
 
-def naive(next_split: series_data.Split, ahead_split: series_data.Split, window: int) -> dict[str, float]:
-    """The baseline to beat: repeat the last seen value."""
-    last_next = next_split.series[:, window - 1, 0]
-    last_ahead = ahead_split.series[:, window - 1 : window, 0]
-    return {
-        "naive_mse_next": float(np.mean((next_split.series[:, window, 0] - last_next) ** 2)),
-        "naive_mse_10": float(np.mean((ahead_split.series[:, window:, 0] - last_ahead) ** 2)),
-    }
-
-
 def load_data(config: TrainConfig, options: Options) -> series_data.SeriesData:
     if config.data is not None:
         return series_data.csv_series(Path(config.data), options.column, options.window)
-    return series_data.book_series(options.series, options.window, seed=42)
+    return series_data.book_series(options.series, options.window, seed=config.seed)
 
 
 def forecast_plot(model: SequencePredictor, split: series_data.Split, window: int, path: Path, device: torch.device, count: int = 4) -> Path:
@@ -218,6 +226,8 @@ def train(config: TrainConfig, options: Options) -> dict:
     config, options = apply_profile(config, options, PROFILES[config.profile])
     if config.dropout and options.num_layers < 2:
         raise UserError(f"--dropout acts between recurrent layers: it needs --num-layers 2 or more (this run has {options.num_layers})")
+    if options.residual is None:  # measured: README, "Sunspots"
+        options = dataclasses.replace(options, residual=config.data is not None)
     generator = devices.seed_everything(config.seed)
     devices.set_threads(config.threads)
     device = devices.pick(config.device)
@@ -233,7 +243,7 @@ def train(config: TrainConfig, options: Options) -> dict:
     mean, std = float(values.mean()), float(values.std()) or 1.0
 
     model_args = {"cell": options.cell, "hidden_size": options.hidden_size, "num_layers": options.num_layers,
-                  "horizon": horizon, "dropout": config.dropout or 0.0, "mean": mean, "std": std}
+                  "horizon": horizon, "dropout": config.dropout or 0.0, "mean": mean, "std": std, "residual": options.residual}
     model = build_model(**model_args)
     initialize(model.head, None, config.init, config.init_distribution)
     if config.init_from:
@@ -255,12 +265,17 @@ def train(config: TrainConfig, options: Options) -> dict:
 
     valid = evaluate(model, data.next_valid, data.ahead_valid, window, device)
     test = evaluate(model, data.next_test, data.ahead_test, window, device)
+    ar, period = series_baselines.fit_ar(data.train_runs, window), series_baselines.season(data.train_runs, window)
+    records = [baselines.compare(name, f"val_{metric}", valid[metric], value)
+               for name, figures in series_baselines.scores(data, horizon, ar, period).items() for metric, value in figures.items()]
     final = {
         "val_mse_next": valid["mse_next"], "val_mse_10": valid["mse_10"],
         "test_mse_next": test["mse_next"], "test_mse_10": test["mse_10"],
-        **{f"val_{k}": v for k, v in naive(data.next_valid, data.ahead_valid, window).items()},
+        "ar_order": ar.order,
+        "season": period,
         "train_seconds": round(train_seconds, 2),
         "parameters": sum(p.numel() for p in model.parameters()),
+        baselines.BASELINES: baselines.speak("sequence", records),
     }
     extra = {"window": window, "horizon": horizon, "cell": options.cell, "normalization": {"mean": mean, "std": std},
              "state_shape": [options.num_layers, options.hidden_size], "has_cell_state": options.cell == "lstm",

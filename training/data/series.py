@@ -2,8 +2,11 @@
 
 The default data is chapter 15's, built exactly as the book does, so that its published figures
 (naive last-value MSE 0.0202 for the next value, 0.257 for the next 10) hold on the same rows and
-can be compared with ours. A user's CSV column is cut into overlapping windows and split in time
-order (train, then validation, then test) so that no validation window precedes a training one.
+can be compared with ours; `--seed` draws another set of series from the same recipe. A user's CSV
+column is split in time order (train, then validation, then test) and cut into overlapping windows:
+a training window lies inside the training stretch, a validation or test window takes its targets
+from its own stretch and its inputs from the values just before them (the known past), so no value
+the model is scored on was ever a training input or target.
 """
 
 from __future__ import annotations
@@ -62,18 +65,23 @@ class SeriesData:
     ahead_test: Split
     window: int
     source: str
+    train_runs: tuple[np.ndarray, ...]  # the training values as contiguous runs, each [N, L] (for fitting baselines)
 
     def train_values(self) -> np.ndarray:
-        return np.concatenate([self.next_train.series.ravel(), self.ahead_train.series.ravel()])
+        return np.concatenate([run.ravel() for run in self.train_runs])
 
 
 def book_series(n: int = N_SERIES, window: int = WINDOW, seed: int = 42) -> SeriesData:
-    """The book's two datasets with its 70/20/10 row split (scaled to `n` rows for small runs)."""
+    """The book's two datasets with its 70/20/10 row split (scaled to `n` rows for small runs).
+
+    Seed 42 gives the book's rows; any other seed draws new series (and so a new split) the same way.
+    """
     train_end, valid_end = round(n * TRAIN_ROWS / N_SERIES), round(n * VALID_ROWS / N_SERIES)
     one = generate_time_series(n, window + 1, seed)
     ten = generate_time_series(n, window + HORIZON, seed)
     parts = lambda s: (Split(s[:train_end]), Split(s[train_end:valid_end]), Split(s[valid_end:]))  # noqa: E731
-    return SeriesData(*parts(one), *parts(ten), window=window, source="generated (Géron, chapter 15)")
+    return SeriesData(*parts(one), *parts(ten), window=window, source=f"generated (Géron, chapter 15), seed {seed}",
+                      train_runs=(one[:train_end, :, 0], ten[:train_end, :, 0]))
 
 
 def read_column(path: Path, column: str) -> np.ndarray:
@@ -118,21 +126,27 @@ def windows(values: np.ndarray, length: int) -> np.ndarray:
 def csv_series(path: Path, column: str | None, window: int = WINDOW) -> SeriesData:
     """Windows cut from one CSV column, split 70/20/10 in time order.
 
-    Each split gets its own stretch of the column, so no target value of a validation or test
-    window is an input of a training window.
+    Training windows lie inside the first 70 %; a validation (test) window's targets lie in the next
+    20 % (the last 10 %) and its inputs are the `window` values before them, which may be earlier
+    stretches' values: the past is known when forecasting, the targets never were training data.
     """
     if not column:
         raise UserError(f"--data {path}: name the CSV column to forecast with --column NAME")
     values = read_column(path, column)
     length = window + HORIZON
-    minimum = 10 * length  # enough for at least a handful of windows in every split
+    minimum = max(3 * length, 10 * HORIZON)  # training windows enough to learn from; HORIZON targets in the test stretch
     if len(values) < minimum:
         raise UserError(
             f"{path}: column {column!r} has {len(values)} values; at least {minimum} are needed "
             f"for windows of {window} inputs + {HORIZON} targets in train/validation/test splits (try a smaller --window)"
         )
     train_end, valid_end = int(len(values) * 0.7), int(len(values) * 0.9)
-    stretches = values[:train_end], values[train_end:valid_end], values[valid_end:]
-    ahead = [windows(s, length) for s in stretches]
-    nxt = [windows(s, window + 1) for s in stretches]
-    return SeriesData(*(Split(w) for w in nxt), *(Split(w) for w in ahead), window=window, source=f"{path}:{column}")
+    stretches = ((0, train_end), (train_end, valid_end), (valid_end, len(values)))
+
+    def cut(start: int, end: int, size: int) -> Split:
+        """Windows of `size` values whose targets (all but the first `window`) lie in [start, end)."""
+        return Split(windows(values[max(0, start - window) : end], size))
+
+    nxt = [cut(a, b, window + 1) for a, b in stretches]
+    ahead = [cut(a, b, length) for a, b in stretches]
+    return SeriesData(*nxt, *ahead, window=window, source=f"{path}:{column}", train_runs=(values[None, :train_end],))
