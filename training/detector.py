@@ -80,11 +80,13 @@ _COMMON = dict(
 PROFILES = {
     "tiny": {**_COMMON, "steps": 8, "batch_size": 32, "lr": 2e-3, "schedule": "constant", "width": 8,
              "train_scenes": 128, "val_scenes": 32, "test_scenes": 64},
-    "quick": {**_COMMON, "steps": 768, "batch_size": 64, "lr": 3e-3, "schedule": "1cycle", "width": 16,
+    "quick": {**_COMMON, "steps": 1536, "batch_size": 64, "lr": 3e-3, "schedule": "1cycle", "width": 16,
               "train_scenes": 3072, "val_scenes": 256, "test_scenes": 1000},
     "full": {**_COMMON, "steps": 7680, "batch_size": 128, "lr": 3e-3, "schedule": "1cycle", "width": 32,
              "train_scenes": 16384, "val_scenes": 1000, "test_scenes": 4000},
 }  # fmt: skip
+# quick's 1536 steps (32 epochs of 3072 fresh scenes): at 768 the served test's mAP@0.5 on held-out digits
+# cleared 0.90 by only 0.034 at seed 42, and 5,000 real MNIST digits reached 0.895 (0.947 at 1536).
 
 
 def add_arguments(group) -> None:
