@@ -534,7 +534,7 @@ def train(config: TrainConfig, options: Options) -> dict:
         "steps": history[-1]["step"] if history else 0,
         "val_map50": val_map50,
         baselines.BASELINES: baselines.speak("detector", [
-            baselines.compare("untrained model", "val_map50", val_map50, untrained_val_map50, higher_is_better=True)]),
+            baselines.compare("untrained_model", "val_map50", val_map50, untrained_val_map50, higher_is_better=True)]),
     }  # fmt: skip
     extra = {
         "task": "detection",

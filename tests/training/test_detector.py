@@ -312,7 +312,7 @@ def test_a_short_run_beats_an_untrained_model_on_held_out_digits(tmp_path):
     assert set(metrics["final"]["ap50"]) == {str(d) for d in range(10)}
     assert record["final"]["map50"] == metrics["final"]["map50"]
     (baseline,) = metrics["final"]["baselines"]
-    assert baseline["baseline"] == "untrained model" and baseline["metric"] == "val_map50"
+    assert baseline["baseline"] == "untrained_model" and baseline["metric"] == "val_map50"
     assert baseline["model"] == metrics["final"]["val_map50"] and baseline["beats"] == (baseline["model"] > baseline["value"])
 
     ckpt = checkpoint.load(out, family="detector")
