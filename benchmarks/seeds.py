@@ -104,12 +104,14 @@ ANALOGIES = (("list", "lists", "tuple", "tuples"), ("integer", "integers", "stri
 
 def word2vec_analogies(_final: dict, run: Path) -> float:
     """Fraction of the serving test's two analogies whose top answer is the expected word (3CosAdd)."""
-    from training import checkpoint, word2vec_eval
+    from training import checkpoint, word2vec, word2vec_eval
     from training.data.text import Analogy
 
     ckpt = checkpoint.load(run, family="word2vec")
+    model = word2vec.build_model(**ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
     words = ckpt["extra"]["vocab"]
-    unit = word2vec_eval.unit_rows(ckpt["state_dict"]["input.weight"].numpy())
+    unit = word2vec_eval.unit_rows(model.vectors.detach().numpy())  # what export serves
     index = {w: i for i, w in enumerate(words)}
     questions = [Analogy("serving test", q) for q in ANALOGIES]
     scored = word2vec_eval.analogy_accuracy(index, unit, questions)
