@@ -17,7 +17,9 @@ Mikolov et al.'s skip-gram (2013) as word2vec.c trains it, in big batches:
     here). The update touches only the batch's rows and is written by hand (`sgd_step`, checked
     against autograd in the tests): about twice as fast as autograd's sparse gradients on this CPU.
     `--optimizer adam` runs SparseAdam through autograd instead.
-The served model is the input embedding table: `forward(ids) -> vectors`.
+The served model is the input embedding table (`--vectors sum`: input + output): `forward(ids) -> vectors`.
+Runs train for a budget of optimiser steps and compare their vectors with the untrained ones (a
+baseline that warns) and with count-based PPMI-SVD (a reference): training/word2vec_baselines.py.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sparse
 from sklearn.utils.extmath import randomized_svd
+from threadpoolctl import threadpool_limits
 
 CONTEXT_SMOOTHING = 0.75  # Levy et al.'s cds, word2vec's noise exponent
 EIGENVALUE_WEIGHT = 0.5  # rows U·Σ^p, p = 0.5 (Levy et al. recommend 0 or 0.5 over the plain U·Σ)
@@ -53,7 +54,8 @@ def ppmi_svd(paragraphs: list[np.ndarray], vocab_size: int, window: int, dim: in
     """[V, dim] count-based vectors: PPMI of the windowed co-occurrences, truncated SVD, U·Σ^0.5."""
     matrix = ppmi(cooccurrence(paragraphs, vocab_size, window))
     k = min(dim, vocab_size - 1)
-    u, s, _ = randomized_svd(matrix, k, random_state=seed)
+    with threadpool_limits(limits=1):  # a small product: 0.3 s on one BLAS thread, 3-10 s on two of a busy 2-core CPU
+        u, s, _ = randomized_svd(matrix, k, random_state=seed)
     vectors = np.zeros((vocab_size, dim), dtype=np.float32)
     vectors[:, :k] = u * s**EIGENVALUE_WEIGHT
     return vectors
