@@ -228,6 +228,18 @@ def test_ppmi_on_a_hand_case():
     assert smoothed[1, 0] == pytest.approx(math.log((2 / 8) / (6 / 8 * p_context_0)))
 
 
+def test_randomised_svd_finds_the_top_singular_values_and_vectors():
+    import scipy.sparse as sparse
+
+    rng = np.random.default_rng(1)
+    left, _ = np.linalg.qr(rng.standard_normal((80, 60)))
+    right, _ = np.linalg.qr(rng.standard_normal((70, 60)))
+    matrix = sparse.csr_matrix(left @ np.diag(0.7 ** np.arange(60)) @ right.T)
+    u, s = wb.top_singular(matrix, 5, seed=0)
+    np.testing.assert_allclose(s, 0.7 ** np.arange(5), rtol=1e-6)
+    np.testing.assert_allclose(np.abs((u * left[:, :5]).sum(0)), 1, rtol=1e-6)  # the same vectors, up to sign
+
+
 def test_ppmi_svd_finds_words_that_share_contexts():
     # "cat"/"dog" (0, 1) and "red"/"blue" (2, 3) each appear between the same neighbours; 4..9 are those neighbours
     rng = np.random.default_rng(0)
@@ -283,8 +295,8 @@ def test_tiny_run_writes_the_run_folder_and_a_checkpoint_that_rebuilds(tmp_path)
 def test_same_seed_same_vectors(tmp_path):
     data = tmp_path / "corpus.txt"
     data.write_text(text.pydoc_text()[:20000])
-    first = w2v.train(_tiny(tmp_path / "a", data=data), w2v.Options(min_count=2))
-    second = w2v.train(_tiny(tmp_path / "b", data=data), w2v.Options(min_count=2))
+    first = w2v.train(_tiny(tmp_path / "a", data=data, steps=30), w2v.Options(min_count=2))
+    second = w2v.train(_tiny(tmp_path / "b", data=data, steps=30), w2v.Options(min_count=2))
     a = checkpoint.load(tmp_path / "a" / "run")["state_dict"]["input.weight"]
     b = checkpoint.load(tmp_path / "b" / "run")["state_dict"]["input.weight"]
     assert torch.equal(a, b) and first["history"][0]["loss"] == second["history"][0]["loss"]
@@ -293,7 +305,7 @@ def test_same_seed_same_vectors(tmp_path):
 def test_adam_variant_trains_too(tmp_path):
     data = tmp_path / "corpus.txt"
     data.write_text(text.pydoc_text()[:20000])
-    record = w2v.train(_tiny(tmp_path, data=data, optimizer="adam", lr=0.01, steps=150), w2v.Options(min_count=2))
+    record = w2v.train(_tiny(tmp_path, data=data, optimizer="adam", lr=0.01, steps=60), w2v.Options(min_count=2))
     assert record["history"][-1]["loss"] < record["history"][0]["loss"]
 
 
@@ -312,7 +324,7 @@ def test_a_short_text_trains_the_step_budget_in_rounds(tmp_path):
 def test_vectors_sum_serves_input_plus_output_vectors(tmp_path):
     data = tmp_path / "corpus.txt"
     data.write_text(text.pydoc_text()[:5000])
-    final = w2v.train(_tiny(tmp_path, data=data), w2v.Options(min_count=2, vectors="sum"))["final"]
+    final = w2v.train(_tiny(tmp_path, data=data, steps=20), w2v.Options(min_count=2, vectors="sum"))["final"]
     ckpt = checkpoint.load(tmp_path / "run", family="word2vec")
     model = w2v.build_model(**ckpt["model_args"])
     model.load_state_dict(ckpt["state_dict"])
