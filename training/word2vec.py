@@ -17,12 +17,15 @@ Mikolov et al.'s skip-gram (2013) as word2vec.c trains it, in big batches:
     here). The update touches only the batch's rows and is written by hand (`sgd_step`, checked
     against autograd in the tests): about twice as fast as autograd's sparse gradients on this CPU.
     `--optimizer adam` runs SparseAdam through autograd instead.
-The served model is the input embedding table: `forward(ids) -> vectors`.
+The served model is the input embedding table (`--vectors sum`: input + output): `forward(ids) -> vectors`.
+Runs train for a budget of optimiser steps and compare their vectors with the untrained ones (a
+baseline that warns) and with count-based PPMI-SVD (a reference): training/word2vec_baselines.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +37,8 @@ from torch import nn
 from tqdm import tqdm
 
 from dnnzoo.errors import UserError
-from training import optim, plots, word2vec_eval
+from training import baselines, optim, plots, word2vec_baselines, word2vec_eval
+from training.budget import plan
 from training.config import TrainConfig, apply_profile
 from training.data import text
 from training.device import pick, seed_everything, set_threads
@@ -54,13 +58,18 @@ class Options:
     lowercase: bool | None = None
     analogies: Path | None = None
     similarities: Path | None = None
+    vectors: str | None = None
 
 
-_COMMON = {"window": 2, "negatives": 5, "min_count": 5, "sample": 1e-3, "lowercase": True, "optimizer": "sgd", "lr": 0.025}
+VECTORS = ("input", "sum")  # what a word's vector is: word2vec.c's input vector, or input + output
+_COMMON = {"window": 2, "negatives": 5, "min_count": 5, "sample": 1e-3, "lowercase": True, "optimizer": "sgd", "lr": 0.025, "vectors": "input"}
+# Budgets in optimiser steps (training.budget), so a small user text trains as long as the embedded one.
+# An epoch of the embedded text is ~118 steps of 1024 pairs (~30 of 4096): 100, 2300 and 3000 steps
+# are the 1, 20 and 100 epochs these profiles trained before budgets.
 PROFILES = {
-    "tiny": {**_COMMON, "dim": 16, "epochs": 1, "batch_size": 1024},
-    "quick": {**_COMMON, "dim": 100, "epochs": 20, "batch_size": 1024},
-    "full": {**_COMMON, "dim": 200, "epochs": 100, "batch_size": 4096},
+    "tiny": {**_COMMON, "dim": 16, "steps": 100, "batch_size": 1024},
+    "quick": {**_COMMON, "dim": 100, "steps": 2300, "batch_size": 1024},
+    "full": {**_COMMON, "dim": 200, "steps": 3000, "batch_size": 4096},
 }
 
 
@@ -75,26 +84,42 @@ def add_arguments(group) -> None:
     )
     group.add_argument("--analogies", type=Path, metavar="FILE", help="questions-words.txt-style analogies to evaluate")
     group.add_argument("--similarities", type=Path, metavar="FILE", help="WordSim-353-style TSV to evaluate (Spearman)")
+    group.add_argument(
+        "--vectors", choices=VECTORS,
+        help="a word's vector: input (word2vec.c's, the default) or sum, input + output (Levy et al. 2015: more related pairs among neighbours here, fewer analogies)",
+    )  # fmt: skip
 
 
 class SkipGram(nn.Module):
-    """Input ("word") and output ("context") vectors; inference returns the input vectors."""
+    """Input ("word") and output ("context") vectors; inference returns the input vectors, or their sum
+    with the output vectors (`vectors="sum"`: Levy, Goldberg & Dagan 2015's w + c; on the embedded text
+    it puts more related pairs among each other's neighbours but answers fewer analogies, see README)."""
 
-    def __init__(self, vocab_size: int, dim: int):
+    def __init__(self, vocab_size: int, dim: int, vectors: str = "input"):
         super().__init__()
+        if vectors not in VECTORS:
+            raise ValueError(f"vectors must be one of {VECTORS}, got {vectors!r}")
+        self.served = vectors
         self.input = nn.Embedding(vocab_size, dim)
         self.output = nn.Embedding(vocab_size, dim)
 
     @property
-    def vectors(self) -> nn.Parameter:
-        return self.input.weight
+    def vectors(self) -> torch.Tensor:
+        return self.input.weight if self.served == "input" else self.input.weight + self.output.weight
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.input(ids)
+        return self.input(ids) if self.served == "input" else self.input(ids) + self.output(ids)
 
 
-def build_model(vocab_size: int, dim: int) -> SkipGram:
-    return SkipGram(vocab_size, dim)
+def build_model(vocab_size: int, dim: int, vectors: str = "input") -> SkipGram:
+    return SkipGram(vocab_size, dim, vectors)  # "input" for checkpoints from before --vectors
+
+
+def initial_model(vocab_size: int, dim: int, seed: int, vectors: str = "input") -> SkipGram:
+    """The model as a run of `seed` starts: also the untrained baseline (its output vectors are zero)."""
+    model = build_model(vocab_size, dim, vectors)
+    initialize_word2vec(model, torch.Generator().manual_seed(seed))
+    return model
 
 
 def initialize_word2vec(model: SkipGram, generator: torch.Generator | None = None) -> None:
@@ -207,8 +232,8 @@ def _check(config: TrainConfig, options: Options) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if options.sample < 0:
         raise UserError("--sample must be 0 (off) or positive")
-    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
-        raise UserError("--epochs, --batch-size and --lr must be positive")
+    if config.batch_size < 1 or config.lr <= 0:
+        raise UserError("--batch-size and --lr must be positive")
     if config.init_from is not None or config.freeze:
         raise UserError("word2vec has no transferable layers: --init-from/--freeze do not apply")
     _lr_factor(config, 0.0, 0, 1)  # rejects schedules without a closed form before any work
@@ -216,31 +241,37 @@ def _check(config: TrainConfig, options: Options) -> None:
         raise UserError(f"word2vec trains with sparse updates: --optimizer must be one of {', '.join(OPTIMIZERS)}")
 
 
-def fit_embeddings(model, paragraphs, vocab, config, options, device, generator, rng, on_epoch=None) -> list[dict]:
-    """The training loop (not the shared `fit`: no validation set, sparse updates, per-step lr decay)."""
+def fit_embeddings(model, paragraphs, vocab, config, options, device, generator, rng, on_round=None) -> list[dict]:
+    """The training loop (not the shared `fit`: no validation set, sparse updates, per-step lr decay).
+
+    It trains for the config's step budget (training.budget: --steps, or the profile's), sized by the
+    first epoch's number of pairs, so a short text makes more passes; `on_round` scores the vectors
+    once per round (an epoch, or whole epochs of at least 50 steps) and adds to that round's history row.
+    """
     keep = keep_probabilities(vocab.counts, options.sample)
     noise_cdf = torch.as_tensor(np.cumsum(noise_distribution(vocab.counts)), dtype=torch.float32, device=device)
     noise_cdf[-1] = 1.0
     optimizer = torch.optim.SparseAdam(list(model.parameters()), lr=config.lr) if config.optimizer == "adam" else None
     words_per_epoch = int(sum(len(p) for p in paragraphs))
-    # a centre word's reach averages (window + 1)/2 each side: this only sizes step-based schedules
-    expected_pairs = (options.window + 1) * float(keep[np.concatenate(paragraphs)].sum())
-    total_steps = max(1, int(np.ceil(expected_pairs / config.batch_size)) * config.epochs)
     B, K = config.batch_size, options.negatives
+    centres, contexts = skipgram_pairs(paragraphs, keep, options.window, rng)  # epoch 1's pairs size the budget
+    budget = plan(config, int(np.ceil(len(centres) / B)))
+    total_steps = budget.steps  # sizes step-based schedules; later epochs' pair counts vary a little
     history, step = [], 0
-    for epoch in range(1, config.epochs + 1):
-        started = time.perf_counter()
-        centres, contexts = skipgram_pairs(paragraphs, keep, options.window, rng)
+    round_loss, round_pairs, round_epochs, round_started = 0.0, 0, 0, time.perf_counter()
+    for epoch in range(1, budget.epochs + 1):
+        if epoch > 1:
+            centres, contexts = skipgram_pairs(paragraphs, keep, options.window, rng)
         order = rng.permutation(len(centres))
         centres = torch.from_numpy(centres[order]).to(device)
         contexts = torch.from_numpy(contexts[order]).to(device)
         total_loss = torch.zeros((), device=device)
         batches = range(0, len(centres), B)
-        for i, start in enumerate(tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", leave=False, disable=not config.progress)):
+        for i, start in enumerate(tqdm(batches, desc=f"epoch {epoch}/{budget.epochs}", leave=False, disable=not config.progress)):
             c, o = centres[start : start + B], contexts[start : start + B]
             noise = torch.searchsorted(noise_cdf, torch.rand(len(c), K, device=device, generator=generator))
             noise.clamp_(max=len(vocab) - 1)
-            progress = (epoch - 1 + i / len(batches)) / config.epochs
+            progress = (epoch - 1 + i / len(batches)) / budget.epochs
             lr = config.lr * _lr_factor(config, progress, min(step, total_steps), total_steps)
             if optimizer is None:
                 loss = sgd_step(model, c, o, noise, lr)
@@ -252,23 +283,31 @@ def fit_embeddings(model, paragraphs, vocab, config, options, device, generator,
         total_loss = float(total_loss)
         if not np.isfinite(total_loss):
             raise FloatingPointError(f"word2vec loss became {total_loss} in epoch {epoch}: lower --lr")
-        seconds = time.perf_counter() - started
+        round_loss, round_pairs, round_epochs = round_loss + total_loss, round_pairs + len(centres), round_epochs + 1
+        if not budget.evaluates_after(epoch):
+            continue
         row = {
             "epoch": epoch,
-            "loss": total_loss / max(len(centres), 1),
-            "lr": config.lr * _lr_factor(config, epoch / config.epochs, step, total_steps),
-            "pairs": int(len(centres)),
-            "words_per_second": words_per_epoch / seconds,
+            "step": step,
+            "loss": round_loss / max(round_pairs, 1),
+            "lr": config.lr * _lr_factor(config, epoch / budget.epochs, min(step, total_steps), total_steps),
+            "pairs": int(round_pairs / round_epochs),  # per epoch
+            "words_per_second": words_per_epoch * round_epochs / (time.perf_counter() - round_started),
         }
-        if on_epoch is not None:
-            row.update(on_epoch(model, vocab))
+        if on_round is not None:
+            row.update(on_round(model, vocab))
         history.append(row)
+        round_loss, round_pairs, round_epochs, round_started = 0.0, 0, 0, time.perf_counter()
     return history
 
 
 def evaluate(model: SkipGram, vocab: text.Vocabulary, analogies=None, similarities=None) -> dict:
+    return score_vectors(model.vectors.detach().cpu().numpy(), vocab, analogies, similarities)
+
+
+def score_vectors(vectors: np.ndarray, vocab: text.Vocabulary, analogies=None, similarities=None) -> dict:
     """The fixed pair scores, plus analogy accuracy and similarity rho when those files were given."""
-    unit = word2vec_eval.unit_rows(model.vectors.detach().cpu().numpy())
+    unit = word2vec_eval.unit_rows(vectors)
     result = word2vec_eval.pair_scores(vocab.index, unit, PAIRS)
     if analogies is not None:
         a = word2vec_eval.analogy_accuracy(vocab.index, unit, analogies)
@@ -277,6 +316,39 @@ def evaluate(model: SkipGram, vocab: text.Vocabulary, analogies=None, similariti
         s = word2vec_eval.similarity_spearman(vocab.index, unit, similarities)
         result.update(similarity_spearman=s["spearman"], similarity_coverage=s["coverage"])
     return result
+
+
+# score compared with the baselines -> the coverage that must be non-zero for it to say anything about this text
+COMPARED = {
+    "pairs_top10_mutual": "pairs_coverage",
+    "pairs_top20_either": "pairs_coverage",
+    "analogy_accuracy": "analogy_coverage",
+    "similarity_spearman": "similarity_coverage",
+}
+REFERENCES = "references"  # key in metrics.json's final of the comparisons with PPMI-SVD (reported, never a warning)
+
+
+def comparisons(name: str, final: dict, theirs: dict) -> list[dict]:
+    """`baselines.compare` records of every score in COMPARED that this text lets both sides have."""
+    return [
+        baselines.compare(name, metric, final[metric], theirs[metric], higher_is_better=True)
+        for metric, coverage in COMPARED.items()
+        if final.get(coverage, 0) > 0 and np.isfinite(final.get(metric, np.nan)) and np.isfinite(theirs[metric])
+    ]
+
+
+def compare_with_baselines(final: dict, vocab, paragraphs, config: TrainConfig, options: Options, analogies, similarities) -> dict:
+    """The untrained vectors (a loss is a WARNING) and count-based PPMI-SVD (a reference) on the same scores."""
+    untrained = initial_model(len(vocab), options.dim, config.seed, options.vectors).vectors.detach().numpy()
+    count_based = word2vec_baselines.ppmi_svd(paragraphs, len(vocab), options.window, options.dim, config.seed)
+    records = comparisons("untrained", final, score_vectors(untrained, vocab, analogies, similarities))
+    references = comparisons("ppmi_svd", final, score_vectors(count_based, vocab, analogies, similarities))
+    if not records:
+        tqdm.write("WARNING: word2vec: no score to judge the vectors by: none of the fixed pairs occur in this text; "
+                   "give --analogies or --similarities", file=sys.stderr)  # fmt: skip
+    for record in references:
+        tqdm.write(f"note: word2vec: {baselines.describe(record)} (count-based, for reference)", file=sys.stderr)
+    return {baselines.BASELINES: baselines.speak("word2vec", records), REFERENCES: references}
 
 
 def scatter_words(model: SkipGram, vocab: text.Vocabulary, path: Path, skip: int = 10, count: int = 100) -> Path:
@@ -298,7 +370,7 @@ def scatter_words(model: SkipGram, vocab: text.Vocabulary, path: Path, skip: int
     return Path(path)
 
 
-def train_vectors(sentences: list[list[str]], config: TrainConfig, options: Options, on_epoch=None):
+def train_vectors(sentences: list[list[str]], config: TrainConfig, options: Options, on_round=None):
     """Vocabulary, initialisation and the loop on token lists, for a resolved config: (model, vocab, history).
 
     `train` wraps it with a run folder; the gensim benchmark calls it directly on the very same tokens.
@@ -312,12 +384,10 @@ def train_vectors(sentences: list[list[str]], config: TrainConfig, options: Opti
     paragraphs = vocab.encode(sentences)
     if not any(len(p) > 1 for p in paragraphs):
         raise UserError("no paragraph has two known words in a row: nothing to learn from (give more text)")
-    model = build_model(len(vocab), options.dim)
-    initialize_word2vec(model, torch.Generator().manual_seed(config.seed))
-    model.to(device)
+    model = initial_model(len(vocab), options.dim, config.seed, options.vectors).to(device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    history = fit_embeddings(model, paragraphs, vocab, config, options, device, generator, rng, on_epoch)
+    history = fit_embeddings(model, paragraphs, vocab, config, options, device, generator, rng, on_round)
     return model.cpu(), vocab, history
 
 
@@ -329,9 +399,10 @@ def train(config: TrainConfig, options: Options) -> dict:
     similarities = text.read_similarities(options.similarities, options.lowercase) if options.similarities else None
 
     run = Run(config, options)
-    model, vocab, history = train_vectors(sentences, config, options, on_epoch=evaluate)
+    model, vocab, history = train_vectors(sentences, config, options, on_round=evaluate)
     final = evaluate(model, vocab, analogies, similarities)
     final.update(vocab_size=len(vocab), corpus_words=int(vocab.counts.sum()))
+    final.update(compare_with_baselines(final, vocab, vocab.encode(sentences), config, options, analogies, similarities))
     extra = {
         "vocab": vocab.words,
         "counts": vocab.counts.tolist(),
@@ -341,7 +412,7 @@ def train(config: TrainConfig, options: Options) -> dict:
         "window": options.window,
         "metrics": {k: v for k, v in final.items() if isinstance(v, (int, float))},
     }
-    run.save_checkpoint({"vocab_size": len(vocab), "dim": options.dim}, model.state_dict(), extra)
+    run.save_checkpoint({"vocab_size": len(vocab), "dim": options.dim, "vectors": options.vectors}, model.state_dict(), extra)
     plots.curves(history, run.file("curves.png"), keys=["loss", "pairs_top10_mutual", "pairs_top20_either"], title="word2vec")
     scatter_words(model, vocab, run.file("words_pca.png"))
     return run.save_metrics(history, final)

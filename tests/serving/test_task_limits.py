@@ -84,7 +84,7 @@ def test_words_over_the_cap_are_refused_before_lookup(capped, words):
 
     message = _refused(lambda: capped.most_similar("pydoc_word2vec", ["xyzzy", "plugh"], ["foo", "bar"]))
     assert "MostSimilar: 4 words (positive and negative) in one call" in message and "cap is 3 (--max-words)" in message
-    assert capped.most_similar("pydoc_word2vec", words[:2], words[2:3], top_k=2).neighbors
+    assert len(capped.most_similar("pydoc_word2vec", words[:2], words[2:3], top_k=2).neighbors) == 2
 
     pairs = [("xyzzy", "plugh")] * 3
     message = _refused(lambda: capped.similarity("pydoc_word2vec", pairs))

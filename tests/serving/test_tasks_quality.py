@@ -83,9 +83,29 @@ def test_served_detector_reaches_map50_of_0_90_on_held_out_digits(quick_client, 
     )
 
 
-@pytest.mark.parametrize("a, b, c, expected", [("list", "lists", "tuple", "tuples"), ("integer", "integers", "string", "strings")])
+ANALOGIES = [("list", "lists", "tuple", "tuples"), ("integer", "integers", "string", "strings")]
+
+
+@pytest.mark.parametrize("a, b, c, expected", ANALOGIES)
 def test_analogy_from_the_training_corpus(quick_client, a, b, c, expected):
     # a : b :: c : ?  — plurals as the pydoc text uses them ("a list of tuples", "integers and strings").
     reply = quick_client.most_similar("pydoc_word2vec", positive=[b, c], negative=[a], top_k=3)
     words = [n.word for n in reply.neighbors]
     assert words[0] == expected, words
+
+
+def test_analogies_beat_answering_with_a_neighbour_of_b_or_c(quick_client):
+    """The offset b − a + c must matter: answering with the nearest neighbour of b alone (or of c alone),
+    the question words excluded, gets fewer of the analogies right ("tuples" is next to "lists" anyway)."""
+
+    def nearest(word: str, excluded: set[str]) -> str:
+        neighbours = quick_client.most_similar("pydoc_word2vec", positive=[word], top_k=4).neighbors
+        return next(n.word for n in neighbours if n.word not in excluded)
+
+    def right(answer) -> int:
+        return sum(answer(a, b, c) == expected for a, b, c, expected in ANALOGIES)
+
+    offset = right(lambda a, b, c: quick_client.most_similar("pydoc_word2vec", positive=[b, c], negative=[a], top_k=1).neighbors[0].word)
+    of_b = right(lambda a, b, c: nearest(b, {a, c}))
+    of_c = right(lambda a, b, c: nearest(c, {a, b}))
+    assert offset > max(of_b, of_c), (offset, of_b, of_c)

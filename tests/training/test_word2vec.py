@@ -1,5 +1,6 @@
 """word2vec: tokenisation, the formulas (subsampling, noise, SGNS loss and its hand-written SGD step),
-evaluation files, tiny runs that rebuild from their checkpoint, bad input, and the quick-profile bar."""
+evaluation files, the count-based reference and the untrained baseline, the step budget, tiny runs that
+rebuild from their checkpoint, bad input, and the quick-profile bar."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from dnnzoo.errors import UserError
 from training import checkpoint
 from training import cli as train_cli
 from training import word2vec as w2v
+from training import word2vec_baselines as wb
 from training import word2vec_eval as ev
+from training.baselines import BASELINES
 from training.config import TrainConfig
 from training.data import text
 from training.runs import read_metrics
@@ -123,11 +126,16 @@ def test_hand_written_sgd_step_equals_autograd_sgd():
         assert torch.allclose(mine.detach(), theirs.detach() - lr * theirs.grad, atol=1e-6)
 
 
-def test_forward_returns_the_input_vectors():
-    model = w2v.build_model(5, 3)
+def test_forward_returns_the_input_vectors_or_their_sum_with_the_output_vectors():
     ids = torch.tensor([4, 0, 4])
-    assert torch.equal(model(ids), model.vectors[ids])
-    assert isinstance(model.vectors, torch.nn.Parameter)
+    model = w2v.build_model(5, 3)
+    with torch.no_grad():
+        model.output.weight.normal_()
+    assert torch.equal(model(ids), model.input.weight[ids]) and model.vectors is model.input.weight
+    summed = w2v.build_model(5, 3, vectors="sum")
+    summed.load_state_dict(model.state_dict())
+    assert torch.equal(summed(ids), model.input.weight[ids] + model.output.weight[ids])
+    assert torch.equal(summed.vectors[ids], summed(ids))
 
 
 # --- evaluation --------------------------------------------------------------------------------------
@@ -200,6 +208,48 @@ def test_spearman_handles_ties_like_scipy():
     assert math.isnan(ev.spearman([1, 1, 1], [1, 2, 3]))
 
 
+# --- the count-based reference --------------------------------------------------------------------
+
+
+def test_cooccurrence_weights_nearer_words_more_and_stops_at_paragraphs():
+    counts = wb.cooccurrence([np.array([0, 1, 2]), np.array([2, 3])], vocab_size=4, window=2).toarray()
+    expected = np.array([[0, 1, 0.5, 0], [1, 0, 1, 0], [0.5, 1, 0, 1], [0, 0, 1, 0]])  # distance 2 counts 1/2
+    np.testing.assert_allclose(counts, expected)
+
+
+def test_ppmi_on_a_hand_case():
+    import scipy.sparse as sparse
+
+    counts = sparse.csr_matrix(np.array([[0.0, 2.0], [2.0, 4.0]]))  # total 8, P(w) = P(c) = (1/4, 3/4)
+    plain = wb.ppmi(counts, smoothing=1.0).toarray()
+    np.testing.assert_allclose(plain, [[0, math.log(4 / 3)], [math.log(4 / 3), 0]])  # log(8/9) < 0 clipped
+    smoothed = wb.ppmi(counts, smoothing=0.75).toarray()
+    p_context_0 = 2**0.75 / (2**0.75 + 6**0.75)
+    assert smoothed[1, 0] == pytest.approx(math.log((2 / 8) / (6 / 8 * p_context_0)))
+
+
+def test_randomised_svd_finds_the_top_singular_values_and_vectors():
+    import scipy.sparse as sparse
+
+    rng = np.random.default_rng(1)
+    left, _ = np.linalg.qr(rng.standard_normal((80, 60)))
+    right, _ = np.linalg.qr(rng.standard_normal((70, 60)))
+    matrix = sparse.csr_matrix(left @ np.diag(0.7 ** np.arange(60)) @ right.T)
+    u, s = wb.top_singular(matrix, 5, seed=0)
+    np.testing.assert_allclose(s, 0.7 ** np.arange(5), rtol=1e-6)
+    np.testing.assert_allclose(np.abs((u * left[:, :5]).sum(0)), 1, rtol=1e-6)  # the same vectors, up to sign
+
+
+def test_ppmi_svd_finds_words_that_share_contexts():
+    # "cat"/"dog" (0, 1) and "red"/"blue" (2, 3) each appear between the same neighbours; 4..9 are those neighbours
+    rng = np.random.default_rng(0)
+    paragraphs = [np.array([4 + 2 * (w >= 2) + rng.integers(2), w, 8 + (w >= 2)]) for w in rng.integers(0, 4, 400)]
+    vectors = wb.ppmi_svd(paragraphs, vocab_size=10, window=1, dim=4, seed=0)
+    unit = ev.unit_rows(vectors)
+    assert vectors.shape == (10, 4)
+    assert ev.nearest(unit, [0, 2], 1).tolist() == [[1], [3]]
+
+
 # --- runs ---------------------------------------------------------------------------------------------
 
 
@@ -218,27 +268,35 @@ def test_tiny_run_writes_the_run_folder_and_a_checkpoint_that_rebuilds(tmp_path)
         assert (run / name).stat().st_size > 0, name
     final = read_metrics(run)["final"]
     assert final == record["final"]
-    assert final["analogy_coverage"] == pytest.approx(2 / 3) and 0 <= final["analogy_accuracy"] <= 1
-    assert final["similarity_coverage"] == 1.0 and -1 <= final["similarity_spearman"] <= 1
-    assert 0 <= final["pairs_top10_mutual"] <= final["pairs_top20_either"] <= 1
+    assert final["analogy_coverage"] == pytest.approx(2 / 3) and final["similarity_coverage"] == 1.0
 
     ckpt = checkpoint.load(run, family="word2vec")
     extra = ckpt["extra"]
     model = w2v.build_model(**ckpt["model_args"])
     model.load_state_dict(ckpt["state_dict"])
+    # the scores are the served vectors' and the baselines are what this test computes on its own
+    vocab = text.Vocabulary(extra["vocab"], np.array(extra["counts"]))
+    files = text.read_analogies(analogies), text.read_similarities(similarities)
+    assert w2v.score_vectors(model.vectors.detach().numpy(), vocab, *files) == {k: final[k] for k in ("pairs_top10_mutual", "pairs_top20_either", "pairs_coverage", "analogy_accuracy", "analogy_coverage", "analogy_sections", "similarity_spearman", "similarity_coverage")}
+    untrained = w2v.score_vectors(((torch.rand(len(vocab), 16, generator=torch.Generator().manual_seed(42)) - 0.5) / 16).numpy(), vocab, *files)
+    metrics = ["pairs_top10_mutual", "pairs_top20_either", "analogy_accuracy", "similarity_spearman"]
+    assert [(r["baseline"], r["metric"], r["model"], r["value"]) for r in final[BASELINES]] == [("untrained", m, final[m], untrained[m]) for m in metrics]
+    assert final["pairs_top20_either"] > untrained["pairs_top20_either"]  # 100 steps already beat chance here
+    assert [(r["baseline"], r["metric"]) for r in final[w2v.REFERENCES]] == [("ppmi_svd", m) for m in metrics]
     assert len(extra["vocab"]) == len(extra["counts"]) == ckpt["model_args"]["vocab_size"] == final["vocab_size"]
     assert extra["vocab"][0] == "the" and extra["lowercase"] is True and extra["token_pattern"] == text.TOKEN_PATTERN
     index = {w: i for i, w in enumerate(extra["vocab"])}
     ids = torch.tensor([index[w] for w in text.tokenize("True FALSE")])
     assert model(ids).shape == (2, 16)
-    assert torch.equal(model(ids), ckpt["state_dict"]["input.weight"][ids])
+    weights = ckpt["state_dict"]
+    assert ckpt["model_args"]["vectors"] == "input" and torch.equal(model(ids), weights["input.weight"][ids])
 
 
 def test_same_seed_same_vectors(tmp_path):
     data = tmp_path / "corpus.txt"
     data.write_text(text.pydoc_text()[:20000])
-    first = w2v.train(_tiny(tmp_path / "a", data=data), w2v.Options(min_count=2))
-    second = w2v.train(_tiny(tmp_path / "b", data=data), w2v.Options(min_count=2))
+    first = w2v.train(_tiny(tmp_path / "a", data=data, steps=30), w2v.Options(min_count=2))
+    second = w2v.train(_tiny(tmp_path / "b", data=data, steps=30), w2v.Options(min_count=2))
     a = checkpoint.load(tmp_path / "a" / "run")["state_dict"]["input.weight"]
     b = checkpoint.load(tmp_path / "b" / "run")["state_dict"]["input.weight"]
     assert torch.equal(a, b) and first["history"][0]["loss"] == second["history"][0]["loss"]
@@ -247,8 +305,51 @@ def test_same_seed_same_vectors(tmp_path):
 def test_adam_variant_trains_too(tmp_path):
     data = tmp_path / "corpus.txt"
     data.write_text(text.pydoc_text()[:20000])
-    record = w2v.train(_tiny(tmp_path, data=data, optimizer="adam", lr=0.01, epochs=2), w2v.Options(min_count=2))
-    assert record["history"][1]["loss"] < record["history"][0]["loss"]
+    record = w2v.train(_tiny(tmp_path, data=data, optimizer="adam", lr=0.01, steps=60), w2v.Options(min_count=2))
+    assert record["history"][-1]["loss"] < record["history"][0]["loss"]
+
+
+def test_a_short_text_trains_the_step_budget_in_rounds(tmp_path):
+    data = tmp_path / "corpus.txt"
+    data.write_text(text.pydoc_text()[:20000])  # a few steps an epoch: the tiny profile's 100 steps are many epochs
+    history = w2v.train(_tiny(tmp_path / "a", data=data), w2v.Options(min_count=2))["history"]
+    per_epoch = history[0]["step"] / history[0]["epoch"]
+    # the budget is planned from the first epoch's steps (a whole number); the others vary by a step or so
+    assert 100 <= history[-1]["step"] <= 150 and history[-1]["epoch"] >= 100 / per_epoch / 1.5
+    assert all(b["step"] - a["step"] >= 50 for a, b in zip(history, history[1:-1]))  # one row per round of >= 50 steps
+    given = w2v.train(_tiny(tmp_path / "b", data=data, epochs=3), w2v.Options(min_count=2))["history"]
+    assert given[-1]["epoch"] == 3  # --epochs wins over the budget
+
+
+def test_vectors_sum_serves_input_plus_output_vectors(tmp_path):
+    data = tmp_path / "corpus.txt"
+    data.write_text(text.pydoc_text()[:5000])
+    final = w2v.train(_tiny(tmp_path, data=data, steps=20), w2v.Options(min_count=2, vectors="sum"))["final"]
+    ckpt = checkpoint.load(tmp_path / "run", family="word2vec")
+    model = w2v.build_model(**ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    weights = ckpt["state_dict"]
+    assert ckpt["model_args"]["vectors"] == "sum"
+    assert torch.equal(model.vectors, weights["input.weight"] + weights["output.weight"])
+    vocab = text.Vocabulary(ckpt["extra"]["vocab"], np.array(ckpt["extra"]["counts"]))
+    assert w2v.score_vectors(model.vectors.detach().numpy(), vocab)["pairs_top20_either"] == final["pairs_top20_either"]
+
+
+def test_a_run_that_learnt_nothing_says_so(tmp_path, capsys):
+    code = train_cli.main(["word2vec", "--profile", "tiny", "--lr", "1e-9", "--out", str(tmp_path / "run"), "--no-progress", "--threads", "1"])
+    assert code == 0
+    final = read_metrics(tmp_path / "run")["final"]
+    assert [r["beats"] for r in final[BASELINES]] == [False, False]  # the untrained vectors' neighbours, unchanged
+    err = capsys.readouterr().err
+    assert "WARNING: word2vec: pairs_top10_mutual" in err and "untrained baseline" in err
+
+
+def test_a_text_without_the_pairs_says_it_cannot_be_judged(tmp_path, capsys):
+    data = tmp_path / "corpus.txt"
+    data.write_text("alpha beta gamma delta " * 50)
+    record = w2v.train(_tiny(tmp_path, data=data), w2v.Options(min_count=2))
+    assert record["final"][BASELINES] == [] and record["final"]["pairs_coverage"] == 0
+    assert "WARNING: word2vec: no score to judge the vectors by" in capsys.readouterr().err
 
 
 def test_cli_runs_tiny_profile(tmp_path, capsys):
@@ -294,3 +395,4 @@ def test_quick_profile_meets_the_pair_bar(quick_build, tmp_path, seed):
     assert final["pairs_coverage"] == 1.0
     assert final["pairs_top10_mutual"] >= 0.40, final
     assert final["pairs_top20_either"] >= 0.60, final
+    assert all(r["beats"] for r in final[BASELINES]), final[BASELINES]  # the untrained vectors
