@@ -101,12 +101,12 @@ def _scalar_parameters(prefix: str, values: dict) -> dict[str, str]:
 
 
 def _baseline_parameters(final: dict) -> dict[str, str]:
-    """dnnzoo.baseline.<baseline>.<metric> = the baseline's figure, and .beaten = true|false: a model that
-    lost to a trivial baseline says so in its config, where an operator looks."""
+    """dnnzoo.baseline.<baseline>.<metric> = the baseline's figure and .<metric>.beaten = true|false: a
+    model that lost to a trivial baseline says so in its config, where an operator looks."""
     out = {}
     for record in final.get(baselines.BASELINES, []):
-        key = f"dnnzoo.baseline.{record['baseline']}"
-        out[f"{key}.{record['metric']}"] = format(record["value"], ".6g")
+        key = f"dnnzoo.baseline.{record['baseline']}.{record['metric']}"
+        out[key] = format(record["value"], ".6g")
         out[f"{key}.beaten"] = "true" if record["beats"] else "false"
     return out
 

@@ -42,7 +42,7 @@ from training.transfer import freeze, init_from
 class Options:
     hidden: tuple[int, ...] | None = None  # encoder widths after the input, the last is the code size
     layerwise: bool | None = None
-    pair_epochs: int | None = None  # epochs per layer pair with --layerwise
+    pair_steps: int | None = None  # optimiser steps per layer pair with --layerwise (a budget, as --steps)
     noise: float | None = None  # Gaussian input noise (denoising autoencoder); 0 disables
     samples: int | None = None  # held-out images shown in reconstructions.png
     val_fraction: float | None = None  # validation split carved from the training images (never the test split)
@@ -54,16 +54,16 @@ VAL_FRACTION = 0.1  # of the training images: monitoring, early stopping and the
 # the embedded digits' 1,293 training images at batch 32, and as many steps for a dataset of any size.
 PROFILES = {
     "tiny": {"steps": 60, "batch_size": 64, "lr": 2e-3, "optimizer": "adam", "schedule": "constant", "activation": "selu",
-             "hidden": (64, 16), "layerwise": False, "pair_epochs": 1, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 4, "val_fraction": VAL_FRACTION},
+             "hidden": (64, 16), "layerwise": False, "pair_steps": 20, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 4, "val_fraction": VAL_FRACTION},
     "quick": {"steps": 2250, "batch_size": 32, "lr": 2e-3, "optimizer": "adam", "schedule": "1cycle", "activation": "selu",
-              "hidden": (256, 64, 16), "layerwise": False, "pair_epochs": 10, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 16, "val_fraction": VAL_FRACTION},
+              "hidden": (256, 64, 16), "layerwise": False, "pair_steps": 400, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 16, "val_fraction": VAL_FRACTION},
     "full": {"steps": 4600, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "schedule": "1cycle", "activation": "selu",
-             "hidden": (512, 128, 16), "layerwise": False, "pair_epochs": 30, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 16, "val_fraction": VAL_FRACTION},
+             "hidden": (512, 128, 16), "layerwise": False, "pair_steps": 600, "noise": 0.0, "batch_norm": False, "dropout": 0.0, "augment": False, "samples": 16, "val_fraction": VAL_FRACTION},
 }
 def add_arguments(group) -> None:
     group.add_argument("--hidden", type=int_list, help="encoder widths after the input, e.g. 256,64,16 (the last is the code size)")
     group.add_argument("--layerwise", action="store_true", default=None, help="greedy layer-wise pretraining of each (encoder, mirrored decoder) pair, then --epochs of end-to-end fine-tuning (0 skips it)")
-    group.add_argument("--pair-epochs", type=int, help="epochs per layer pair with --layerwise")
+    group.add_argument("--pair-steps", type=int, help="optimiser steps per layer pair with --layerwise")
     group.add_argument("--samples", type=int, help="held-out images shown in reconstructions.png")
     group.add_argument("--noise", type=float, help="std of Gaussian noise added to inputs while training (denoising); 0 disables")
     group.add_argument("--val-fraction", type=float, help=f"fraction of the training images held out for validation: monitoring, --early-stopping and the baselines (default {VAL_FRACTION})")
@@ -167,7 +167,7 @@ def _train_layerwise(model: StackedAutoencoder, train_x: torch.Tensor, val_x: to
     """Greedy pretraining: pair i learns to reconstruct the (fixed) output of the encoder layers below it."""
     history: list[dict] = []
     n = len(model.encoder)
-    pair_config = dataclasses.replace(config, epochs=options.pair_epochs, early_stopping=None, freeze=())
+    pair_config = dataclasses.replace(config, epochs=None, steps=options.pair_steps, early_stopping=None, freeze=())
     with torch.no_grad():
         model.eval()
         flat = lambda x: ((x - model.mean.cpu()) / model.std.cpu()).flatten(1)  # noqa: E731

@@ -146,3 +146,34 @@ def test_unsupported_opsets_are_refused(built, tmp_path, capsys, opset):
     argv = ["export", str(built.runs / "gan-tiny"), "--repository", str(tmp_path / "repo"), "--opset", opset]
     assert cli.main(argv) == 2
     assert "--opset" in capsys.readouterr().err and not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize("family", sorted(DEFAULT_NAMES))
+def test_config_carries_every_baseline_comparison_of_the_run(built, run_of, family):
+    import json
+
+    records = json.loads((run_of(family) / "metrics.json").read_text())["final"]["baselines"]
+    params = {k: v.string_value for k, v in _config(built.repository, DEFAULT_NAMES[family]).parameters.items()}
+    assert records, f"{family} compares itself with no baseline"
+    for record in records:
+        key = f"dnnzoo.baseline.{record['baseline']}.{record['metric']}"
+        assert float(params[key]) == pytest.approx(record["value"], rel=1e-5)
+        assert params[f"{key}.beaten"] == ("true" if record["beats"] else "false")
+
+
+def test_export_warns_about_a_lost_baseline(run_of, tmp_path, capsys):
+    import json
+    import shutil
+
+    from export.pipeline import export_run
+
+    run = tmp_path / "classifier-lost"
+    shutil.copytree(run_of("classifier"), run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["final"]["baselines"] = [{"baseline": "majority_class", "metric": "val_acc", "model": 0.05, "value": 0.1,
+                                      "higher_is_better": True, "beats": False}]  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    export_run(run, tmp_path / "repository")
+    assert "WARNING: exporting classifier-lost: its val_acc 0.05 does NOT beat the majority_class baseline (0.1)" in capsys.readouterr().err
+    params = {k: v.string_value for k, v in _config(tmp_path / "repository", DEFAULT_NAMES["classifier"]).parameters.items()}
+    assert params["dnnzoo.baseline.majority_class.val_acc.beaten"] == "false"

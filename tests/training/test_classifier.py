@@ -239,3 +239,15 @@ def test_quick_profile_reaches_the_accuracy_bar_and_beats_its_baselines(quick_bu
     final = read_metrics(quick_build.run("classifier"))["final"]
     assert final["test_acc"] >= 0.98, final
     assert {r["baseline"] for r in final["baselines"]} == {"majority_class", "linear_pixels"} and not baselines.lost(final), final["baselines"]
+
+def test_too_few_images_to_split_stratified_is_a_clear_error():
+    import numpy as np
+
+    from dnnzoo.errors import UserError
+    from training.data.images import ImageSet, split
+
+    images = ImageSet(np.zeros((20, 28, 28), np.uint8), np.repeat(np.arange(10), 2), [str(i) for i in range(10)])
+    with pytest.raises(UserError, match="20 images of 10 classes are too few .* at least 50 images"):
+        split(images, 0.2, seed=1)
+    train, test = split(ImageSet(np.zeros((50, 28, 28), np.uint8), np.repeat(np.arange(10), 5), images.classes), 0.2, seed=1)
+    assert sorted(test.labels) == list(range(10)) and len(train.labels) == 40

@@ -8,6 +8,7 @@ grayscale ("L"), then resized to 28×28 with PIL's bilinear filter. scikit-learn
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,10 @@ def split(images: ImageSet, test_fraction: float = 0.2, seed: int = 42) -> tuple
 
     idx = np.arange(len(images.labels))
     stratify = images.labels if np.bincount(images.labels).min() >= 2 else None
+    held, classes = math.ceil(test_fraction * len(idx)), len(np.unique(images.labels))
+    if stratify is not None and min(held, len(idx) - held) < classes:
+        raise UserError(f"{len(idx)} images of {classes} classes are too few to hold out {test_fraction:.0%} stratified "
+                        f"(each part needs an image of every class): give at least {math.ceil(classes / min(test_fraction, 1 - test_fraction))} images")
     train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=stratify)
     pick = lambda ix: ImageSet(images.images[ix], images.labels[ix], images.classes)  # noqa: E731
     return pick(train_idx), pick(test_idx)
