@@ -1,13 +1,11 @@
 """The ModelConfig message (Triton's config.pbtxt) for one exported model.
 
 Deliberate choices:
-- `instance_group { kind: KIND_AUTO count: 2 }`: Triton places the instances on each GPU when there
-  is one and on the CPU otherwise; dnnzoo's server maps KIND_AUTO to its provider preference
-  (TensorRT, CUDA, CPU). KIND_CPU is available with `--instance-kind cpu`. Two instances let one
-  batch be prepared and answered while another runs (Triton's ONNX Runtime backend also defaults
-  to two CPU instances); in dnnzoo they share one session, whose `run` is thread-safe. Measured on
-  the 2-core CPU (benchmarks/serving_throughput.py, batch 32 at concurrency 2): 0.67–0.82 of
-  in-process throughput with one instance, 0.90–1.01 with two.
+- `instance_group { kind: KIND_AUTO }` with no count and no `intra_op_thread_count`: the server's
+  execution plan (serving/plan.py) picks both from the cores it may use, on whatever machine serves
+  the model; KIND_AUTO maps to its provider preference (TensorRT, CUDA, CPU). KIND_CPU is available
+  with `--instance-kind cpu`. Measured with benchmarks/peers.py (2-core CPU, interleaved, one run):
+  the plan's 2 instances sharing a 2-thread pool beat 1×2 and 2×1 at b1c1, b1c16 and b32c2.
 - `dynamic_batching` only for models that batch (max_batch_size > 0): there is nothing to merge
   along dimension 0 otherwise. No queue delay (Triton's own default): requests that arrive while an
   instance is busy still merge, and a lone request does not wait. Measured on the 2-core CPU with
@@ -29,7 +27,6 @@ from export.spec import ModelSpec, TensorSpec
 PLATFORM = "onnxruntime_onnx"
 QUEUE_DELAY_US = 0
 MAX_QUEUE_SIZE = 1024
-INSTANCE_COUNT = 2
 INSTANCE_KINDS = {"auto": ModelInstanceGroup.KIND_AUTO, "cpu": ModelInstanceGroup.KIND_CPU, "gpu": ModelInstanceGroup.KIND_GPU}
 
 
@@ -48,7 +45,7 @@ def model_config(name: str, spec: ModelSpec, parameters: dict[str, str], instanc
     if spec.max_batch_size > 0:
         config.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US
         config.dynamic_batching.default_queue_policy.max_queue_size = MAX_QUEUE_SIZE
-    config.instance_group.add(kind=INSTANCE_KINDS[instance_kind], count=INSTANCE_COUNT)
+    config.instance_group.add(kind=INSTANCE_KINDS[instance_kind])  # count: the server's plan
     config.version_policy.latest.num_versions = 1
     for key in sorted(parameters):
         config.parameters[key].string_value = str(parameters[key])

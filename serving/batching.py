@@ -7,7 +7,8 @@ non-batch dims, total rows <= max_batch_size), stopping at the first that does n
 never split and never overtaken. One difference from Triton: when more than one instance is idle,
 what is queued is spread over them (each batch takes its share of the rows, in order) instead of
 all going to one, because on a CPU a batch stops gaining long before max_batch_size while an idle
-instance is an idle core (two b32 requests: two b32 runs side by side, not one b64 run). With a
+instance is an idle core (two b32 requests: two b32 runs side by side, not one b64 run); not when a
+queue delay is configured, which asks for fuller batches. With a
 delay configured an instance waits until the batch is full, reaches a preferred size, or the oldest
 request has waited `max_queue_delay_microseconds`; with `dynamic_batching {}` it never waits.
 Without dynamic batching each request runs alone.
@@ -383,9 +384,10 @@ class Batcher:
                 break
             batch.append(ticket)
             rows += ticket.rows
-        if self._idle > 1 and len(batch) > 1:
+        if self._idle > 1 and len(batch) > 1 and not self.policy.max_queue_delay_s:
             # Spread what is here over the idle instances rather than give it all to one: on a CPU a
             # batch stops paying well before max_batch_size, and an idle instance is an idle core.
+            # Not with a queue delay: that config asks for fuller batches, not sooner ones.
             share, taken, count = -(-rows // self._idle), 0, 0
             while count < len(batch) and (count == 0 or taken + batch[count].rows <= share):
                 taken += batch[count].rows

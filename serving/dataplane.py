@@ -125,6 +125,9 @@ class DataPlane:
         runtime = loaded.runtime
         config.parameters["dnnzoo.providers"].string_value = ",".join(runtime.providers)
         config.parameters["intra_op_thread_count"].string_value = str(runtime.intra_op_threads)
+        if not sum(group.count for group in config.instance_group):  # the plan's instance threads, filled in
+            group = config.instance_group[0] if config.instance_group else config.instance_group.add()
+            group.count = loaded.spec.batch_policy().instances
         config.parameters["inter_op_thread_count"].string_value = str(runtime.inter_op_threads)
         return config
 

@@ -18,6 +18,7 @@ from protos.model_config_pb2 import ModelConfig
 
 from serving import limits
 from serving.batching import BatchPolicy
+from serving.plan import plan_for
 
 CONFIG_FILE = "config.pbtxt"
 DEFAULT_MODEL_FILE = "model.onnx"
@@ -61,7 +62,7 @@ class ModelSpec:
 
     def batch_policy(self) -> BatchPolicy:
         config = self.config
-        instances = sum(max(1, group.count) for group in config.instance_group) or 1
+        instances = plan_for(config).instances
         if config.WhichOneof("scheduling_choice") != "dynamic_batching" or config.max_batch_size <= 0:
             return BatchPolicy(max_batch_size=config.max_batch_size, instances=instances)
         batching = config.dynamic_batching

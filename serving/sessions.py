@@ -6,10 +6,10 @@ instance_group kind, in the order TensorRT, CUDA, CPU. onnxruntime-gpu lists CUD
 available even where they cannot start, so the providers a session really got are read back from
 `session.get_providers()`, logged when they differ from the ones asked for, and reported.
 
-Threads: unless the config's `parameters` say otherwise (`intra_op_thread_count`,
-`inter_op_thread_count`, `execution_mode`, as Triton's ONNX Runtime backend reads them), each
-session gets one intra-op thread and no spinning, so that several models and instances share a
-small machine without oversubscribing it; throughput comes from running instances side by side.
+Threads: the execution plan (serving/plan.py) sizes the session's intra-op pool, from the config's
+`intra_op_thread_count` when given (as Triton's ONNX Runtime backend reads it, with
+`inter_op_thread_count` and `execution_mode`), else from the usable cores. Pools never spin: an
+idle worker sleeps instead of taking a core from the gRPC front or another model.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import onnxruntime as ort
 
 from serving.errors import InvalidInput, ModelRunFailed, ServingError, TooLarge
 from serving.limits import ORT_SESSION_ENTRIES, shown, without_paths
+from serving.plan import plan_for
 from serving.repository import ModelSpec, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -148,8 +149,9 @@ def _int_parameter(spec: ModelSpec, key: str, default: int) -> int:
 def session_options(spec: ModelSpec) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # provider fallbacks are logged by us, once, in plain words
-    options.intra_op_num_threads = _int_parameter(spec, "intra_op_thread_count", 1)
-    options.inter_op_num_threads = _int_parameter(spec, "inter_op_thread_count", 1)
+    plan = plan_for(spec.config)
+    options.intra_op_num_threads = plan.intra_op_threads
+    options.inter_op_num_threads = plan.inter_op_threads
     mode = _int_parameter(spec, "execution_mode", 0)
     options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if mode == 1 else ort.ExecutionMode.ORT_SEQUENTIAL
     entries = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}

@@ -168,9 +168,12 @@ def test_a_lone_cheap_request_to_an_idle_model_may_run_on_the_callers_thread():
         threads.append(threading.get_ident())
         return {"y": inputs["x"] + 1}
 
+    callers = []  # the thread each call enqueued from (the executor may use another each time)
+
     def call(batcher, value: float, run_here: bool) -> np.ndarray:
         answered = []
         ready = threading.Event()
+        callers.append(threading.get_ident())
         batcher.enqueue(rows(value), None, lambda result: (answered.append(result), ready.set()), run_here)
         assert ready.wait(10)
         return answered[0][0]["y"]
@@ -179,17 +182,15 @@ def test_a_lone_cheap_request_to_an_idle_model_may_run_on_the_callers_thread():
         batcher = Batcher(cheap, BatchPolicy(max_batch_size=8, dynamic=True), "test")
         batcher.start()
         loop = asyncio.get_running_loop()
-        caller = await loop.run_in_executor(None, threading.get_ident)
         for value, run_here in ((1, True), (2, True), (3, False)):
             y = await loop.run_in_executor(None, call, batcher, value, run_here)
             np.testing.assert_array_equal(y, np.full((1, 2), value + 1))
         await batcher.close()
-        return caller
 
-    caller = asyncio.run(main())
-    assert threads[0] != caller  # nothing measured yet: an instance thread
-    assert threads[1] == caller  # measured cheap, model idle: the caller's thread
-    assert threads[2] != caller  # not offered
+    asyncio.run(main())
+    assert threads[0] != callers[0]  # nothing measured yet: an instance thread
+    assert threads[1] == callers[1]  # measured cheap, model idle: the caller's thread
+    assert threads[2] != callers[2]  # not offered
 
 
 def test_a_request_offered_to_a_busy_model_waits_for_an_instance():
