@@ -16,7 +16,8 @@ scores each run with the very bar its test asserts:
                                      (>= 0.98 on that seed's own held-out split) is the stricter bar.
 
 For a lower-is-better bar the "worst" column is the maximum, else the minimum; margin is how far
-the worst seed clears the bar (negative: it fails). A run folder that already holds checkpoint.pt
+the worst seed clears the bar (negative: it fails). A row marked "reported" has no bar: it shows a
+figure beside them (the GAN's Fréchet distance to held-out digits and its real-vs-real floor). A run folder that already holds checkpoint.pt
 and metrics.json is scored, not retrained (as `dnnzoo build` does), so --runs DIR resumes.
 
     python benchmarks/seeds.py [--seeds 42 7 1234] [--families classifier gan ...] [--runs DIR]
@@ -45,18 +46,22 @@ from training.runs import read_metrics
 class Bar:
     family: str
     metric: str
-    threshold: float
+    threshold: float | None  # None: a figure reported beside the bars, with no bar of its own
     higher: bool  # True: value >= threshold passes (strict when `strict`); False: value <= threshold
     value: Callable[[dict, Path], float]  # (final metrics, run folder) -> the figure
     source: str
     strict: bool = False
 
     def passes(self, v: float) -> bool:
+        if self.threshold is None:
+            return True
         if self.higher:
             return v > self.threshold if self.strict else v >= self.threshold
         return v < self.threshold if self.strict else v <= self.threshold
 
     def shown(self) -> str:
+        if self.threshold is None:
+            return "reported"
         op = (">" if self.strict else ">=") if self.higher else ("<" if self.strict else "<=")
         return f"{op} {self.threshold:.4g}"
 
@@ -128,6 +133,11 @@ def pca_ratio(final: dict, _run: Path) -> float:
     return float(final["test_mse"]) / float(final["pca_mse"])
 
 
+def frechet_baseline_ratio(final: dict, _run: Path) -> float:
+    """The GAN's Fréchet distance over the best trivial baseline's (untrained generator, per-pixel Gaussian)."""
+    return float(final["frechet"]) / min(float(v) for v in final["baseline_frechet"].values())
+
+
 TRAINING = "tests/training/test_{}.py"
 SERVING = "tests/serving/test_tasks_quality.py (torch stand-in)"
 BARS = (
@@ -144,6 +154,9 @@ BARS = (
     Bar("word2vec", "analogies right − neighbour-of-b/c right", 0, True, word2vec_analogies_over_neighbours, SERVING, strict=True),
     Bar("gan", "mean_top_prob", 0.80, True, _final("mean_top_prob"), TRAINING.format("gan")),
     Bar("gan", "class_entropy", 0.85 * math.log(10), True, _final("class_entropy"), TRAINING.format("gan")),
+    Bar("gan", "frechet/best baseline", 1.0, False, frechet_baseline_ratio, TRAINING.format("gan"), strict=True),
+    Bar("gan", "frechet (held-out digits)", None, False, _final("frechet"), "reported: training.gan_judge"),
+    Bar("gan", "frechet real-vs-real floor", None, False, _final("frechet_real_floor"), "reported: training.gan_judge"),
 )
 
 # What the seed changes in each family's data (the model's initialisation and batch order follow it everywhere).
@@ -153,7 +166,7 @@ DATA_SEED = {
     "detector": "train/val/test digit split, training/val/test scenes (seed, +10000, +20000)",
     "sequence": "the generated series (series.book_series(seed)), hence their 70/20/10 split",
     "word2vec": "none to change: the embedded corpus and pairs are fixed; subsampling/negatives follow it",
-    "gan": "none to change: all digits, no split; judge latents follow it",
+    "gan": "train/test split as the classifier's (it trains on the training part, the Fréchet judge uses the held-out part); judge latents follow it",
 }
 
 
@@ -180,9 +193,12 @@ def table(results: dict[tuple[str, str], dict[int, float]], seeds: list[int], ba
         got = [values[s] for s in seeds if s in values]
         if got:
             worst = min(got) if bar.higher else max(got)
-            margin = worst - bar.threshold if bar.higher else bar.threshold - worst
-            verdict = "PASS" if all(bar.passes(v) for v in got) else "FAIL"
-            cells += [f"{statistics.fmean(got):.4g}", f"{worst + 0.0:.4g}", f"{margin:+.4g}", verdict + ("" if len(got) == len(seeds) else " (partial)")]
+            if bar.threshold is None:
+                margin, verdict = "-", ""
+            else:
+                margin = f"{worst - bar.threshold if bar.higher else bar.threshold - worst:+.4g}"
+                verdict = ("PASS" if all(bar.passes(v) for v in got) else "FAIL") + ("" if len(got) == len(seeds) else " (partial)")
+            cells += [f"{statistics.fmean(got):.4g}", f"{worst + 0.0:.4g}", margin, verdict]
         else:
             cells += ["-", "-", "-", "not run"]
         rows.append(cells)

@@ -148,7 +148,7 @@ def test_unsupported_opsets_are_refused(built, tmp_path, capsys, opset):
     assert "--opset" in capsys.readouterr().err and not (tmp_path / "repo").exists()
 
 
-@pytest.mark.parametrize("family", sorted(set(DEFAULT_NAMES) - {"gan"}))  # the GAN's baseline comes with its Fréchet judge (issue 17)
+@pytest.mark.parametrize("family", sorted(DEFAULT_NAMES))
 def test_config_carries_every_baseline_comparison_of_the_run(built, run_of, family):
     import json
 
