@@ -53,19 +53,10 @@ def write_idx(csv: Path, folder: Path) -> int:
 
 
 def served_test_map(run: Path) -> dict:
-    """The serving test's measure on the torch checkpoint (as benchmarks/seeds.py scores it): detections
-    above the served score threshold only, as the service returns them."""
-    from tests.serving.test_tasks_quality import HELD_OUT_SCENES, HELD_OUT_SEED
-    from training import checkpoint
-    from training import detector as det
+    """The serving test's measure on the torch checkpoint, as benchmarks/seeds.py scores it."""
+    from seeds import detector_held_out_scores
 
-    ckpt = checkpoint.load(run, family="detector")
-    model = det.build_model(**ckpt["model_args"])
-    model.load_state_dict(ckpt["state_dict"])
-    extra = ckpt["extra"]
-    scenes = det.held_out_scenes(extra, HELD_OUT_SCENES, HELD_OUT_SEED)
-    found, _ = det.detect(model, det.scene_tensors(scenes)[0], extra["score_threshold"], extra["iou_threshold"], extra["max_detections"])
-    return det.scored_detections(found, scenes, extra["score_threshold"])
+    return detector_held_out_scores(run)
 
 
 def main(argv: list[str] | None = None) -> int:

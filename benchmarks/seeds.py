@@ -70,10 +70,10 @@ def _final(key: str) -> Callable[[dict, Path], float]:
     return lambda final, _run: float(final[key])
 
 
-def detector_held_out_map50(_final: dict, run: Path) -> float:
-    """test_served_detector_reaches_map50_of_0_90_on_held_out_digits on the torch model: mAP@0.5 on the
-    test's scenes of the run's held-out digits, with the NMS settings the export ships (detections scoring
-    above the served threshold only, as the service returns them)."""
+def detector_held_out_scores(run: Path) -> dict:
+    """test_served_detector_reaches_map50_of_0_90_on_held_out_digits on the torch model: mAP@0.5 (with
+    precision and recall) on the test's scenes of the run's held-out digits, with the NMS settings the
+    export ships (detections scoring above the served threshold only, as the service returns them)."""
     from tests.serving.test_tasks_quality import HELD_OUT_SCENES, HELD_OUT_SEED
     from training import checkpoint
     from training import detector as det
@@ -84,7 +84,11 @@ def detector_held_out_map50(_final: dict, run: Path) -> float:
     extra = ckpt["extra"]
     scenes = det.held_out_scenes(extra, HELD_OUT_SCENES, HELD_OUT_SEED)
     found, _ = det.detect(model, det.scene_tensors(scenes)[0], extra["score_threshold"], extra["iou_threshold"], extra["max_detections"])
-    return det.scored_detections(found, scenes, extra["score_threshold"])["map"]
+    return det.scored_detections(found, scenes, extra["score_threshold"])
+
+
+def detector_held_out_map50(_final: dict, run: Path) -> float:
+    return detector_held_out_scores(run)["map"]
 
 
 ANALOGIES = (("list", "lists", "tuple", "tuples"), ("integer", "integers", "string", "strings"))  # test_analogy_from_the_training_corpus

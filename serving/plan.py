@@ -35,7 +35,6 @@ class ExecutionPlan:
     instances: int  # instance threads: batches in flight at once
     intra_op_threads: int  # threads of the session's intra-op pool (the running thread included)
     inter_op_threads: int
-    chosen: bool  # True: the server chose at least one of the two; False: the config gave both
 
 
 def usable_cores() -> int:
@@ -53,7 +52,8 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
-def _int_parameter(config: ModelConfig, key: str) -> int | None:
+def int_parameter(config: ModelConfig, key: str) -> int | None:
+    """A config parameter holding an integer, None when absent or empty; ValueError naming it otherwise."""
     entry = config.parameters.get(key)
     if entry is None or entry.string_value == "":
         return None
@@ -67,11 +67,11 @@ def plan_for(config: ModelConfig, cores: int | None = None) -> ExecutionPlan:
     """The plan for a model with this config on `cores` cores (default: usable_cores())."""
     cores = cores or usable_cores()
     count = sum(group.count for group in config.instance_group) or None  # groups without a count: the plan's
-    threads = _int_parameter(config, "intra_op_thread_count")
-    inter = _int_parameter(config, "inter_op_thread_count") or 1
+    threads = int_parameter(config, "intra_op_thread_count")
+    inter = int_parameter(config, "inter_op_thread_count") or 1
     if threads is not None and threads <= 0:  # ONNX Runtime's "0 = its own choice": one per core
         threads = cores
     instances = count or DEFAULT_INSTANCES
     if threads is None:
         threads = max(1, cores // count) if count else cores
-    return ExecutionPlan(instances, threads, inter, chosen=count is None or _int_parameter(config, "intra_op_thread_count") is None)
+    return ExecutionPlan(instances, threads, inter)

@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from serving.errors import InvalidInput, ModelRunFailed, ServingError, TooLarge
 from serving.limits import ORT_SESSION_ENTRIES, shown, without_paths
-from serving.plan import plan_for
+from serving.plan import int_parameter, plan_for
 from serving.repository import ModelSpec, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -136,23 +136,13 @@ class ProviderChoice:
             self.failed.add(provider)
 
 
-def _int_parameter(spec: ModelSpec, key: str, default: int) -> int:
-    entry = spec.config.parameters.get(key)
-    if entry is None or entry.string_value == "":
-        return default
-    try:
-        return int(entry.string_value)
-    except ValueError:
-        raise ValueError(f"parameter {key!r} must be an integer, got {entry.string_value!r}") from None
-
-
 def session_options(spec: ModelSpec) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # provider fallbacks are logged by us, once, in plain words
     plan = plan_for(spec.config)
     options.intra_op_num_threads = plan.intra_op_threads
     options.inter_op_num_threads = plan.inter_op_threads
-    mode = _int_parameter(spec, "execution_mode", 0)
+    mode = int_parameter(spec.config, "execution_mode") or 0
     options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if mode == 1 else ort.ExecutionMode.ORT_SEQUENTIAL
     entries = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
     for key, value in spec.config.parameters.items():
