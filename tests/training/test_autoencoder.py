@@ -10,11 +10,11 @@ from PIL import Image
 
 from dnnzoo.errors import UserError
 from training import autoencoder, checkpoint
-from training import cli as train_cli
 from training.config import TrainConfig
 from training.data import images as image_data
-from training.data import validation
 from training.runs import read_metrics
+
+from tests.training.hopeless import hopeless_run
 
 
 def tiny(tmp_path, **config) -> TrainConfig:
@@ -55,19 +55,14 @@ def test_monitoring_sees_validation_only(tmp_path):
 
 
 def test_a_run_that_cannot_beat_its_baselines_says_so_and_still_exits_0(tmp_path, capsys):
-    out = tmp_path / "run"
-    code = train_cli.main(["autoencoder", "--profile", "tiny", "--no-progress", "--steps", "1", "--lr", "1e-7", "--out", str(out)])
-    captured = capsys.readouterr()
-    assert code == 0 and "autoencoder: test_mse=" in captured.out
-    final = read_metrics(out)["final"]
-    records = {r["baseline"]: r for r in final["baselines"]}
+    run = hopeless_run("autoencoder", autoencoder.VAL_FRACTION, tmp_path / "run", capsys)
+    assert run.code == 0 and "autoencoder: test_mse=" in run.out
+    records = run.records
     assert records["mean_image"]["beats"] is False and records["pca"]["beats"] is False
-    train, _ = image_data.split(image_data.digits(), 0.2, 42)
-    fit_part, val = validation.carve(train, autoencoder.VAL_FRACTION, 42)
     flat = lambda s: s.images.reshape(len(s.images), -1).astype(np.float64) / 255  # noqa: E731
-    assert records["mean_image"]["value"] == pytest.approx(np.mean((flat(val) - flat(fit_part).mean(axis=0)) ** 2), rel=1e-5)
+    assert records["mean_image"]["value"] == pytest.approx(np.mean((flat(run.val) - flat(run.fit_part).mean(axis=0)) ** 2), rel=1e-5)
     assert records["pca"]["value"] < records["mean_image"]["value"]
-    assert "WARNING: autoencoder: val_mse" in captured.err and "does NOT beat the mean_image baseline" in captured.err
+    assert "WARNING: autoencoder: val_mse" in run.err and "does NOT beat the mean_image baseline" in run.err
 
 
 def test_rebuilt_model_reproduces_the_recorded_error_and_splits_into_encode_decode(tmp_path):

@@ -17,6 +17,8 @@ from training.data import images as image_data
 from training.data import validation
 from training.runs import read_metrics
 
+from tests.training.hopeless import hopeless_run
+
 
 def tiny(tmp_path, name="run", **config) -> TrainConfig:
     return TrainConfig(family="classifier", profile="tiny", out=tmp_path / name, progress=False, **config)
@@ -60,19 +62,13 @@ def test_monitoring_sees_validation_only_and_the_test_split_is_todays(tmp_path):
 
 
 def test_a_run_that_cannot_beat_its_baselines_says_so_and_still_exits_0(tmp_path, capsys):
-    out = tmp_path / "run"
-    code = train_cli.main(["classifier", "--profile", "tiny", "--no-progress", "--steps", "1", "--lr", "1e-7", "--out", str(out)])
-    captured = capsys.readouterr()
-    assert code == 0 and "classifier: test_acc=" in captured.out
-    final = read_metrics(out)["final"]
-    records = {r["baseline"]: r for r in final["baselines"]}
-    train, _ = image_data.split(image_data.digits(), 0.2, 42)
-    _, val = validation.carve(train, classifier.VAL_FRACTION, 42)
-    shares = np.bincount(val.labels) / len(val.labels)  # a constant answer scores one class's share of validation
-    assert min(abs(records["majority_class"]["value"] - shares)) < 1e-9
-    linear = records["linear_pixels"]
-    assert linear["beats"] is False and linear["model"] == final["val_acc"] and linear["value"] > 0.9
-    assert "WARNING: classifier: val_acc" in captured.err and "does NOT beat the linear_pixels baseline" in captured.err
+    run = hopeless_run("classifier", classifier.VAL_FRACTION, tmp_path / "run", capsys)
+    assert run.code == 0 and "classifier: test_acc=" in run.out
+    shares = np.bincount(run.val.labels) / len(run.val.labels)  # a constant answer scores one class's share of validation
+    assert min(abs(run.records["majority_class"]["value"] - shares)) < 1e-9
+    linear = run.records["linear_pixels"]
+    assert linear["beats"] is False and linear["model"] == run.final["val_acc"] and linear["value"] > 0.9
+    assert "WARNING: classifier: val_acc" in run.err and "does NOT beat the linear_pixels baseline" in run.err
 
 
 def test_rebuilt_model_reproduces_the_recorded_accuracy(tmp_path):
