@@ -50,10 +50,6 @@ ENCODINGS = ("gzip", "deflate")  # request bodies, as Triton accepts them
 _DECOMPRESS_STEP = 1 << 20
 
 
-class BodyTooLarge(TooLarge):
-    """The request body is above --max-message-mb: HTTP's own 413 rather than RESOURCE_EXHAUSTED's 429."""
-
-
 class ReadTimeout(ServingError):
     """The client did not send its body within --http-read-seconds."""
 
@@ -84,7 +80,7 @@ def decompress(body: bytes, encoding: str, cap: int) -> bytes:
             part = inflater.decompress(data, _DECOMPRESS_STEP)
             size += len(part)
             if size > cap:
-                raise BodyTooLarge(f"the request body decompresses to more than {cap >> 20} MiB, "
+                raise TooLarge(f"the request body decompresses to more than {cap >> 20} MiB, "
                                    "the server's limit (--max-message-mb)")
             parts.append(part)
             data = inflater.unconsumed_tail
@@ -169,7 +165,7 @@ class HttpFront:
                 raise
             return error_response(exc.status, f"{request.method} {request.path}: {exc.reason}",
                                   {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None)
-        except BodyTooLarge as exc:
+        except TooLarge as exc:  # above a cap: HTTP's own 413 (a full queue stays RESOURCE_EXHAUSTED's 429)
             return error_response(413, str(exc))
         except ReadTimeout as exc:
             return error_response(408, str(exc), {"Connection": "close"})
@@ -198,7 +194,7 @@ class HttpFront:
         """The request body, decompressed, within the size cap and the read deadline."""
         cap = self.max_body
         if request.content_length is not None and request.content_length > cap:
-            raise BodyTooLarge(f"the request body is {request.content_length} bytes, more than {cap >> 20} MiB, "
+            raise TooLarge(f"the request body is {request.content_length} bytes, more than {cap >> 20} MiB, "
                                "the server's limit (--max-message-mb)")
         try:
             body = await asyncio.wait_for(request.read(), self.read_seconds)
@@ -206,7 +202,7 @@ class HttpFront:
             raise ReadTimeout(f"the request body did not arrive within {self.read_seconds:g} s "
                               "(--http-read-seconds)") from None
         except web.HTTPRequestEntityTooLarge:
-            raise BodyTooLarge(f"the request body is more than {cap >> 20} MiB, the server's limit (--max-message-mb)") from None
+            raise TooLarge(f"the request body is more than {cap >> 20} MiB, the server's limit (--max-message-mb)") from None
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding in ("", "identity"):
             return body
@@ -291,8 +287,8 @@ class HttpFront:
             answer = web.Response(body=body, content_type="application/json")
         else:
             answer = web.Response(body=body, content_type="application/octet-stream", headers={HEADER_LENGTH: str(length)})
-        if "Accept-Encoding" in request.headers and len(body) > 1024:
-            answer.enable_compression()  # gzip or deflate, whichever the client accepts
+        if "Accept-Encoding" in request.headers:
+            answer.enable_compression()  # gzip or deflate, whichever the client accepts (else none)
         return answer
 
 
