@@ -209,26 +209,30 @@ _KINDS = {"b": "true or false", "i": "integers", "u": "integers", "f": "numbers"
 
 
 def _json_data(tensor: str, shape: tuple[int, ...], datatype: Datatype, data, budget: Budget) -> np.ndarray:
-    values = _flatten(data, max(1, len(shape)), tensor)
-    bound = max(len(values), budget.cap)
-    count = elements(shape, bound)
-    if count != len(values):
-        needs = str(count) if count is not None else f"more than {bound}"
-        raise InvalidInput(f"input {shown(tensor)}: {len(values)} values in data, but shape {shape_text(shape)} needs {needs}")
     strings = datatype.name == "BYTES"
+    depth = max(1, len(shape))
+    array = None if strings else _regular_numbers(data, depth, tensor)
+    values = _flatten(data, depth, tensor) if array is None else None  # the slow path says what is wrong
+    size = array.size if array is not None else len(values)
+    bound = max(size, budget.cap)
+    count = elements(shape, bound)
+    if count != size:
+        needs = str(count) if count is not None else f"more than {bound}"
+        raise InvalidInput(f"input {shown(tensor)}: {size} values in data, but shape {shape_text(shape)} needs {needs}")
     budget.take(tensor, shape, count, strings)
     if strings:
         if not all(isinstance(v, str) for v in values):
             raise InvalidInput(f"input {shown(tensor)}: BYTES data must be strings (binary data can carry any bytes)")
-        array = np.empty(count, dtype=object)
-        array[:] = [v.encode("utf-8", "surrogatepass") for v in values]
-        return array.reshape(shape)
+        out = np.empty(count, dtype=object)
+        out[:] = [v.encode("utf-8", "surrogatepass") for v in values]
+        return out.reshape(shape)
     target = np.dtype(datatype.numpy)
     wanted = _KINDS[target.kind]
-    try:
-        array = np.array(values)
-    except (ValueError, TypeError, OverflowError):
-        raise InvalidInput(f"input {shown(tensor)}: {datatype.name} data must be {wanted}") from None
+    if array is None:
+        try:
+            array = np.array(values)
+        except (ValueError, TypeError, OverflowError):
+            raise InvalidInput(f"input {shown(tensor)}: {datatype.name} data must be {wanted}") from None
     allowed = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[target.kind]
     if count and array.dtype.kind not in allowed:
         raise InvalidInput(f"input {shown(tensor)}: {datatype.name} data must be {wanted}")
@@ -238,6 +242,22 @@ def _json_data(tensor: str, shape: tuple[int, ...], datatype: Datatype, data, bu
             raise InvalidInput(f"input {shown(tensor)}: a value is out of range for {datatype.name}")
     with np.errstate(over="ignore"):
         return array.astype(target).reshape(shape)
+
+
+def _regular_numbers(data, depth: int, tensor: str) -> np.ndarray | None:
+    """`data` as one numpy array when it is numbers nested regularly (the common case, converted in C);
+    None when it is anything else, for `_flatten` and the checks after it to name the fault."""
+    if not isinstance(data, list):
+        raise InvalidInput(f"input {shown(tensor)}: data must be an array, got {_kind(data)}")
+    try:
+        array = np.array(data)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if array.dtype.kind not in "biuf":
+        return None
+    if array.ndim > depth:
+        raise InvalidInput(f"input {shown(tensor)}: data is nested deeper than the tensor's shape")
+    return array
 
 
 # -- inference responses -----------------------------------------------------------------------------------
