@@ -95,8 +95,11 @@ class HttpFront:
     """The REST routes, bound to one data plane; `start` binds, `drain` finishes what is in flight."""
 
     def __init__(self, plane: DataPlane, guard: Guard | None, max_body: int, read_seconds: float,
-                 grace: float = 30.0) -> None:
+                 grace: float = 30.0, extra_routes: tuple = ()) -> None:
         self.plane = plane
+        # More rows like `routes()`'s (typed task endpoints, say), each naming the gRPC method whose
+        # token and errors it shares; their handlers may use `read_body` and raise ServingErrors.
+        self.extra_routes = tuple(extra_routes)
         self.grace = grace
         self.guard = guard
         self.max_body = max_body
@@ -132,6 +135,8 @@ class HttpFront:
         app = web.Application(middlewares=[self._errors], client_max_size=self.max_body)
         for method, path, handler, rpc in self.routes():
             app.router.add_route(method, path, self._guarded(handler, _OIP + rpc))
+        for method, path, handler, rpc in self.extra_routes:  # rpc: the full /package.Service/Method
+            app.router.add_route(method, path, self._guarded(handler, rpc))
         return app
 
     async def start(self, host: str, port: int) -> int:
@@ -190,7 +195,7 @@ class HttpFront:
 
         return guarded
 
-    async def _body(self, request: web.Request) -> bytes:
+    async def read_body(self, request: web.Request) -> bytes:
         """The request body, decompressed, within the size cap and the read deadline."""
         cap = self.max_body
         if request.content_length is not None and request.content_length > cap:
@@ -248,16 +253,16 @@ class HttpFront:
     # -- repository control ------------------------------------------------------------------------------
 
     async def index(self, request: web.Request) -> web.Response:
-        rows = self.plane.index(ready_only=index_ready_only(await self._body(request)))
+        rows = self.plane.index(ready_only=index_ready_only(await self.read_body(request)))
         return json_response([{k: v for k, v in (("name", r.name), ("version", r.version), ("state", r.state),
                                                  ("reason", r.reason)) if v} for r in rows])
 
     async def load(self, request: web.Request) -> web.Response:
-        await self._control.RepositoryModelLoad(load_request(request.match_info["model"], await self._body(request)), None)
+        await self._control.RepositoryModelLoad(load_request(request.match_info["model"], await self.read_body(request)), None)
         return web.Response()
 
     async def unload(self, request: web.Request) -> web.Response:
-        await self._body(request)  # read (and checked) though unused: Triton's parameters change nothing here
+        await self.read_body(request)  # read (and checked) though unused: Triton's parameters change nothing here
         await self.plane.unload(request.match_info["model"])
         return web.Response()
 
@@ -265,7 +270,7 @@ class HttpFront:
 
     async def infer(self, request: web.Request) -> web.Response:
         name, version = _model(request)
-        body = await self._body(request)
+        body = await self.read_body(request)
         header_length = request.headers.get(HEADER_LENGTH)
         limits, decoded = self.plane.limits, []
 

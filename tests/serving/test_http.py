@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import http.client as http_client
 import importlib.util
 import json
 import shutil
@@ -521,6 +522,11 @@ def test_cap_follows_max_message_mb(impatient):
     assert "1 MiB" in http.error(413, http.post("/v2/models/doubler/infer", body=body))
     bomb = zlib.compress(b" " * (2 << 20))
     assert "decompresses" in http.error(413, http.post("/v2/models/doubler/infer", body=bomb, headers={"Content-Encoding": "deflate"}))
+    connection = http_client.HTTPConnection("127.0.0.1", impatient.server.http_port, timeout=30)
+    connection.request("POST", "/v2/models/doubler/infer", body=iter([b" " * (1 << 19)] * 5), encode_chunked=True)
+    answer = connection.getresponse()  # chunked: no Content-Length to check first, so the cap stops the read
+    assert "1 MiB" in http.error(413, (answer.status, answer.headers, answer.read()))
+    connection.close()
 
 
 # -- bearer tokens, repository control, readiness during drain, turning it off --------------------------------
