@@ -22,6 +22,7 @@
 #
 # Run-time settings: every `dnnzoo serve` flag reads DNNZOO_<FLAG> (serving/config.py), e.g.
 #   DNNZOO_REPOSITORY (/models)   DNNZOO_PORT (8001)   DNNZOO_METRICS_PORT (8002, -1 = off)
+#   DNNZOO_HTTP_PORT (8000, HTTP/REST, -1 = off)
 #   DNNZOO_PROVIDERS (auto = TensorRT, CUDA, CPU, whichever the installed runtime really offers)
 #   DNNZOO_MODEL_CONTROL_MODE (none|poll|explicit)   DNNZOO_LOAD_MODEL   DNNZOO_POLL_SECONDS
 #   DNNZOO_MAX_MESSAGE_MB   DNNZOO_GRACE_SECONDS   DNNZOO_WORKERS
@@ -104,10 +105,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     DNNZOO_HOST=0.0.0.0 \
     DNNZOO_PORT=8001 \
     DNNZOO_METRICS_PORT=8002 \
+    DNNZOO_HTTP_PORT=8000 \
     DNNZOO_PROVIDERS=auto
 WORKDIR /home/dnnzoo
 USER 10001:10001
-EXPOSE 8001 8002
+EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["/bin/sh", "-c", "dnnzoo health --server 127.0.0.1:${DNNZOO_PORT} --timeout 3 >/dev/null"]
 STOPSIGNAL SIGTERM

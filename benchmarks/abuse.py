@@ -273,7 +273,7 @@ def main() -> int:
         repository = build_repository(Path(tmp) / "repo")
         port = free_port()
         command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
-                   "--port", str(port), "--metrics-port", "-1", "--grpc-front", args.front, "--log-level", "WARNING"]
+                   "--port", str(port), "--metrics-port", "-1", "--http-port", "-1", "--grpc-front", args.front, "--log-level", "WARNING"]
         server = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         log: list[str] = []  # read as it comes: a full pipe would stall the server, not measure it
         reader = threading.Thread(target=lambda: log.extend(server.stderr), daemon=True)

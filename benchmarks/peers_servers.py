@@ -124,7 +124,7 @@ def start_dnnzoo(repository: Path, model: str, logs: Path, cpus: str | None) -> 
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
-               "--port", str(port), "--metrics-port", str(free_port()), "--providers", "cpu"]
+               "--port", str(port), "--metrics-port", str(free_port()), "--http-port", "-1", "--providers", "cpu"]
     log = logs / f"dnnzoo-{repository.name}.log"
     server = Server("dnnzoo", f"127.0.0.1:{port}", launch(command, log, cpus, cwd=ROOT, env=env), log, 180)
     return server

@@ -301,7 +301,7 @@ def start_bare_server(repository: Path, model: str):
 def start_server(repository: Path) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), DNNZOO_PROVIDERS=os.environ.get("DNNZOO_PROVIDERS", "cpu"))
     command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
-               "--port", "0", "--metrics-port", "-1"]
+               "--port", "0", "--metrics-port", "-1", "--http-port", "-1"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
         match = re.search(r"on 127\.0\.0\.1:(\d+) \(gRPC\)", line)

@@ -1,4 +1,4 @@
-"""Serve a model repository over gRPC (Open Inference Protocol, health, reflection) with metrics.
+"""Serve a model repository over gRPC (Open Inference Protocol, health, reflection) and HTTP/REST, with metrics.
 
 Every flag also reads DNNZOO_<FLAG> from the environment (e.g. DNNZOO_PORT, DNNZOO_PROVIDERS).
 When the repository folder does not exist and the training extra is installed, the default
@@ -29,6 +29,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--host", help=f"address to bind (default {d.host})")
     p.add_argument("--port", type=int, help=f"gRPC port (default {d.port}; 0 = any free port)")
     p.add_argument("--metrics-port", type=int, help=f"Prometheus /metrics port (default {d.metrics_port}; -1 = off)")
+    p.add_argument("--http-port", type=int, help=f"HTTP/REST port, KServe v2 as Triton serves it (default {d.http_port}; 0 = any free port; -1 = off)")
+    p.add_argument("--http-read-seconds", type=float,
+                   help=f"an HTTP client must send each request's headers, and then its body, within this (default {d.http_read_seconds:g})")
     p.add_argument("--providers", choices=PROVIDER_CHOICES, help="execution providers: auto = TensorRT, CUDA, CPU by preference")
     p.add_argument("--model-control-mode", choices=CONTROL_MODES, help="none (default), poll or explicit")
     p.add_argument("--load-model", nargs="+", action="extend", metavar="NAME", help="explicit mode: models to load at start (* = all)")

@@ -31,6 +31,8 @@ class ServeConfig:
     host: str = "0.0.0.0"
     port: int = 8001  # 0 picks a free port (tests)
     metrics_port: int = 8002  # 0 picks a free port; -1 disables the metrics endpoint
+    http_port: int = 8000  # HTTP/REST (KServe v2 as Triton serves it); 0 picks a free port; -1 turns it off
+    http_read_seconds: float = 30.0  # an HTTP client must send its request (headers, then body) within this
     providers: str = "auto"
     model_control_mode: str = "none"
     load_model: list[str] = field(default_factory=list)
@@ -82,6 +84,10 @@ class ServeConfig:
             raise UserError("--tls-cert and --tls-key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise UserError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if self.http_port < -1 or self.metrics_port < -1:
+            raise UserError("--http-port and --metrics-port must be a port number, 0 (any free port) or -1 (off)")
+        if self.http_read_seconds <= 0:
+            raise UserError(f"--http-read-seconds must be positive, got {self.http_read_seconds}")
         if self.grace_seconds < 0 or self.drain_delay_seconds < 0:
             raise UserError("--grace-seconds and --drain-delay-seconds must not be negative")
         for name in LIMIT_FIELDS:

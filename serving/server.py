@@ -1,4 +1,5 @@
-"""The composition root: repository -> model manager -> data plane -> servicers -> grpc.aio server.
+"""The composition root: repository -> model manager -> data plane -> servicers -> grpc.aio server
+(and the HTTP/REST front, `serving.http_front`, on the same data plane and event loop).
 
 The Open Inference Protocol servicer and the typed task servicers (`dnnzoo.v1`, through a
 `serving.tasks.Catalog` on the same data plane) are registered side by side, each with its health
@@ -37,6 +38,7 @@ from serving.grpc_inference import InferenceServicer
 from serving.grpc_tasks import SERVICE_NAMES as TASK_SERVICES
 from serving.grpc_tasks import add_task_servicers
 from serving.health import SERVER_SERVICES, Health
+from serving.http_front import HttpFront
 from serving.limits import RequestLimits
 from serving.metrics import Metrics
 from serving.models import ModelManager
@@ -71,6 +73,11 @@ class Server:
     _stopped: asyncio.Event | None = None
     _stopping: bool = False  # stop() has begun
     failure: str | None = None  # why the server stopped itself (the process then exits non-zero)
+    http: HttpFront | None = None  # the HTTP/REST front, unless --http-port -1
+
+    @property
+    def http_port(self) -> int | None:
+        return None if self.http is None else self.http.port
 
     async def stop(self, grace: float = 30.0, drain_delay: float = 0.0) -> None:
         """Graceful shutdown, in the order load balancers and clients need:
@@ -96,6 +103,8 @@ class Server:
         stopping = [self.grpc_server.stop(grace)]
         if self.front is not None:
             stopping.append(self.front.drain(grace))
+        if self.http is not None:
+            stopping.append(self.http.drain())
         await asyncio.gather(*stopping)
         await self.models.close()
         self.plane.heavy.shutdown(wait=False)
@@ -219,10 +228,14 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
     await grpc_server.start()
     if front is not None:
         front.start()
+    http = None
+    if config.http_port >= 0:
+        http = HttpFront(plane, guard, limit, config.http_read_seconds, config.grace_seconds)
+        await http.start(config.host, config.http_port)
     plane.accepting = True
     await health.server_ready(True)
     server = Server(grpc_server, plane, models, health, metrics, port, metrics_port, httpd, front=front,
-                    _socket_dir=socket_dir)
+                    _socket_dir=socket_dir, http=http)
     server._stopped = asyncio.Event()
     if config.model_control_mode == "poll":
         server._poll_task = asyncio.get_running_loop().create_task(models.poll_forever(config.poll_seconds))
@@ -232,5 +245,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
                  "guarded" if guard.admin or guard.inference else "open")
         if config.tls_cert is None:
             log.warning("bearer tokens are on without TLS: they cross the network in clear text")
+    if http is not None:
+        log.info("HTTP/REST (KServe v2) on %s:%d", config.host, http.port)
     log.info("serving %s on %s (gRPC) and port %s (metrics)", config.repository, address.rsplit(":", 1)[0] + f":{port}", metrics_port)
     return server, port

@@ -117,7 +117,7 @@ def test_deployment_probes_health_and_serves_the_claim():
     (container,) = pod["containers"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == 8001, probe
-    assert {p["containerPort"] for p in container["ports"]} == {8001, 8002}
+    assert {p["containerPort"] for p in container["ports"]} == {8000, 8001, 8002}
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["resources"]["requests"] and container["resources"]["limits"]
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
@@ -135,7 +135,7 @@ def test_services_and_autoscaler_select_the_deployment():
     for service in by_kind("Service"):
         assert service["spec"]["selector"].items() <= labels.items(), service["metadata"]["name"]
     main = next(s for s in by_kind("Service") if s["spec"].get("clusterIP") != "None")
-    assert {p["port"] for p in main["spec"]["ports"]} == {8001, 8002}
+    assert {p["port"] for p in main["spec"]["ports"]} == {8000, 8001, 8002}
     (hpa,) = by_kind("HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
     (pdb,) = by_kind("PodDisruptionBudget")
@@ -187,7 +187,7 @@ def test_dockerfile_runtime_is_slim_non_root_and_checks_health():
     assert list(found)[-1] == "runtime", "the default target (last stage) is the serving image"
     serving, builder = found["serving"], found["builder"]
     assert re.search(r"^USER\s+10001", serving, re.MULTILINE)
-    assert re.search(r"^EXPOSE\s+8001\s+8002", serving, re.MULTILINE)
+    assert re.search(r"^EXPOSE\s+8000\s+8001\s+8002", serving, re.MULTILINE)
     assert re.search(r"^HEALTHCHECK.*dnnzoo health", serving, re.MULTILINE)
     assert "COPY training" not in builder and "COPY export" not in builder and "torch" not in builder
     assert "pip install" not in serving  # the runtime stage only copies the builder's venv
@@ -208,5 +208,5 @@ def test_compose_builds_the_models_into_a_named_volume_and_serves_it():
     volume = "models"
     assert volume in compose["volumes"]
     assert f"{volume}:/models" in models["volumes"] and f"{volume}:/models:ro" in server["volumes"]
-    assert {p.rsplit(":", 1)[1] for p in server["ports"]} == {"8001", "8002"}
+    assert {p.rsplit(":", 1)[1] for p in server["ports"]} == {"8000", "8001", "8002"}
     assert set(stages()) >= {"models", "runtime"}

@@ -64,7 +64,7 @@ def spawn_server(repository, *flags: str, **env: str) -> tuple[subprocess.Popen,
     (process, gRPC port, metrics port or None). Its stderr stays open for the test to read."""
     environment = dict(os.environ, PYTHONPATH=str(PROJECT), DNNZOO_PROVIDERS="cpu", **env)
     command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
-               "--port", "0", *flags]
+               "--port", "0", "--http-port", "0", *flags]
     process = subprocess.Popen(command, cwd=PROJECT, env=environment, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
         match = re.search(r"on 127\.0\.0\.1:(\d+) \(gRPC\) and port (\S+) \(metrics\)", line)
@@ -89,7 +89,7 @@ def wait_until(condition: Callable[[], object], timeout: float = 20.0, what: str
 
 
 def server_config(repository, **overrides) -> ServeConfig:
-    values = dict(repository=repository, host="127.0.0.1", port=0, metrics_port=0, poll_seconds=0.2)
+    values = dict(repository=repository, host="127.0.0.1", port=0, metrics_port=0, http_port=0, poll_seconds=0.2)
     values.update(overrides)
     return ServeConfig(**values).check()
 

@@ -205,7 +205,7 @@ def test_serve_builds_a_missing_repository_then_serves_it(tmp_path):
     repository = tmp_path / "model_repository"
     env = dict(os.environ, PYTHONPATH=str(ROOT), DNNZOO_PROVIDERS="cpu", OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--build-profile", "tiny",
-               "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
+               "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--http-port", "0"]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         port = None
