@@ -42,6 +42,7 @@ TASKS = ("auto", "classification", "regression")
 ENCODINGS = ("onehot", "embedding")
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1
+SAMPLE_ROWS = 64
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -144,6 +145,7 @@ class Prepared:
     labels: list[str]  # class names (classification)
     parts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # split -> (numbers, indices, y)
     target: str
+    sample_rows: dict[str, list]  # raw cells of the first training rows: export's parity inputs
 
 
 def _embedding_dims(spec: str, names: list[str]) -> dict[str, int | str]:
@@ -225,7 +227,8 @@ def prepare(config: TrainConfig, options: Options) -> Prepared:
     for name, index in (("train", train), ("val", val), ("test", test)):
         part = table.take(index)
         parts[name] = (schema.numbers(part), schema.indices(part), y_all[index])
-    return Prepared(schema, task, labels, parts, target)
+    samples = {name: train_table.columns[name][:SAMPLE_ROWS] for name in schema.names}
+    return Prepared(schema, task, labels, parts, target, samples)
 
 
 def _column_numbers(table: tables.Table, column: str) -> np.ndarray:
@@ -339,7 +342,7 @@ def train(config: TrainConfig, options: Options | None = None) -> dict:
         baselines.BASELINES: baselines.speak("tabular", records),
     }  # fmt: skip
     run.save_checkpoint(model_args, model.state_dict(), {
-        "task": task, "target": data.target, "labels": data.labels, "schema": schema.to_plain(),
+        "task": task, "target": data.target, "labels": data.labels, "schema": schema.to_plain(), "sample_rows": data.sample_rows,
         "metric": metric, f"test_{metric}": final[f"test_{metric}"],
     })
     plots.curves(history, run.file("curves.png"), keys=["loss", "val_loss"], title=f"tabular ({task}, {data.target})")
