@@ -162,12 +162,18 @@ def reference(model: tabular.TabularNet, schema: Schema, output: str, labels: li
     return run
 
 
-def compare(expected, actual) -> str | None:
+def comparator(scale: float):
+    """Parity on probabilities (and the label they imply), or on values in units of the target's std:
+    a regression value of 4,000 g carries float32 rounding of 5e-4 g, which an absolute 1e-4 would fail."""
+    return lambda expected, actual: compare(expected, actual, scale)
+
+
+def compare(expected, actual, scale: float = 1.0) -> str | None:
     from export.parity import compare_arrays
 
     labels_want, labels_got = expected.get("label"), actual.get("label")
-    floats = {k: v for k, v in expected.items() if k != "label"}
-    _, problem = compare_arrays(floats, actual)
+    floats = {k: v / np.float32(scale) for k, v in expected.items() if k != "label"}
+    _, problem = compare_arrays(floats, {k: np.asarray(v) / np.float32(scale) if k in floats else v for k, v in actual.items()})
     if problem:
         return problem
     if labels_want is not None:
@@ -238,7 +244,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
             max_batch_size=MAX_BATCH,
             samples=samples,
             reference=encode,
-            compare=compare,
+            compare=comparator(1.0 if classification else float(checkpoint["model_args"].get("target_std", 1.0))),
             side_files=side,
             parameters=params,
             extra_cases=[unseen],
