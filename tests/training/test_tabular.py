@@ -125,3 +125,11 @@ def test_quick_profile_matches_gradient_boosting_and_a_linear_model_on_the_test_
     final = tabular.train(TrainConfig(family="tabular", profile="quick", out=tmp_path / "q", progress=False, seed=seed))["final"]
     assert final["test_acc"] >= final["hgb_test_acc"], final
     assert final["test_acc"] >= final["linear_test_acc"], final
+
+
+@pytest.mark.slow
+def test_quick_regression_of_body_mass_beats_gradient_boosting_and_ridge_on_the_test_split(tmp_path):
+    final = tabular.train(TrainConfig(family="tabular", profile="quick", out=tmp_path / "r", progress=False),
+                          tabular.Options(target="body_mass_g"))["final"]
+    assert final["task"] == "regression"
+    assert final["test_rmse"] < min(final["hgb_test_rmse"], final["linear_test_rmse"]), final
