@@ -196,6 +196,14 @@ def _resolve_columns(table: tables.Table, options: Options) -> tuple[str, list[s
     return target, numeric, categorical
 
 
+def _label_order(label: str) -> tuple:
+    """Class codes in numeric order (2 before 10), names alphabetically."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
 def prepare(config: TrainConfig, options: Options) -> Prepared:
     """Read the table, choose the task, split test/validation/train, fit the encoding on the training rows."""
     table = tables.load(config.data)
@@ -207,10 +215,11 @@ def prepare(config: TrainConfig, options: Options) -> Prepared:
     task = tables.infer_task(table, target) if options.task == "auto" else options.task
     cells = table.columns[target]
     if task == "classification":
-        labels = sorted({tables.label_text(c) for c in cells})
+        labels = sorted({tables.label_text(c) for c in cells}, key=_label_order)
         if len(labels) < 2:
             raise UserError(f"column {target!r} has a single class ({labels[0]}); nothing to classify")
-        y_all = np.array([labels.index(tables.label_text(c)) for c in cells], np.int64)
+        index = {label: i for i, label in enumerate(labels)}
+        y_all = np.array([index[tables.label_text(c)] for c in cells], np.int64)
         strata = y_all
     else:
         labels = []

@@ -84,7 +84,7 @@ def schema_text(schema: Schema, task: str, target: str, labels: list[str]) -> by
 
 def _front_and_back(core: onnx.ModelProto, schema: Schema, labels: list[str], output: str, opset: int) -> onnx.ModelProto:
     """Raw column inputs -> the core's tensors; probabilities -> a `label` string output."""
-    nodes, inits = [], []
+    nodes = []
     numbers = [c.name for c in schema.numeric]
     if numbers:
         nodes.append(helper.make_node("Concat", numbers, [CORE_NUMBERS], axis=1) if len(numbers) > 1 else helper.make_node("Identity", numbers, [CORE_NUMBERS]))
@@ -111,7 +111,7 @@ def _front_and_back(core: onnx.ModelProto, schema: Schema, labels: list[str], ou
         outputs.append(helper.make_tensor_value_info("label", TensorProto.STRING, ["batch", 1]))
     else:
         nodes_back = []
-    merged = helper.make_graph(nodes + list(graph.node) + nodes_back, "tabular", inputs, outputs, initializer=list(graph.initializer) + inits)
+    merged = helper.make_graph(nodes + list(graph.node) + nodes_back, "tabular", inputs, outputs, initializer=list(graph.initializer))
     imports = [helper.make_opsetid("", opset), helper.make_opsetid(ML_DOMAIN, ML_OPSET)]
     return helper.make_model(merged, opset_imports=imports, ir_version=core.ir_version)
 

@@ -26,7 +26,6 @@ from serving.tasks.catalog import Catalog
 TASK = "tabular"
 SERVICE = "Predict"
 MISSING = None  # a cell value meaning "missing"
-Cell = "str | float | None"
 SHOWN_COLUMNS = 12  # column names listed in an error message, at most
 
 
