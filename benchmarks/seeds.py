@@ -142,6 +142,13 @@ def frechet_baseline_ratio(final: dict, _run: Path) -> float:
     return float(final["frechet"]) / min(float(v) for v in final["baseline_frechet"].values())
 
 
+def tabular_margin(final: dict, _run: Path) -> float:
+    """The network's test accuracy over the better of gradient boosting and the one-hot linear model."""
+    from training.tabular import best_reference
+
+    return float(final["test_acc"]) - best_reference(final)[1]
+
+
 TRAINING = "tests/training/test_{}.py"
 SERVING = "tests/serving/test_tasks_quality.py (torch stand-in)"
 BARS = (
@@ -159,6 +166,7 @@ BARS = (
     Bar("gan", "mean_top_prob", 0.80, True, _final("mean_top_prob"), TRAINING.format("gan")),
     Bar("gan", "class_entropy", 0.85 * math.log(10), True, _final("class_entropy"), TRAINING.format("gan")),
     Bar("gan", "frechet/best baseline", 1.0, False, frechet_baseline_ratio, TRAINING.format("gan"), strict=True),
+    Bar("tabular", "test_acc − best of HGB/linear", 0, True, tabular_margin, TRAINING.format("tabular")),
     Bar("gan", "frechet (held-out digits)", None, False, _final("frechet"), "reported: training.gan_judge"),
     Bar("gan", "frechet real-vs-real floor", None, False, _final("frechet_real_floor"), "reported: training.gan_judge"),
 )
@@ -170,6 +178,7 @@ DATA_SEED = {
     "detector": "train/val/test digit split, training/val/test scenes (seed, +10000, +20000)",
     "sequence": "the generated series (series.book_series(seed)), hence their 70/20/10 split",
     "word2vec": "none to change: the embedded corpus and pairs are fixed; subsampling/negatives follow it",
+    "tabular": "train/validation/test split of the penguins' rows (stratified by species)",
     "gan": "train/test split as the classifier's (it trains on the training part, the Fréchet judge uses the held-out part); judge latents follow it",
 }
 

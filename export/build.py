@@ -18,7 +18,7 @@ from pathlib import Path
 from dnnzoo.errors import UserError
 from export.cli import add_export_arguments, check_opset
 
-ORDER = ("classifier", "autoencoder", "detector", "sequence", "word2vec", "gan")
+ORDER = ("classifier", "autoencoder", "detector", "sequence", "word2vec", "gan", "tabular")
 DIGEST = "dnnzoo.source.checkpoint_sha256"
 
 

@@ -19,6 +19,7 @@ GRAPHS: dict[str, str] = {
     "sequence": "export.graphs.sequence",
     "gan": "export.graphs.gan",
     "autoencoder": "export.graphs.autoencoder",
+    "tabular": "export.graphs.tabular",
 }
 
 DEFAULT_NAMES: dict[str, str] = {
@@ -28,6 +29,7 @@ DEFAULT_NAMES: dict[str, str] = {
     "sequence": "waves_sequence",
     "gan": "digits_gan",
     "autoencoder": "digits_autoencoder",
+    "tabular": "penguins_tabular",
 }
 
 

@@ -387,3 +387,64 @@ class ReconstructResponse(_message.Message):
     model_version: str
     reconstructions: _containers.RepeatedCompositeFieldContainer[Reconstruction]
     def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., reconstructions: _Optional[_Iterable[_Union[Reconstruction, _Mapping]]] = ...) -> None: ...
+
+class TabularValue(_message.Message):
+    __slots__ = ("text", "number", "missing")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    number: float
+    missing: bool
+    def __init__(self, text: _Optional[str] = ..., number: _Optional[float] = ..., missing: _Optional[bool] = ...) -> None: ...
+
+class TabularRow(_message.Message):
+    __slots__ = ("cells",)
+    class CellsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: TabularValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[TabularValue, _Mapping]] = ...) -> None: ...
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    cells: _containers.MessageMap[str, TabularValue]
+    def __init__(self, cells: _Optional[_Mapping[str, TabularValue]] = ...) -> None: ...
+
+class PredictRequest(_message.Message):
+    __slots__ = ("model", "model_version", "rows", "csv", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    CSV_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    model_version: str
+    rows: _containers.RepeatedCompositeFieldContainer[TabularRow]
+    csv: str
+    top_k: int
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[TabularRow, _Mapping]]] = ..., csv: _Optional[str] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class TabularAnswer(_message.Message):
+    __slots__ = ("label", "classes", "value")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    classes: _containers.RepeatedCompositeFieldContainer[ClassScore]
+    value: float
+    def __init__(self, label: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., value: _Optional[float] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("model", "model_version", "kind", "target", "predictions")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    model_version: str
+    kind: str
+    target: str
+    predictions: _containers.RepeatedCompositeFieldContainer[TabularAnswer]
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., kind: _Optional[str] = ..., target: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[TabularAnswer, _Mapping]]] = ...) -> None: ...

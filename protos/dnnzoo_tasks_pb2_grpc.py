@@ -629,3 +629,75 @@ class Autoencoding:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class TabularPredictionStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Predict = channel.unary_unary(
+                '/dnnzoo.v1.TabularPrediction/Predict',
+                request_serializer=dnnzoo__tasks__pb2.PredictRequest.SerializeToString,
+                response_deserializer=dnnzoo__tasks__pb2.PredictResponse.FromString,
+                _registered_method=True)
+
+
+class TabularPredictionServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Predict(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_TabularPredictionServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Predict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Predict,
+                    request_deserializer=dnnzoo__tasks__pb2.PredictRequest.FromString,
+                    response_serializer=dnnzoo__tasks__pb2.PredictResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'dnnzoo.v1.TabularPrediction', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('dnnzoo.v1.TabularPrediction', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class TabularPrediction:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Predict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dnnzoo.v1.TabularPrediction/Predict',
+            dnnzoo__tasks__pb2.PredictRequest.SerializeToString,
+            dnnzoo__tasks__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

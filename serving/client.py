@@ -156,6 +156,7 @@ class Client:
         self.sequences = tasks_grpc.SequencePredictionStub(self.channel)
         self.generation = tasks_grpc.ImageGenerationStub(self.channel)
         self.autoencoding = tasks_grpc.AutoencodingStub(self.channel)
+        self.tabular = tasks_grpc.TabularPredictionStub(self.channel)
         self.inference = oip_grpc.GRPCInferenceServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
@@ -253,6 +254,23 @@ class Client:
         request = tasks.ReconstructRequest(model=model, model_version=version, images=[image_message(i) for i in images])
         request.formats.extend(([tasks.PNG] if png else []) + ([tasks.RAW] if raw else []))
         return self.autoencoding.Reconstruct(request, timeout=self._t(timeout))
+
+    def predict(self, model: str, rows: Iterable[dict] = (), csv: str = "", top_k: int | None = None, version: str = "",
+                timeout: float | None = None) -> tasks.PredictResponse:  # fmt: skip
+        """Rows as column -> str | number | None (missing) maps, or CSV text with a header row."""
+        request = tasks.PredictRequest(model=model, model_version=version, csv=csv)
+        if top_k is not None:
+            request.top_k = top_k
+        for row in rows:
+            cells = request.rows.add().cells
+            for name, value in row.items():
+                if value is None:
+                    cells[name].missing = True
+                elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                    cells[name].number = float(value)
+                else:
+                    cells[name].text = str(value)
+        return self.tabular.Predict(request, timeout=self._t(timeout))
 
     # -- Open Inference Protocol ------------------------------------------------------------------
 

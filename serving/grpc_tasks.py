@@ -20,11 +20,12 @@ from protos import dnnzoo_tasks_pb2 as pb
 from protos import dnnzoo_tasks_pb2_grpc as pb_grpc
 
 from serving.errors import InvalidInput
-from serving.tasks import autoencoding, classification, detection, generation, sequences, words
+from serving.tasks import autoencoding, classification, detection, generation, sequences, tabular, words
 from serving.tasks.catalog import Catalog
 from serving.tasks.images import EncodedImage, ImageInput, RawPixels, png
 
-SERVICES = ("ImageClassification", "ObjectDetection", "WordVectors", "SequencePrediction", "ImageGeneration", "Autoencoding")
+SERVICES = ("ImageClassification", "ObjectDetection", "WordVectors", "SequencePrediction", "ImageGeneration", "Autoencoding",
+            "TabularPrediction")
 SERVICE_NAMES = tuple(pb.DESCRIPTOR.services_by_name[s].full_name for s in SERVICES)
 
 
@@ -213,6 +214,27 @@ class AutoencodingServicer(pb_grpc.AutoencodingServicer):
         )  # fmt: skip
 
 
+def _cell(value: pb.TabularValue):
+    kind = value.WhichOneof("kind")
+    return value.text if kind == "text" else value.number if kind == "number" else tabular.MISSING
+
+
+class TabularPredictionServicer(pb_grpc.TabularPredictionServicer):
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    async def Predict(self, request, context):
+        rows = Converted(request.rows, lambda row, _: {name: _cell(value) for name, value in row.cells.items()})
+        result = await tabular.predict(
+            self.catalog, request.model, request.model_version, rows, request.csv, _optional(request, "top_k"), _deadline(context)
+        )
+        return pb.PredictResponse(
+            model=result.model, model_version=result.version, kind=result.kind, target=result.target,
+            predictions=[pb.TabularAnswer(label=r.label, value=r.value, classes=[pb.ClassScore(label=c.label, class_id=c.class_id, score=c.score)
+                                                                                 for c in r.classes]) for r in result.rows],
+        )  # fmt: skip
+
+
 def add_task_servicers(catalog: Catalog, server: grpc.aio.Server) -> tuple[str, ...]:
     """Register every typed service on the server; returns their full names (health, reflection)."""
     pb_grpc.add_ImageClassificationServicer_to_server(ImageClassificationServicer(catalog), server)
@@ -221,4 +243,5 @@ def add_task_servicers(catalog: Catalog, server: grpc.aio.Server) -> tuple[str, 
     pb_grpc.add_SequencePredictionServicer_to_server(SequencePredictionServicer(catalog), server)
     pb_grpc.add_ImageGenerationServicer_to_server(ImageGenerationServicer(catalog), server)
     pb_grpc.add_AutoencodingServicer_to_server(AutoencodingServicer(catalog), server)
+    pb_grpc.add_TabularPredictionServicer_to_server(TabularPredictionServicer(catalog), server)
     return SERVICE_NAMES

@@ -17,9 +17,12 @@ from tqdm.auto import tqdm
 BASELINES = "baselines"  # key of the records in metrics.json's "final"
 
 
-def compare(baseline: str, metric: str, model_value: float, baseline_value: float, higher_is_better: bool = False) -> dict[str, Any]:
-    """One record: the model's figure against the baseline's on the same (validation) data."""
+def compare(baseline: str, metric: str, model_value: float, baseline_value: float, higher_is_better: bool = False,
+            or_equal: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One record: the model's figure against the baseline's on the same (validation) data. With
+    `or_equal` a tie counts as beating it (a strong reference such as gradient boosting, matched)."""
     beats = model_value > baseline_value if higher_is_better else model_value < baseline_value
+    beats = beats or (or_equal and model_value == baseline_value)
     return {"baseline": baseline, "metric": metric, "model": float(model_value), "value": float(baseline_value),
             "higher_is_better": higher_is_better, "beats": bool(beats)}  # fmt: skip
 

@@ -23,6 +23,7 @@ FAMILIES: dict[str, str] = {
     "sequence": "training.sequence",
     "gan": "training.gan",
     "autoencoder": "training.autoencoder",
+    "tabular": "training.tabular",
 }
 
 
@@ -73,6 +74,7 @@ NOT_APPLIED: dict[str, dict[str, str]] = {
     "autoencoder": {
         "augment": "it reconstructs the images as they are; --noise adds input noise",
     },
+    "tabular": {"augment": "its loop trains on the table's rows as they are"},
 }
 
 

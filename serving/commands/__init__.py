@@ -1,1 +1,1 @@
-"""Client subcommands of `dnnzoo` (classify, detect, similar, forecast, generate, health): one module each."""
+"""Client subcommands of `dnnzoo` (classify, detect, similar, forecast, generate, predict, health): one module each."""

@@ -21,6 +21,7 @@ EXPECTED = {
     "waves_sequence_step": "sequence_step",
     "digits_gan": "generation",
     "digits_autoencoder": "autoencoding",
+    "penguins_tabular": "tabular",
 }
 
 

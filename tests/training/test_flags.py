@@ -41,6 +41,7 @@ REFUSED = [
     ("sequence", ["--batch-norm"]),
     ("sequence", ["--augment"]),
     ("autoencoder", ["--augment"]),
+    ("tabular", ["--augment"]),
 ]
 
 

@@ -1,0 +1,160 @@
+"""Predict with a tabular model: rows (column -> text, number or missing) or CSV text in, classes or values out.
+
+The model's inputs are its columns (config.pbtxt: TYPE_FP32 for numbers, TYPE_STRING for text, each
+[1] per row), so the rows are checked against the config before anything runs: an unknown column,
+a column left out, or text that is not a number in a numeric column is INVALID_ARGUMENT naming the
+row and the column. Missing cells become NaN (numbers) or the empty string (text), which the graph
+maps to its missing slot; which CSV cells count as missing comes from the model folder's schema
+file (`dnnzoo.tabular.schema_file`), the list training used.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.errors import InvalidInput, Unsupported
+from serving.limits import shown
+from serving.tasks.catalog import Catalog
+
+TASK = "tabular"
+SERVICE = "Predict"
+MISSING = None  # a cell value meaning "missing"
+SHOWN_COLUMNS = 12  # column names listed in an error message, at most
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    label: str
+    class_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    classes: list[ClassScore]
+    value: float
+
+
+@dataclass(frozen=True)
+class Predicted:
+    model: str
+    version: str
+    kind: str
+    target: str
+    rows: list[Row]
+
+
+def _listed(names: Sequence[str]) -> str:
+    more = f", … ({len(names)} in all)" if len(names) > SHOWN_COLUMNS else ""
+    return ", ".join(shown(n) for n in names[:SHOWN_COLUMNS]) + more
+
+
+def missing_tokens(catalog: Catalog, handle) -> frozenset[str]:
+    """The cells training read as missing, from the model's schema file (read once per version)."""
+
+    def read() -> frozenset[str]:
+        name = handle.parameter("dnnzoo.tabular.schema_file")
+        if not name:
+            return frozenset({""})
+        try:
+            return frozenset(json.loads(catalog.plane.side_file(handle, name)).get("missing_tokens", [""]))
+        except (ValueError, AttributeError):
+            raise Unsupported(f"model {handle.name!r}: its schema file {name!r} is not readable JSON") from None
+
+    return catalog.cached(handle, "tabular:missing", read)
+
+
+def parse_csv(text: str) -> list[dict[str, str]]:
+    """CSV text with a header row -> rows as column -> cell text."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise InvalidInput(f"{SERVICE}: the CSV payload has no header row")
+    header = [h.strip() for h in header]
+    rows = []
+    for line, cells in enumerate(reader, start=2):
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise InvalidInput(f"{SERVICE}: CSV line {line} has {len(cells)} cells, the header {len(header)}")
+        rows.append(dict(zip(header, (c.strip() for c in cells))))
+    return rows
+
+
+def _text(value) -> str:
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def columns(rows: Sequence[Mapping[str, object]], inputs, missing: frozenset[str]) -> dict[str, np.ndarray]:
+    """Row maps -> one [N, 1] array per model input (float32 NaN-for-missing, or text), checked."""
+    names = [t.name for t in inputs]
+    known = set(names)
+    arrays = {t.name: (np.empty((len(rows), 1), np.float32) if t.datatype.name == "FP32" else np.empty((len(rows), 1), dtype=object)) for t in inputs}
+    for i, row in enumerate(rows):
+        unknown = [c for c in row if c not in known]
+        if unknown:
+            raise InvalidInput(f"{SERVICE}: row {i}: unknown column {shown(unknown[0])}; the model's columns are {_listed(names)}")
+        absent = [n for n in names if n not in row]
+        if absent:
+            raise InvalidInput(f"{SERVICE}: row {i}: no value for column {shown(absent[0])} (a missing value is sent as missing, "
+                               f"or an empty CSV cell); the model's columns are {_listed(names)}")  # fmt: skip
+        for tensor in inputs:
+            value = row[tensor.name]
+            if tensor.datatype.name == "FP32":
+                arrays[tensor.name][i, 0] = _number(value, missing, i, tensor.name)
+            else:
+                arrays[tensor.name][i, 0] = "" if value is MISSING else _text(value)
+    return arrays
+
+
+def _number(value, missing: frozenset[str], row: int, column: str) -> float:
+    if value is MISSING:
+        return math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    if text in missing:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"{SERVICE}: row {row}: column {shown(column)} is numeric; got {shown(text)}") from None
+
+
+async def predict(catalog: Catalog, model: str, version: str, rows: Sequence[Mapping[str, object]] | None, csv_text: str = "",
+                  top_k: int | None = None, deadline: float | None = None) -> Predicted:  # fmt: skip
+    if rows and csv_text:
+        raise InvalidInput(f"{SERVICE}: send rows or a CSV payload, not both")
+    handle = catalog.find(model, version, TASK, SERVICE)
+    table = parse_csv(csv_text) if csv_text else list(rows or [])
+    if not table:
+        raise InvalidInput(f"{SERVICE}: no rows to predict")
+    if top_k is not None and top_k < 1:
+        raise InvalidInput(f"{SERVICE}: top_k must be at least 1, got {top_k}")
+    inputs = handle.spec.inputs
+    arrays = columns(table, inputs, missing_tokens(catalog, handle))
+    kind = handle.parameter("dnnzoo.tabular.kind", "classification")
+    output = handle.parameter("dnnzoo.tabular.output", "probabilities" if kind == "classification" else "value")
+    values = np.asarray((await catalog.run(handle, arrays, [output], deadline))[output], np.float64)
+    target = handle.parameter("dnnzoo.tabular.target", "")
+    if kind != "classification":
+        answers = [Row("", [], float(v)) for v in values.reshape(len(table), -1)[:, 0]]
+        return Predicted(handle.name, handle.version, kind, target, answers)
+    labels = catalog.labels(handle, output, values.shape[1])
+    k = min(top_k or values.shape[1], values.shape[1])
+    answers = []
+    for probabilities in values:
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        scores = [ClassScore(labels[c], int(c), float(probabilities[c])) for c in order]
+        answers.append(Row(scores[0].label, scores, math.nan))
+    return Predicted(handle.name, handle.version, kind, target, answers)
