@@ -55,6 +55,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--max-series", type=int, help=f"most series in one Forecast call (default {d.max_series})")
     p.add_argument("--max-series-length", type=int, help=f"most values in one series (default {d.max_series_length})")
     p.add_argument("--max-stream-values", type=int, help=f"most values in one ForecastStream message (default {d.max_stream_values})")
+    p.add_argument("--max-rows", type=int, help=f"most table rows in one TabularPrediction.Predict call (default {d.max_rows})")
     p.add_argument("--max-request-elements", type=int,
                    help=f"most tensor elements in one inference request (default {d.max_request_elements}; "
                         "a model's dnnzoo.max_request_elements parameter may lower it)")

@@ -20,7 +20,7 @@ ENV_PREFIX = "DNNZOO_"
 # Positive integer caps on what one request may ask for; each is a `serve` flag.
 LIMIT_FIELDS = (
     "max_generate_count", "max_forecast_horizon", "max_image_pixels", "max_images", "max_words", "max_word_pairs",
-    "max_series", "max_series_length", "max_stream_values", "max_request_elements", "max_string_elements",
+    "max_series", "max_series_length", "max_stream_values", "max_rows", "max_request_elements", "max_string_elements",
     "max_queued_mb",
 )
 
@@ -54,6 +54,7 @@ class ServeConfig:
     max_series: int = 256  # series one Forecast call may carry
     max_series_length: int = 100_000  # values one series may have
     max_stream_values: int = 1000  # values one ForecastStream message may carry
+    max_rows: int = 4096  # table rows one TabularPrediction.Predict call may carry
     # Limits of every inference request (Open Inference Protocol and typed services alike).
     max_request_elements: int = 16 * 1024 * 1024  # elements of all inputs of one request (numbers)
     max_string_elements: int = 1024 * 1024  # BYTES elements of one request (each becomes a Python object)

@@ -91,6 +91,7 @@ class TaskLimits:
     max_series: int = 256
     max_series_length: int = 100_000
     max_stream_values: int = 1000
+    max_rows: int = 4096
 
 
 @dataclass

@@ -139,6 +139,7 @@ async def predict(catalog: Catalog, model: str, version: str, rows: Sequence[Map
     table = parse_csv(csv_text) if csv_text else list(rows or [])
     if not table:
         raise InvalidInput(f"{SERVICE}: no rows to predict")
+    catalog.cap("max_rows", len(table), SERVICE, "rows in one call")
     if top_k is not None and top_k < 1:
         raise InvalidInput(f"{SERVICE}: top_k must be at least 1, got {top_k}")
     inputs = handle.spec.inputs

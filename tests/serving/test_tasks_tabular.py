@@ -14,6 +14,7 @@ MODEL = "penguins_tabular"
 NUMBERS = {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181.0, "body_mass_g": 3750.0, "year": 2007.0}
 ROW = {**NUMBERS, "island": "Torgersen", "sex": "male"}
 HEADER = ",".join(ROW)
+MAX_ROWS = 5  # the served fixture's --max-rows
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("tabular-serving")
     tabular.train(TrainConfig(family="tabular", profile="tiny", out=root / "run", progress=False), tabular.Options())
     export_run(root / "run", root / "repo")
-    running = start_server(server_config(root / "repo", providers="cpu"))
+    running = start_server(server_config(root / "repo", providers="cpu", max_rows=MAX_ROWS))
     yield running
     running.stop()
 
@@ -86,6 +87,16 @@ def test_the_wrong_model_kind_and_an_empty_call_are_refused(client):
     with pytest.raises(grpc.RpcError) as raised:
         client.predict(MODEL, rows=[])
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "no rows" in raised.value.details()
+
+
+def test_rows_over_the_cap_are_refused_naming_the_flag_and_the_cap_itself_is_served(client):
+    assert len(client.predict(MODEL, rows=[ROW] * MAX_ROWS).predictions) == MAX_ROWS
+    csv = f"{HEADER}\n" + "\n".join([",".join(str(v) for v in ROW.values())] * (MAX_ROWS + 1))
+    for call in (lambda: client.predict(MODEL, rows=[ROW] * (MAX_ROWS + 1)), lambda: client.predict(MODEL, csv=csv)):
+        with pytest.raises(grpc.RpcError) as raised:
+            call()
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"{MAX_ROWS + 1} rows in one call" in raised.value.details() and "--max-rows" in raised.value.details()
 
 
 def test_the_cli_prints_a_table_json_and_clear_errors(served, tmp_path, capsys):
