@@ -67,11 +67,8 @@ def check(model: str, reference: Callable[[Arrays], Arrays], candidate: Callable
     worst = 0.0
     for case in cases:
         expected, actual = reference(case), candidate(case)
-        if compare is not None:
-            problem = compare(expected, actual)
-        else:
-            largest, problem = compare_arrays(expected, actual)
-            worst = max(worst, largest)
+        largest, problem = (compare or compare_arrays)(expected, actual)
+        worst = max(worst, largest)
         if problem:
             raise ParityError(f"parity check failed for {model} on inputs {_shape_label(case)}: {problem}; nothing written")
     return Report(worst, len(cases))

@@ -14,8 +14,9 @@ from typing import Callable
 import numpy as np
 
 Arrays = dict[str, np.ndarray]
-# A comparator returns None when the outputs agree, else a one-line description of the worst difference.
-Comparator = Callable[[Arrays, Arrays], "str | None"]
+# A comparator returns (largest float difference it saw, None) when the outputs agree, else
+# (…, a one-line description of the worst difference): the figure goes into the exported config.
+Comparator = Callable[[Arrays, Arrays], "tuple[float, str | None]"]
 
 
 @dataclass(frozen=True)

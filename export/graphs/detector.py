@@ -10,6 +10,7 @@ scenes: the same detections, in the same order, coordinates and scores within 1e
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -51,22 +52,25 @@ def reference(model: detector.Detector, score: float, iou: float, max_det: int):
     return run
 
 
-def compare_detections(expected: Arrays, actual: Arrays) -> str | None:
+def compare_detections(expected: Arrays, actual: Arrays) -> tuple[float, str | None]:
     """The same rows in the same order: classes equal, boxes and scores within tolerance."""
     want, got = expected["detections"], actual.get("detections")
     if got is None or got.shape != want.shape:
-        return f"detections shape {None if got is None else list(got.shape)}, expected {list(want.shape)}"
+        return math.inf, f"detections shape {None if got is None else list(got.shape)}, expected {list(want.shape)}"
+    worst = 0.0
     for i in range(len(want)):
         kept_want, kept_got = int((want[i, :, 4] > 0).sum()), int((got[i, :, 4] > 0).sum())
         if kept_want != kept_got:
-            return f"image {i}: {kept_got} detections, expected {kept_want}"
+            return math.inf, f"image {i}: {kept_got} detections, expected {kept_want}"
         if not np.array_equal(want[i, :, 5], got[i, :, 5]):
-            return f"image {i}: classes {got[i, :kept_got, 5].tolist()}, expected {want[i, :kept_want, 5].tolist()}"
+            return math.inf, f"image {i}: classes {got[i, :kept_got, 5].tolist()}, expected {want[i, :kept_want, 5].tolist()}"
         diff = np.abs(want[i, :, :5] - got[i, :, :5])
+        if diff.size:
+            worst = max(worst, float(diff.max()))
         if diff.size and float(diff.max()) > FLOAT_TOLERANCE:
             row, col = np.unravel_index(int(diff.argmax()), diff.shape)
-            return f"image {i}, detection {row}, field {'x1 y1 x2 y2 score'.split()[col]}: differs by {float(diff.max()):.3g}"
-    return None
+            return worst, f"image {i}, detection {row}, field {'x1 y1 x2 y2 score'.split()[col]}: differs by {float(diff.max()):.3g}"
+    return worst, None
 
 
 def scene_images(canvas: int, min_size: int, max_size: int):

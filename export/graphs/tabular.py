@@ -168,26 +168,28 @@ def comparator(scale: float):
     return lambda expected, actual: compare(expected, actual, scale)
 
 
-def compare(expected, actual, scale: float = 1.0) -> str | None:
+def compare(expected, actual, scale: float = 1.0) -> tuple[float, str | None]:
+    """Largest float difference in the target's own units, and the first disagreement."""
     from export.parity import compare_arrays
 
     labels_want, labels_got = expected.get("label"), actual.get("label")
     floats = {k: v / np.float32(scale) for k, v in expected.items() if k != "label"}
-    _, problem = compare_arrays(floats, {k: np.asarray(v) / np.float32(scale) if k in floats else v for k, v in actual.items()})
+    scaled, problem = compare_arrays(floats, {k: np.asarray(v) / np.float32(scale) if k in floats else v for k, v in actual.items()})
+    largest = scaled * scale
     if problem:
-        return problem
+        return largest, problem
     if labels_want is not None:
         got = np.asarray(labels_got).astype(str)
         want = labels_want.astype(str)
         if got.shape != want.shape:
-            return f"output 'label' has shape {list(got.shape)}, expected {list(want.shape)}"
+            return largest, f"output 'label' has shape {list(got.shape)}, expected {list(want.shape)}"
         # A label may differ only where two classes tie within the float tolerance.
         bad = np.flatnonzero(got[:, 0] != want[:, 0])
         if bad.size:
             p = np.sort(expected[next(iter(floats))][bad], axis=1)
             if np.any(p[:, -1] - p[:, -2] > 1e-4):
-                return f"output 'label' differs at row {int(bad[0])} ({got[bad[0], 0]!r}, expected {want[bad[0], 0]!r})"
-    return None
+                return largest, f"output 'label' differs at row {int(bad[0])} ({got[bad[0], 0]!r}, expected {want[bad[0], 0]!r})"
+    return largest, None
 
 
 def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:

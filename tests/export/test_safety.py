@@ -142,6 +142,20 @@ def test_parity_reports_the_largest_difference_and_where():
     assert parity.check("m", good, lambda c: {"y": ok}, [case]).max_abs_diff == pytest.approx(5e-5)
 
 
+def test_a_family_comparator_reports_its_largest_difference_too():
+    """The tabular comparator judges regression values in units of the target's std, but the figure
+    recorded in the config is in the target's own units."""
+    from export.graphs import tabular
+
+    case = {"x": np.zeros((2, 1), np.float32)}
+    want = lambda c: {"value": np.array([[4000.0], [3000.0]], np.float32)}  # noqa: E731
+    got = lambda c: {"value": np.array([[4000.0], [3000.02]], np.float32)}  # noqa: E731
+    report = parity.check("m", want, got, [case], tabular.comparator(800.0))
+    assert report.max_abs_diff == pytest.approx(0.02, rel=1e-2)
+    with pytest.raises(parity.ParityError, match="'value' differs"):
+        parity.check("m", want, lambda c: {"value": np.array([[4000.0], [3001.0]], np.float32)}, [case], tabular.comparator(800.0))
+
+
 def _tiny_spec(reference=None) -> ModelSpec:
     module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Softmax(-1)).eval()
     return ModelSpec(
