@@ -7,6 +7,11 @@ x preferred batch size), each on a fresh `dnnzoo serve` started on a free loopba
 temporary copy of the model folder, prints a table, draws a chart, and with `--write` puts the best
 plan into the model's config.pbtxt (atomically; every other setting kept). The best plan is the
 highest throughput whose p99 latency is within the budget (any p99 without a budget).
+
+The default grid is sized to this machine's cores (serving/analyze/grid.py); a model that batches
+is given `dynamic_batching` in every plan. `--write` rewrites config.pbtxt in protobuf text format
+(serving's canonical layout: the settings are kept, comments and spacing are not). Exit status: 0
+with a plan, 1 when no plan met the budget or a server failed, 2 for bad arguments or model folders.
 """
 
 from __future__ import annotations
