@@ -4,8 +4,8 @@ which measured plan wins.
 A plan is what serving/plan.py reads from a config (instance threads, the session's intra-op pool)
 plus Triton's dynamic-batching knobs (max queue delay, preferred batch sizes). The default grid is
 sized to the cores: every power-of-two split of instances x threads that does not ask for more
-threads than cores, plus the server's own default plan (instances sharing an all-core pool); never
-more instances than concurrent requests. Queue delays are only tried when two requests of the load
+threads than cores, plus the server's own default plan (instances sharing an all-core pool); no
+more instances than concurrent requests (or than the default plan has). Queue delays are only tried when two requests of the load
 could merge (a batching model, concurrency > 1, 2 x batch <= max_batch_size), and a preferred size
 (the whole load as one batch) only beside a delay: without a delay nothing waits for it.
 """
@@ -66,8 +66,8 @@ def thread_splits(cores: int, concurrency: int, quick: bool = False) -> list[tup
     else:
         pairs = [(i, t) for i in _powers_of_two(cores) for t in sorted({*_powers_of_two(cores), cores}) if i * t <= cores]
         pairs.append(default)
-    pairs = [(min(i, max(1, concurrency)), t) for i, t in pairs]
-    return list(dict.fromkeys(pairs))
+    most = max(concurrency, DEFAULT_INSTANCES)  # the default plan stays a candidate at any concurrency
+    return list(dict.fromkeys((min(i, most), t) for i, t in pairs))
 
 
 def grid(config: ModelConfig, batch: int, concurrency: int, cores: int, quick: bool = False,

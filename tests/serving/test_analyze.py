@@ -135,7 +135,8 @@ def test_the_default_grid_fits_the_cores_and_the_load():
         pairs = thread_splits(cores, concurrency=64)
         assert (2, cores) in pairs or cores == 1  # the server's own default plan is always a candidate
         assert all(i * t <= cores for i, t in pairs if (i, t) != (2, cores))
-    assert max(i for i, _ in thread_splits(16, concurrency=2)) == 2  # no more instances than clients
+    assert max(i for i, _ in thread_splits(16, concurrency=4)) == 4  # no more instances than clients...
+    assert (2, 16) in thread_splits(16, concurrency=1)  # ...but the default plan is always there
     # b32 on max_batch_size 32 cannot merge: no delays; b1 x 16 can: delays, and 16 as a preferred size
     assert {p.delay_us for p in grid(config, 32, 2, 2)} == {0}
     merging = grid(config, 1, 16, 2)
