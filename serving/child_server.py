@@ -24,6 +24,23 @@ class ServerFailed(RuntimeError):
     """The child server exited or did not become ready; the message ends with its log's tail."""
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_signals() -> dict:
+    """SIGINT, SIGTERM and SIGHUP unwind, so that every `finally` stops what it started (child servers
+    live in sessions of their own: nothing else would stop them). Returns the handlers replaced.
+
+    SIGINT too, as a shell starting a harness in the background leaves it ignored. A second
+    signal does not interrupt the clean-up."""
+    def unwind(number, frame):
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {number}")
+
+    return {sig: signal.signal(sig, unwind) for sig in STOP_SIGNALS}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

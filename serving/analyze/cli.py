@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None, prog: str = "dnnzoo analyze") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     _check(args, parser)
+    previous = child_server.stop_on_signals()
     try:
         return analyze(args)
     except (UserError, ValueError, OSError, child_server.ServerFailed) as exc:
@@ -201,3 +203,6 @@ def main(argv: list[str] | None = None, prog: str = "dnnzoo analyze") -> int:
         return 130
     except asyncio.CancelledError:
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
