@@ -74,6 +74,9 @@ def chart(results: list[tuple[Plan, dict]], chosen: Plan | None, budget_ms: floa
         row = dict(results)[chosen]
         ax.scatter([row["p99_ms"]], [row["items_s"]], s=380, marker="*", color="tab:red", edgecolor="black",
                    zorder=4, label=f"chosen: {chosen.label} ({row['items_s']:,.0f} items/s, p99 {row['p99_ms']:.2f} ms)")
+    elif budget_ms is not None:
+        ax.text(0.5, 0.5, f"no plan kept p99 within {budget_ms:g} ms", transform=ax.transAxes, ha="center",
+                va="center", fontsize=13, color="tab:red")
     if budget_ms is not None:
         ax.axvline(budget_ms, color="tab:red", linestyle="--", linewidth=1.2, label=f"p99 budget {budget_ms:g} ms")
     p99 = [r["p99_ms"] for _, r in results] + ([budget_ms] if budget_ms is not None else [])

@@ -150,3 +150,18 @@ def test_best_is_the_fastest_plan_within_the_budget():
     assert best(rows, None)[0] == b
     assert best(rows, 10)[0] == c
     assert best(rows, 1) is None
+
+
+def test_the_load_requests_decode_on_the_server_side_for_every_input_kind():
+    from protos import grpc_service_pb2 as pb
+    from serving.codec import decode_request
+    from serving.loadgen import request_for
+
+    config = parse_config('name: "m" max_batch_size: 8 input [{name: "a" data_type: TYPE_FP32 dims: [2, -1]},'
+                          '{name: "b" data_type: TYPE_UINT8 dims: [3]}, {name: "c" data_type: TYPE_INT64 dims: [1]},'
+                          '{name: "d" data_type: TYPE_STRING dims: [2]}]')
+    decoded = {t.name: t.data for t in decode_request(pb.ModelInferRequest.FromString(request_for(config, 4))).inputs}
+    assert {k: (v.shape, v.dtype.kind) for k, v in decoded.items()} == {
+        "a": ((4, 2, 1), "f"), "b": ((4, 3), "u"), "c": ((4, 1), "i"), "d": ((4, 2), "O")}
+    with pytest.raises(ValueError, match="above model 'm'"):
+        request_for(config, 9)
