@@ -89,7 +89,7 @@ def grid(config: ModelConfig, batch: int, concurrency: int, cores: int, quick: b
         sizes = preferred if preferred is not None else ([whole] if merge and whole < config.max_batch_size else [])
         queueing = [(d, ()) for d in delays]
         queueing += [(d, (size,)) for d in delays if d for size in sizes if size]
-    return [Plan(i, t, d, p) for i, t in pairs for d, p in queueing]
+    return list(dict.fromkeys(Plan(i, t, d, p) for i, t in pairs for d, p in queueing))
 
 
 def apply_plan(config: ModelConfig, plan: Plan) -> ModelConfig:
