@@ -63,8 +63,9 @@ def chart(results: list[tuple[Plan, dict]], chosen: Plan | None, budget_ms: floa
         ax.scatter([r["p99_ms"] for _, r in outside], [r["items_s"] for _, r in outside], s=45, color="0.65",
                    marker="X", label="plan over the p99 budget", zorder=3)
     front = frontier(results)
-    ax.plot([r["p99_ms"] for _, r in front], [r["items_s"] for _, r in front], color="tab:blue", alpha=0.35,
-            linewidth=1, drawstyle="steps-post", zorder=2, label="frontier: best throughput for its p99")
+    if len(front) > 1:
+        ax.plot([r["p99_ms"] for _, r in front], [r["items_s"] for _, r in front], color="tab:blue", alpha=0.5,
+                linewidth=1, drawstyle="steps-post", zorder=2, label="frontier: best throughput for its p99")
     named = {plan for plan, _ in front} | {chosen}
     for number, (plan, row) in enumerate(ranked(results), 1):
         text = f"{number} {plan.label}" if plan in named else str(number)
