@@ -69,8 +69,11 @@ def chart(results: list[tuple[Plan, dict]], chosen: Plan | None, budget_ms: floa
     named = {plan for plan, _ in front} | {chosen}
     for number, (plan, row) in enumerate(ranked(results), 1):
         text = f"{number} {plan.label}" if plan in named else str(number)
-        ax.annotate(text, (row["p99_ms"], row["items_s"]), textcoords="offset points", xytext=(6, 4),
-                    fontsize=8, color="tab:red" if plan == chosen else "0.2")
+        mine = plan == chosen
+        ax.annotate(text, (row["p99_ms"], row["items_s"]), textcoords="offset points",
+                    xytext=(12, 10) if mine else (6, -12 if plan in named else 4), fontsize=8 if not mine else 9,
+                    color="tab:red" if mine else "0.2", fontweight="bold" if mine else "normal", zorder=5,
+                    bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.6})
     if chosen is not None:
         row = dict(results)[chosen]
         ax.scatter([row["p99_ms"]], [row["items_s"]], s=380, marker="*", color="tab:red", edgecolor="black",
