@@ -103,7 +103,6 @@ async def drive(channels: dict, job: dict) -> dict:
 
 def client_worker(connection, cpus: str | None, root: str) -> None:
     """Process body: answer each job dict from `drive`; None ends it."""
-
     sys.path.insert(0, root)
     pin(cpus)
     loop = asyncio.new_event_loop()
