@@ -42,7 +42,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -56,6 +55,7 @@ sys.path.insert(0, str(HERE))
 
 from peers_client import Worker, client_worker, in_process_worker  # noqa: E402
 from peers_model import foreign_model, repository_model  # noqa: E402
+from serving.child_server import ServerFailed, stop_on_signals  # noqa: E402
 from peers_servers import (MLSERVER_VENV, ensure_mlserver, start_dnnzoo, start_mlserver, start_thin,  # noqa: E402
                            wait_ready)
 
@@ -81,20 +81,6 @@ def request_bytes(model, array) -> bytes:
     request = pb.ModelInferRequest(model_name=model.name, raw_input_contents=[array.tobytes()])
     request.inputs.add(name=model.input_name, datatype=model.datatype, shape=array.shape)
     return request.SerializeToString()
-
-
-def stop_on_signals() -> None:
-    """SIGINT, SIGTERM and SIGHUP unwind, so that every `finally` stops what it started.
-
-    SIGINT too, as a shell starting the harness in the background leaves it ignored. A second
-    signal does not interrupt the clean-up."""
-    def unwind(number, frame):
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt(f"signal {number}")
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, unwind)
 
 
 def median_rows(rows: list[dict]) -> dict:
@@ -286,3 +272,5 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         print("\ninterrupted: servers stopped", file=sys.stderr)
         sys.exit(130)
+    except ServerFailed as failure:  # a server that did not start: its log's tail, no traceback
+        sys.exit(str(failure))

@@ -4,7 +4,7 @@ Both run as worker processes that take jobs over a pipe, so that neither shares 
 harness nor with each other, and so that the client's channels (one per server) stay open between
 rounds. The client is grpc.aio: `concurrency` coroutines on one channel, each sending the same
 serialised KServe v2 ModelInferRequest (raw_input_contents) as soon as its previous answer is in
-(closed loop). It parses every answer and checks each output's name, shape and size; the first
+(closed loop, `serving.loadgen`). It parses every answer and checks each output's name, shape and size; the first
 answer of each measurement is also compared with in-process ONNX Runtime's values. Any RPC error
 or wrong answer fails the measurement.
 """
@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-INFER = "/inference.GRPCInferenceService/ModelInfer"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from serving.loadgen import CHANNEL_OPTIONS, INFER, closed_loop, summarise  # noqa: E402
 ITEMSIZE = {"FP32": 4, "FP64": 8, "FP16": 2, "UINT8": 1, "INT8": 1, "INT16": 2, "UINT16": 2, "INT32": 4,
             "INT64": 8, "BOOL": 1}
 TYPED = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT64": "int64_contents", "INT32": "int_contents",
@@ -34,12 +37,6 @@ def pin(cpus: str | None) -> None:
         low, _, high = part.partition("-")
         chosen.update(range(int(low), int(high or low) + 1))
     os.sched_setaffinity(0, chosen)
-
-
-def summarise(latencies: list[float], items: int, seconds: float, cpu: float) -> dict:
-    ms = np.array(latencies) * 1000
-    return {"items_s": items / seconds, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "calls": len(latencies), "seconds": seconds, "cpu": cpu / seconds}
 
 
 def outputs_of(response) -> dict[str, tuple[list[int], int]]:
@@ -84,29 +81,12 @@ def checker(expected: dict[str, list[int]], server: str):
     return check
 
 
-async def closed_loop(infer, payload: bytes, concurrency: int, seconds: float, check) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    clock = time.perf_counter
-    end = clock() + seconds
-
-    async def caller() -> None:
-        while (t := clock()) < end:
-            answer = await infer(payload, timeout=60)
-            latencies.append(clock() - t)
-            check(answer)
-
-    start = clock()
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return latencies, clock() - start
-
-
 async def drive(channels: dict, job: dict) -> dict:
     import grpc
 
     address = job["address"]
     if address not in channels:
-        channels[address] = grpc.aio.insecure_channel(address, options=[
-            ("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)])
+        channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
     infer = channels[address].unary_unary(INFER)  # bytes in, bytes out: the client parses answers itself
     check = checker(job["expected"], job["server"])
     first = check(await infer(job["payload"], timeout=60))
@@ -123,8 +103,6 @@ async def drive(channels: dict, job: dict) -> dict:
 
 def client_worker(connection, cpus: str | None, root: str) -> None:
     """Process body: answer each job dict from `drive`; None ends it."""
-    import sys
-
     sys.path.insert(0, root)
     pin(cpus)
     loop = asyncio.new_event_loop()

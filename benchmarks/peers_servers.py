@@ -1,9 +1,9 @@
 """Starting and stopping the servers `peers.py` compares, each with its default settings.
 
-Every server runs in its own session (process group) on free loopback ports, logs to a file, and is
-ready when its gRPC ServerReady and ModelReady say so (`wait_ready`; no sleeps on a guess). The
-`start_*` functions return at once, so that the caller can arrange `stop` before waiting. `stop` ends the whole
-group: MLServer's inference workers go with it. MLServer is installed into a virtual environment of
+Every server runs as a `serving.child_server.ChildServer`: its own session (process group), free
+loopback ports, a log file, ready when its gRPC ServerReady and ModelReady say so. The `start_*`
+functions return at once, so that the caller can arrange `stop` before waiting. `stop` ends the
+whole group: MLServer's inference workers go with it. MLServer is installed into a virtual environment of
 its own, kept between runs (first run: a few minutes).
 """
 
@@ -12,122 +12,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+from serving import child_server  # noqa: E402
+from serving.child_server import ChildServer as Server  # noqa: E402
+from serving.child_server import free_port, launch, wait_ready  # noqa: E402,F401 (peers.py imports wait_ready here)
+
 MLSERVER_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dnnzoo-bench" / "mlserver-venv"
 MLSERVER_SPEC = "mlserver==1.7.*"
 UVLOOP_SPEC = "uvloop==0.21.0"  # later uvloop releases break MLServer 1.7's parallel workers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Server:
-    label: str
-    address: str
-    process: subprocess.Popen
-    log: Path
-    startup_s: float  # how long `wait_ready` gives it
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def cpu_seconds(self) -> float:
-        """CPU time of every process in the server's session so far (Linux /proc; 0 elsewhere)."""
-        total = 0.0
-        tick = os.sysconf("SC_CLK_TCK")
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == self.process.pid:  # session id: the leader is the process we started
-                total += (int(fields[11]) + int(fields[12])) / tick
-        return total
-
-    def stop(self, grace: float = 10.0) -> None:
-        if self.process.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        try:  # workers the leader left behind
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def launch(command: list[str], log: Path, cpus: str | None, **popen) -> subprocess.Popen:
-    """Start `command` in a new session; `cpus` ("0", "1-3") pins it and its children with taskset."""
-    if cpus:
-        command = ["taskset", "-c", cpus, *command]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, **popen)
-    return process
-
-
-def wait_ready(server: Server, model: str) -> None:
-    """Block until ServerReady and ModelReady(model) are true over gRPC, or fail with the log's tail."""
-    import grpc
-
-    from protos import grpc_service_pb2 as pb
-    from protos import grpc_service_pb2_grpc as pb_grpc
-
-    timeout = server.startup_s
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(server.address) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        while True:
-            if not server.alive():
-                raise SystemExit(f"{server.label} exited with {server.process.returncode} before it was ready; "
-                                 f"log {server.log}:\n{server.log_tail()}")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SystemExit(f"{server.label} not ready after {timeout:.0f} s; "
-                                 f"log {server.log}:\n{server.log_tail()}")
-            try:  # wait_for_ready: the call itself waits (up to 1 s) for the port to accept
-                if (stub.ServerReady(pb.ServerReadyRequest(), timeout=min(1.0, left), wait_for_ready=True).ready
-                        and stub.ModelReady(pb.ModelReadyRequest(name=model), timeout=min(1.0, left)).ready):
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)  # between two answered "not ready yet"
-
-
 def start_dnnzoo(repository: Path, model: str, logs: Path, cpus: str | None) -> Server:
-    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
-               "--port", str(port), "--metrics-port", str(free_port()), "--http-port", "-1", "--providers", "cpu"]
-    log = logs / f"dnnzoo-{repository.name}.log"
-    server = Server("dnnzoo", f"127.0.0.1:{port}", launch(command, log, cpus, cwd=ROOT, env=env), log, 180)
-    return server
+    return child_server.start_dnnzoo(repository, logs / f"dnnzoo-{repository.name}.log", cpus, cwd=ROOT, env=env)
 
 
 def start_thin(model_file: Path, model: str, logs: Path, cpus: str | None) -> Server:

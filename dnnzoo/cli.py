@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("export.build", "train (if needed) and export every default model"),
     "repo": ("export.repo_cli", "check a model repository without serving it"),
     "serve": ("serving.cli", "serve a model repository over gRPC"),
+    "analyze": ("serving.analyze.cli", "measure a model under candidate execution plans and keep the best"),
     "classify": ("serving.commands.classify", "classify images with a served classifier"),
     "detect": ("serving.commands.detect", "detect objects in images (optionally draw the boxes)"),
     "similar": ("serving.commands.similar", "nearest words and analogies from a served word2vec model"),
