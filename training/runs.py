@@ -63,6 +63,7 @@ class Run:
             "history": _plain(history),
             "final": _plain(final),
             "seconds": round(time.perf_counter() - self.started, 2),
+            "processes": distributed.world().size,
         }
         self.file("metrics.json").write_text(json.dumps(record, indent=2))
         return record
