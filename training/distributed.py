@@ -20,7 +20,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from dnnzoo.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,6 @@ def launch(nproc: int, argv: list[str]) -> int:
     from torch.distributed.run import parse_args, run
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    if nproc < 1:
-        raise UserError(f"--nproc must be at least 1 (got {nproc})")
     try:
         run(parse_args(["--standalone", "--nproc-per-node", str(nproc), "--module", "dnnzoo", "train", *argv]))
     except ChildFailedError as exc:

@@ -67,6 +67,8 @@ def fit(
     amp = Precision(config.precision, device)
     history: list[dict[str, Any]] = []
     first, steps, finished = 1, 0, False
+    if world.rank > 0:  # its own dropout masks and augmentations (rank 0 keeps the single-process stream)
+        torch.manual_seed(config.seed * 1009 + world.rank)
     if config.resume is not None:
         state = resume.load(config.run_dir())
         first, steps, finished, history = _restore(state, model, optimizer, schedule, stopper, amp, train_batches, world)

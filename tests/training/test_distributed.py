@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from training import fit as fit_module
 from training.config import TrainConfig
 from training.fit import fit
 
@@ -52,6 +54,61 @@ def _worker(rank: int, port: int, out: str) -> None:
             torch.save({"state": model.state_dict(), "steps": history[-1]["step"]}, out)
     finally:
         dist.destroy_process_group()
+
+
+class Killed(Exception):
+    """Stands for both processes dying right after round 1's state reached the disk."""
+
+
+def _fit_with_dropout(folder: Path, resume: bool) -> None:
+    """Two rounds of 4 epochs each (16 steps per epoch), dropout drawing from each rank's own RNG."""
+    torch.manual_seed(SEED)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
+    x, y = _data()
+    loader = DataLoader(TensorDataset(x.repeat(4, 1), y.repeat(4, 1)), batch_size=PER_RANK, shuffle=True, generator=torch.Generator().manual_seed(SEED))
+    config = replace(_config(), epochs=8, lr=0.01, out=folder, resume=folder if resume else None)
+    fit(model, loader, config, _mse, lambda m: {"val_loss": float(_mse(m, (x, y)))}, torch.device("cpu"))
+    if dist.get_rank() == 0:
+        torch.save(model.state_dict(), folder / "final.pt")
+
+
+def _resume_worker(rank: int, port: int, root: str, phase: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        if phase == "resume":
+            _fit_with_dropout(Path(root) / "killed", resume=True)
+            return
+        _fit_with_dropout(Path(root) / "through", resume=False)
+        save_round = fit_module._save_round
+
+        def save_then_die(*args, **kwargs):
+            save_round(*args, **kwargs)
+            raise Killed
+
+        fit_module._save_round = save_then_die
+        try:
+            _fit_with_dropout(Path(root) / "killed", resume=False)
+        except Killed:
+            pass
+        finally:
+            fit_module._save_round = save_round
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_two_process_run_killed_after_a_round_resumes_to_the_same_weights(tmp_path):
+    for name in ("through", "killed"):
+        (tmp_path / name).mkdir()
+    mp.spawn(_resume_worker, args=(_free_port(), str(tmp_path), "first"), nprocs=2, join=True)
+    state = torch.load(tmp_path / "killed" / "resume.pt", weights_only=True)
+    assert (state["epoch"], state["finished"], len(state["rng"])) == (4, False, 2)
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+    mp.spawn(_resume_worker, args=(_free_port(), str(tmp_path), "resume"), nprocs=2, join=True)
+    through, resumed = (torch.load(tmp_path / name / "final.pt", weights_only=True) for name in ("through", "killed"))
+    for name, value in through.items():
+        assert torch.equal(value, resumed[name]), name
+    histories = [torch.load(tmp_path / name / "resume.pt", weights_only=True)["history"] for name in ("through", "killed")]
+    assert histories[0] == histories[1] and len(histories[0]) == 2
 
 
 class _GlobalBatches:
