@@ -125,7 +125,8 @@ def main(argv: list[str], prog: str = "dnnzoo train") -> int:
         config = resume.prepare(config)
         distributed.start(config.device)
         try:
-            record = family.train(config, options)
+            with distributed.quiet_followers():
+                record = family.train(config, options)
         finally:
             distributed.stop()
     except (UserError, FloatingPointError) as exc:

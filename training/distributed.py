@@ -11,6 +11,8 @@ CPU, NCCL on CUDA. Multi-node runs use torchrun's rendezvous flags unchanged (RE
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -45,6 +47,16 @@ def is_leader() -> bool:
 def is_leader_process() -> bool:
     """Rank 0, or a single process (also after the process group is gone)."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextlib.contextmanager
+def quiet_followers():
+    """Rank 0 alone prints (summaries, baseline warnings); an error still reaches every rank's stderr."""
+    if is_leader():
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def launched() -> bool:

@@ -157,6 +157,7 @@ def test_nproc_2_trains_on_gloo_and_rank_0_alone_writes_the_run_folder(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert done.stdout.count("classifier: test_acc=") == 1, done.stdout
+    assert done.stderr.count("does NOT beat the linear_pixels baseline") == 1, done.stderr  # 6 steps cannot; rank 0 alone says so
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["history"] and metrics["final"]["steps"] == 6
     assert {"checkpoint.pt", "resume.pt", "config.json", "curves.png"} <= {p.name for p in (tmp_path / "run").iterdir()}

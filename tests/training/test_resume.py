@@ -99,3 +99,14 @@ def test_resume_needs_a_round_state(tmp_path, capsys):
 def test_families_outside_the_fit_loop_refuse_resume_saying_why(tmp_path, capsys, family):
     assert train_cli.main([family, "--profile", "tiny", "--resume", str(tmp_path)]) == 2
     assert f"--resume: not available for the {family} family (" in capsys.readouterr().err
+
+
+def test_resume_and_out_naming_different_folders_is_refused(tmp_path, capsys):
+    assert train_cli.main(["classifier", "--profile", "tiny", "--resume", str(tmp_path / "a"), "--out", str(tmp_path / "b")]) == 2
+    assert "name different run folders" in capsys.readouterr().err
+
+
+def test_the_sequence_family_refuses_several_processes_saying_why(tmp_path, capsys):
+    assert train_cli.main(["sequence", "--profile", "tiny", "--nproc", "2", "--out", str(tmp_path / "run")]) == 2
+    assert "model.forecasts, which DistributedDataParallel does not synchronise" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
