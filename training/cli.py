@@ -9,7 +9,9 @@ from pathlib import Path
 
 from dnnzoo.errors import UserError
 from training import config as cfg
+from training import distributed, resume, scale
 from training.families import FAMILIES, refuse_unsupported
+from training.precision import PRECISIONS
 
 
 def _bool_flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
@@ -48,6 +50,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--seed", type=int, default=42)
     run.add_argument("--threads", type=int, help="torch intra-op threads (default: PyTorch's choice)")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    run.add_argument("--precision", choices=PRECISIONS, help="autocast dtype of the training step (fp32 default; bf16 on CPU or CUDA; fp16 on CUDA); weights stay FP32")
+    run.add_argument("--resume", type=Path, metavar="RUN", help="continue this run folder from its last round (give the run's own flags)")
+    run.add_argument("--force", action="store_true", default=None, help="overwrite the run folder if it already holds a run")
+    run.add_argument("--nproc", type=int, metavar="N", help="train on N processes (DistributedDataParallel through torchrun's agent)")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--steps", type=int, help="training budget in optimiser steps (the profile's default), whatever the data's size")
@@ -113,10 +119,21 @@ def main(argv: list[str], prog: str = "dnnzoo train") -> int:
         return 0 if argv else 2
     try:
         family, config, options = parse(argv[0], argv[1:], prog)
-        record = family.train(config, options)
+        scale.refuse(config, options)
+        if config.nproc and not distributed.launched():
+            return distributed.launch(config.nproc, scale.without_nproc(argv))
+        config = resume.prepare(config)
+        distributed.start(config.device)
+        try:
+            with distributed.quiet_followers():
+                record = family.train(config, options)
+        finally:
+            distributed.stop()
     except (UserError, FloatingPointError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    if not distributed.is_leader_process():
+        return 0
     final = record.get("final", {})
     summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in final.items() if not isinstance(v, (dict, list)))
     print(f"{config.family}: {summary} ({record.get('seconds', 0):.0f}s) -> {config.run_dir()}")

@@ -33,6 +33,11 @@ class TrainConfig:
     seed: int = 42
     threads: int | None = None
     progress: bool = True
+    # scale (training.precision, training.resume, training.distributed)
+    precision: str = "fp32"  # autocast dtype of the training step; weights and checkpoints stay FP32
+    resume: Path | None = None  # continue this run folder from its last round (resume.pt)
+    force: bool = False  # overwrite an existing run folder
+    nproc: int | None = None  # launch this many processes through torchrun (the launcher itself does not train)
     # optimisation
     epochs: int | None = None  # a user's explicit choice; profiles give `steps` (training.budget)
     steps: int | None = None  # budget in optimiser steps

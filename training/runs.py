@@ -1,15 +1,16 @@
-"""A run folder: checkpoint.pt, metrics.json and PNG plots, written as training proceeds."""
+"""A run folder: config.json, resume.pt (training.resume), checkpoint.pt, metrics.json and PNG plots, written as training proceeds."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from training import checkpoint
+from training import checkpoint, distributed, resume
 from training.config import TrainConfig
 
 
@@ -34,7 +35,16 @@ class Run:
         self.config = config
         self.options = options
         self.path = Path(config.run_dir())
-        self.path.mkdir(parents=True, exist_ok=True)
+        if distributed.is_leader():
+            self.path.mkdir(parents=True, exist_ok=True)
+            asked = resume.identity(_plain(config), _plain(options) if options is not None else {})
+            if config.resume is not None:
+                resume.check_same(self.path, asked)
+            else:
+                resume.record(self.path, asked)
+        else:  # rank 0 alone writes the run folder; the others write into a scratch folder that vanishes
+            self._scratch = tempfile.TemporaryDirectory(prefix="dnnzoo-rank-")
+            self.path = Path(self._scratch.name)
         self.started = time.perf_counter()
 
     def file(self, name: str) -> Path:
@@ -53,6 +63,7 @@ class Run:
             "history": _plain(history),
             "final": _plain(final),
             "seconds": round(time.perf_counter() - self.started, 2),
+            "processes": distributed.world().size,
         }
         self.file("metrics.json").write_text(json.dumps(record, indent=2))
         return record
