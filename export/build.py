@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from protos import contract
+
 from dnnzoo.errors import UserError
 from export.cli import add_export_arguments, check_opset
 
 ORDER = ("classifier", "autoencoder", "detector", "sequence", "word2vec", "gan")
-DIGEST = "dnnzoo.source.checkpoint_sha256"
 
 
 @dataclass
@@ -53,7 +54,6 @@ def ensure_run(family: str, profile: str, runs: Path, progress: bool) -> tuple[P
 def up_to_date(repository: Path, name: str, run_dir: Path) -> bool:
     """The repository's model and its companions already hold this run's checkpoint."""
     from export.pipeline import checkpoint_digest
-    from export.repository import versions
     from protos.config_text import parse_config
 
     digest = checkpoint_digest(run_dir)
@@ -61,17 +61,17 @@ def up_to_date(repository: Path, name: str, run_dir: Path) -> bool:
     while pending:
         current = pending.pop()
         seen.add(current)
-        path = repository / current / "config.pbtxt"
-        if not path.is_file() or not versions(repository / current):
+        path = repository / current / contract.CONFIG_FILE
+        if not path.is_file() or not contract.versions(repository / current):
             return False
         try:
             config = parse_config(path.read_text(encoding="utf-8"))
         except ValueError:
             return False
         params = config.parameters
-        if DIGEST not in params or params[DIGEST].string_value != digest:
+        if contract.SOURCE_CHECKPOINT not in params or params[contract.SOURCE_CHECKPOINT].string_value != digest:
             return False
-        pending += [v.string_value for k, v in params.items() if k.startswith("dnnzoo.companion.") and v.string_value not in seen]
+        pending += [v.string_value for k, v in params.items() if k.startswith(contract.COMPANION_PREFIX) and v.string_value not in seen]
     return True
 
 

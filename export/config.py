@@ -19,12 +19,11 @@ Deliberate choices:
 
 from __future__ import annotations
 
-from protos import config_text
+from protos import config_text, contract
 from protos.model_config_pb2 import ModelConfig, ModelInstanceGroup
 
 from export.spec import ModelSpec, TensorSpec
 
-PLATFORM = "onnxruntime_onnx"
 QUEUE_DELAY_US = 0
 MAX_QUEUE_SIZE = 1024
 INSTANCE_KINDS = {"auto": ModelInstanceGroup.KIND_AUTO, "cpu": ModelInstanceGroup.KIND_CPU, "gpu": ModelInstanceGroup.KIND_GPU}
@@ -35,7 +34,7 @@ def _datatype(tensor: TensorSpec) -> int:
 
 
 def model_config(name: str, spec: ModelSpec, parameters: dict[str, str], instance_kind: str = "auto") -> ModelConfig:
-    config = ModelConfig(name=name, platform=PLATFORM, max_batch_size=spec.max_batch_size)
+    config = ModelConfig(name=name, platform=contract.PLATFORM, max_batch_size=spec.max_batch_size)
     for tensor in spec.inputs:
         config.input.add(name=tensor.name, data_type=_datatype(tensor), dims=tensor.dims)
     for tensor in spec.outputs:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from protos import contract
 
 from export.graphs.common import digit_pool, fact, image_input_parameters, image_samples, rebuild
 from export.spec import ModelSpec, TensorSpec
@@ -41,10 +42,10 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
             max_batch_size=64,
             samples=image_samples(digit_pool(size), seed=5),
             parameters={
-                "dnnzoo.task": "autoencoding",
+                contract.TASK: contract.AUTOENCODING,
                 **image_input_parameters(model, size),
-                "dnnzoo.code_size": str(code_size),
-                "dnnzoo.reconstruction_range": "float in [0, 1] (pixel / 255)",
+                contract.CODE_SIZE: str(code_size),
+                contract.RECONSTRUCTION_RANGE: "float in [0, 1] (pixel / 255)",
             },
         )
     ]

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from protos import contract
 
 from dnnzoo.errors import UserError
 
@@ -77,8 +78,8 @@ def labels_file(labels: list[str]) -> bytes:
 def image_input_parameters(model: nn.Module, size: int) -> dict[str, str]:
     """The config facts every image model shares: input size, scaling and the module's normalisation."""
     return {
-        "dnnzoo.input_size": str(size),
-        "dnnzoo.input_scaling": IMAGE_SCALE,
-        "dnnzoo.normalization.mean": repr(float(model.mean)),
-        "dnnzoo.normalization.std": repr(float(model.std)),
+        contract.INPUT_SIZE: str(size),
+        contract.INPUT_SCALING: IMAGE_SCALE,
+        contract.NORMALIZATION_MEAN: repr(float(model.mean)),
+        contract.NORMALIZATION_STD: repr(float(model.std)),
     }

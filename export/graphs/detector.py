@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from protos import contract
 
 from export.graphs.common import fact, image_input_parameters, labels_file, rebuild
 from export.graphs.nms import append_nms
@@ -111,18 +112,18 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
             samples=scene_images(canvas, min_size, max_size),
             reference=reference(model, score, iou, max_det),
             compare=compare_detections,
-            side_files={"labels.txt": labels_file(classes)},
+            side_files={contract.LABELS_FILE: labels_file(classes)},
             parameters={
-                "dnnzoo.task": "detection",
+                contract.TASK: contract.DETECTION,
                 **image_input_parameters(model, canvas),
-                "dnnzoo.grid": str(grid),
-                "dnnzoo.boxes_per_cell": str(per_cell),
-                "dnnzoo.classes": str(len(classes)),
-                "dnnzoo.labels_file": "labels.txt",
-                "dnnzoo.score_threshold": repr(score),
-                "dnnzoo.iou_threshold": repr(iou),
-                "dnnzoo.max_detections": str(max_det),
-                "dnnzoo.detection_layout": "x1,y1,x2,y2,score,class; input pixels; best first; zero rows pad",
+                contract.GRID: str(grid),
+                contract.BOXES_PER_CELL: str(per_cell),
+                contract.CLASSES: str(len(classes)),
+                contract.LABELS_FILE_KEY: contract.LABELS_FILE,
+                contract.SCORE_THRESHOLD: repr(score),
+                contract.IOU_THRESHOLD: repr(iou),
+                contract.MAX_DETECTIONS: str(max_det),
+                contract.DETECTION_LAYOUT: "x1,y1,x2,y2,score,class; input pixels; best first; zero rows pad",
             },
         )
     ]

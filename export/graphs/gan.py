@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from protos import contract
 
 from export.graphs.common import fact, rebuild
 from export.spec import ModelSpec, TensorSpec
@@ -39,11 +40,11 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
             max_batch_size=64,
             samples=samples,
             parameters={
-                "dnnzoo.task": "generation",
-                "dnnzoo.latent_size": str(latent),
-                "dnnzoo.latent_distribution": str(checkpoint["extra"].get("latent_distribution", "normal(0, 1)")),
-                "dnnzoo.image_size": str(size),
-                "dnnzoo.output_scaling": "uint8 pixels, round(255 * generator output in [0, 1])",
+                contract.TASK: contract.GENERATION,
+                contract.LATENT_SIZE: str(latent),
+                contract.LATENT_DISTRIBUTION: str(checkpoint["extra"].get("latent_distribution", "normal(0, 1)")),
+                contract.IMAGE_SIZE: str(size),
+                contract.OUTPUT_SCALING: "uint8 pixels, round(255 * generator output in [0, 1])",
             },
         )
     ]

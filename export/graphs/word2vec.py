@@ -22,6 +22,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
+from protos import contract
 
 from dnnzoo.errors import UserError
 from export.graphs.common import fact, rebuild
@@ -30,7 +31,6 @@ from training import word2vec
 
 EPSILON = 1e-12
 MAX_BATCH = 256
-VOCAB_HASH = "dnnzoo.vocab_hash"
 VOCAB_HASH_CHARS = 16
 
 
@@ -109,13 +109,13 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
     vocab_file = "".join(f"{w}\n" for w in vocab).encode("utf-8")
     extra = checkpoint.get("extra", {})
     text = {
-        "dnnzoo.vocab_file": "vocab.txt",
-        VOCAB_HASH: vocab_hash(vocab_file),
-        "dnnzoo.vocab_size": str(size),
-        "dnnzoo.vector_size": str(dim),
-        "dnnzoo.vocab.lowercase": str(bool(extra.get("lowercase", True))).lower(),
-        "dnnzoo.vocab.unicode_normalization": str(extra.get("unicode_normalisation", "NFKC")),
-        "dnnzoo.vocab.token_pattern": str(extra.get("token_pattern", "")),
+        contract.VOCAB_FILE_KEY: contract.VOCAB_FILE,
+        contract.VOCAB_HASH: vocab_hash(vocab_file),
+        contract.VOCAB_SIZE: str(size),
+        contract.VECTOR_SIZE: str(dim),
+        contract.VOCAB_LOWERCASE: str(bool(extra.get("lowercase", True))).lower(),
+        contract.VOCAB_UNICODE_NORMALIZATION: str(extra.get("unicode_normalisation", "NFKC")),
+        contract.VOCAB_TOKEN_PATTERN: str(extra.get("token_pattern", "")),
     }
 
     def ids(n: int) -> dict[str, np.ndarray]:
@@ -133,8 +133,8 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         outputs=[TensorSpec("vectors", np.float32, (dim,)), TensorSpec("unit_vectors", np.float32, (dim,))],
         max_batch_size=MAX_BATCH,
         samples=ids,
-        side_files={"vocab.txt": vocab_file},
-        parameters={"dnnzoo.task": "word_vectors", "dnnzoo.input.ids.range": f"0,{size - 1}", **text},
+        side_files={contract.VOCAB_FILE: vocab_file},
+        parameters={contract.TASK: contract.WORD_VECTORS, contract.input_range_key("ids"): f"0,{size - 1}", **text},
     )
     neighbours = ModelSpec(
         suffix="_neighbors",
@@ -144,7 +144,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         max_batch_size=0,
         samples=queries,
         reference=neighbour_reference(unit),
-        side_files={"vocab.txt": vocab_file},
-        parameters={"dnnzoo.task": "word_neighbors", "dnnzoo.max_k": str(size), **text},
+        side_files={contract.VOCAB_FILE: vocab_file},
+        parameters={contract.TASK: contract.WORD_NEIGHBORS, contract.MAX_K: str(size), **text},
     )
     return [lookup, neighbours]
