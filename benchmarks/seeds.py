@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import training  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-from export.build import ORDER
-from training import cli as train_cli
-from training.runs import read_metrics
+from dnnzoo.openmp import passive_wait
+
+passive_wait()  # before torch loads
+from training.families import BUILD_ORDER  # noqa: E402
+from training import cli as train_cli  # noqa: E402
+from training.runs import read_metrics  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -213,11 +215,11 @@ def table(results: dict[tuple[str, str], dict[int, float]], seeds: list[int], ba
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7, 1234])
-    parser.add_argument("--families", nargs="+", choices=ORDER, default=list(ORDER))
+    parser.add_argument("--families", nargs="+", choices=BUILD_ORDER, default=list(BUILD_ORDER))
     parser.add_argument("--runs", type=Path, help="folder for the run folders seed-N/FAMILY-quick (default a temporary folder, removed)")
     parser.add_argument("--profile", choices=("tiny", "quick"), default="quick", help="the bars are the quick profile's; tiny only checks this script")
     args = parser.parse_args(argv)
-    families = [f for f in ORDER if f in args.families]
+    families = [f for f in BUILD_ORDER if f in args.families]
     if "gan" in families and "classifier" not in families:
         families.insert(0, "classifier")  # the GAN's judge; its rows are still printed only when asked for
         print("note: training the classifier too, to judge the GAN", flush=True)

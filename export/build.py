@@ -1,6 +1,7 @@
 """`dnnzoo build`: train every default family that has no run yet, then export each into the repository.
 
-The order puts the classifier before the GAN, which is judged by it. A model whose repository
+The order is the family table's build column (training/families.py), which puts the classifier
+before the GAN, which is judged by it. A model whose repository
 config already records this run's checkpoint digest (`dnnzoo.source.checkpoint_sha256`) is up to
 date and is not exported again unless --force; a retrained run is exported as the next version.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -18,9 +18,10 @@ from pathlib import Path
 from protos import contract
 
 from dnnzoo.errors import UserError
+from dnnzoo.openmp import passive_wait
+from dnnzoo.profiles import PROFILES
 from export.cli import add_export_arguments, check_opset
-
-ORDER = ("classifier", "autoencoder", "detector", "sequence", "word2vec", "gan")
+from training.families import BUILD_ORDER, DEFAULT_NAMES
 
 
 @dataclass
@@ -76,11 +77,10 @@ def up_to_date(repository: Path, name: str, run_dir: Path) -> bool:
 
 
 def build(profile: str, repository: Path, runs: Path, opset: int, force: bool, instance_kind: str, progress: bool, out=print) -> list[Step]:
-    from export.families import DEFAULT_NAMES
     from export.pipeline import export_run
 
     steps = []
-    for family in ORDER:
+    for family in BUILD_ORDER:
         run_dir, seconds = ensure_run(family, profile, runs, progress)
         step = Step(family, run_dir, seconds)
         name = DEFAULT_NAMES[family]
@@ -99,12 +99,12 @@ def build(profile: str, repository: Path, runs: Path, opset: int, force: bool, i
 
 def main(argv: list[str], prog: str = "dnnzoo build") -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Train (where no run exists) and export every default model.")
-    parser.add_argument("--profile", choices=("tiny", "quick", "full"), default="quick")
+    parser.add_argument("--profile", choices=PROFILES, default="quick")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders FAMILY-PROFILE (default runs)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide training progress bars")
     add_export_arguments(parser)
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    passive_wait()  # before torch loads
     started = time.perf_counter()
     try:
         check_opset(args.opset)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from dnnzoo.errors import UserError
+from dnnzoo.openmp import passive_wait
 
 DEFAULT_OPSET = 17  # export.convert.DEFAULT_OPSET, repeated so --help needs no torch
 OPSETS = range(13, 21)  # Unsqueeze/ReduceSum with axes inputs need 13; torch's TorchScript exporter stops at 20
@@ -39,7 +39,7 @@ def main(argv: list[str], prog: str = "dnnzoo export") -> int:
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     add_export_arguments(parser)
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: no spinning on a shared CPU
+    passive_wait()  # before torch loads: no spinning on a shared CPU
     try:
         check_opset(args.opset)
         from export.pipeline import export_run

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from dnnzoo.errors import UserError
+from dnnzoo.openmp import passive_wait
 from training import config as cfg
 from training.families import FAMILIES, refuse_unsupported
 
@@ -111,6 +112,7 @@ def main(argv: list[str], prog: str = "dnnzoo train") -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: {prog} FAMILY [flags]\n\nfamilies: {', '.join(FAMILIES)}\n\nRun `{prog} FAMILY --help` for its flags.")
         return 0 if argv else 2
+    passive_wait()  # before a family module imports torch
     try:
         family, config, options = parse(argv[0], argv[1:], prog)
         record = family.train(config, options)
