@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from protos import contract
 
-from export.graphs.common import digit_pool, fact, image_input_parameters, image_samples, rebuild
+from export.graphs.common import digit_pool, fact, image_input_parameters, image_samples, rebuild, unit_pixels
 from export.spec import ModelSpec, TensorSpec
 from training import autoencoder
 
@@ -24,7 +24,7 @@ class Codec(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        codes = self.model.encode(images.to(torch.float32) / 255.0)
+        codes = self.model.encode(unit_pixels(images))
         return codes, self.model.decode(codes)
 
 

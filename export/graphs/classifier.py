@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from protos import contract
 
-from export.graphs.common import digit_pool, fact, image_input_parameters, image_samples, labels_file, rebuild
+from export.graphs.common import digit_pool, fact, image_input_parameters, image_samples, labels_file, rebuild, unit_pixels
 from export.spec import ModelSpec, TensorSpec
 from training import classifier
 
@@ -21,7 +21,7 @@ class Probabilities(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(images.to(torch.float32) / 255.0), dim=-1)
+        return torch.softmax(self.model(unit_pixels(images)), dim=-1)
 
 
 def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:

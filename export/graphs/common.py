@@ -34,15 +34,9 @@ def fact(checkpoint: dict, key: str, where: str = "extra") -> Any:
     return source[key]
 
 
-class Uint8Images(nn.Module):
-    """uint8 images in, the wrapped model's float [0, 1] input inside: what a client sends is pixels."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor):
-        return self.model(images.to(torch.float32) / 255.0)
+def unit_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float in [0, 1], as the first step of a graph: what a client sends is pixels."""
+    return images.to(torch.float32) / 255.0
 
 
 def image_samples(pool: np.ndarray, seed: int):

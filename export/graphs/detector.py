@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from protos import contract
 
-from export.graphs.common import fact, image_input_parameters, labels_file, rebuild
+from export.graphs.common import fact, image_input_parameters, labels_file, rebuild, unit_pixels
 from export.graphs.nms import append_nms
 from export.parity import FLOAT_TOLERANCE
 from export.spec import Arrays, ModelSpec, TensorSpec
@@ -32,7 +32,7 @@ class Decoded(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raw = self.model(images.to(torch.float32) / 255.0)
+        raw = self.model(unit_pixels(images))
         return detector.decode(raw, self.model.boxes, self.model.classes, self.model.canvas)
 
 
@@ -41,7 +41,7 @@ def reference(model: detector.Detector, score: float, iou: float, max_det: int):
 
     def run(case: Arrays) -> Arrays:
         with torch.no_grad():
-            images = torch.from_numpy(case["images"]).float() / 255.0
+            images = unit_pixels(torch.from_numpy(case["images"]))
             boxes, scores = detector.decode(model(images), model.boxes, model.classes, model.canvas)
             out = np.zeros((len(images), max_det, 6), np.float32)
             for i, (b, s) in enumerate(zip(boxes, scores)):

@@ -27,7 +27,7 @@ from protos import contract
 from dnnzoo.errors import UserError
 from export.graphs.common import fact, rebuild
 from export.spec import ModelSpec, TensorSpec
-from training import word2vec
+from training import word2vec, word2vec_eval
 
 EPSILON = 1e-12
 MAX_BATCH = 256
@@ -47,10 +47,6 @@ class Lookup(nn.Module):
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         vectors = self.model(ids[:, 0])
         return vectors, vectors / vectors.norm(dim=1, keepdim=True).clamp(min=EPSILON)
-
-
-def unit_rows(matrix: np.ndarray) -> np.ndarray:
-    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), EPSILON)
 
 
 def neighbour_graph(unit: np.ndarray, opset: int) -> onnx.ModelProto:
@@ -105,7 +101,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         raise UserError(f"the checkpoint's vocabulary has {len(vocab)} words but its embedding {size} rows")
     if any("\n" in w or "\r" in w for w in vocab):
         raise UserError("a vocabulary word contains a line break and cannot go into vocab.txt")
-    unit = unit_rows(vectors)
+    unit = word2vec_eval.unit_rows(vectors)
     vocab_file = "".join(f"{w}\n" for w in vocab).encode("utf-8")
     extra = checkpoint.get("extra", {})
     text = {

@@ -11,6 +11,7 @@ from onnx import TensorProto, helper
 from export.graphs import word2vec as w2v_graph
 from export.graphs.nms import append_nms
 from training.detector import nms
+from training.word2vec_eval import unit_rows
 
 
 def _identity_model(anchors: int, classes: int) -> onnx.ModelProto:
@@ -49,7 +50,7 @@ def test_nms_graph_gives_the_training_modules_detections():
 
 
 def test_neighbour_graph_takes_k_as_an_input():
-    unit = w2v_graph.unit_rows(np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32))
+    unit = unit_rows(np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32))
     model = w2v_graph.neighbour_graph(unit, 17)
     onnx.checker.check_model(model, full_check=True)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
