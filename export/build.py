@@ -20,7 +20,7 @@ from protos import contract
 from dnnzoo.errors import UserError
 from dnnzoo.openmp import passive_wait
 from dnnzoo.profiles import PROFILES
-from export.cli import add_export_arguments, check_opset
+from export.options import add_export_arguments, check_opset
 from training.families import BUILD_ORDER, DEFAULT_NAMES
 
 

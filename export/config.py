@@ -22,11 +22,12 @@ from __future__ import annotations
 from protos import config_text, contract
 from protos.model_config_pb2 import ModelConfig, ModelInstanceGroup
 
+from export import options
 from export.spec import ModelSpec, TensorSpec
 
 QUEUE_DELAY_US = 0
 MAX_QUEUE_SIZE = 1024
-INSTANCE_KINDS = {"auto": ModelInstanceGroup.KIND_AUTO, "cpu": ModelInstanceGroup.KIND_CPU, "gpu": ModelInstanceGroup.KIND_GPU}
+INSTANCE_KINDS = {kind: ModelInstanceGroup.Kind.Value(f"KIND_{kind.upper()}") for kind in options.INSTANCE_KINDS}
 
 
 def _datatype(tensor: TensorSpec) -> int:

@@ -19,9 +19,9 @@ import onnx
 import torch
 
 from dnnzoo.errors import UserError
+from export.options import DEFAULT_OPSET  # noqa: F401  (the converter's default, read as convert.DEFAULT_OPSET)
 from export.spec import ModelSpec
 
-DEFAULT_OPSET = 17
 PRODUCER = "dnnzoo"
 
 

@@ -27,17 +27,6 @@ def _fractions(text: str) -> tuple[float, ...]:
     return values
 
 
-def int_list(text: str) -> tuple[int, ...]:
-    """An argparse type for comma-separated positive integers (layer widths, class lists)."""
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The shared flags. Technique flags default to None (TrainConfig holds the real defaults), so
     `parse` can tell a flag the user gave from one left out and refuse one the family never applies."""
