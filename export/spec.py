@@ -12,25 +12,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from protos.contract import TensorSpec
 
 Arrays = dict[str, np.ndarray]
 # A comparator returns None when the outputs agree, else a one-line description of the worst difference.
 Comparator = Callable[[Arrays, Arrays], "str | None"]
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output as config.pbtxt states it: dims exclude the batch dimension when the
-    model batches (max_batch_size > 0); -1 marks a variable dimension."""
-
-    name: str
-    dtype: np.dtype
-    dims: tuple[int, ...]
-    label_filename: str | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "dtype", np.dtype(self.dtype))
-        object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
 
 
 @dataclass

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config_text import Datatype, from_numpy
+
 # -- files and platform ---------------------------------------------------------------------------
 
 CONFIG_FILE = "config.pbtxt"
@@ -55,6 +57,29 @@ def versions(model_folder: Path) -> list[int]:
     if not model_folder.is_dir():
         return []
     return sorted(int(p.name) for p in model_folder.iterdir() if p.is_dir() and is_version_folder(p.name))
+
+
+# -- tensors --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output as config.pbtxt states it, for export (which writes it) and serving (which
+    reads it): `dims` exclude the batch dimension when the model batches (max_batch_size > 0), -1
+    marks a variable dimension. `datatype` may be given as a numpy dtype; it is kept as a Datatype."""
+
+    name: str
+    datatype: Datatype
+    dims: tuple[int, ...]
+    label_filename: str = ""
+    labels: tuple[str, ...] = ()  # the label file's lines, once serving has read it
+    reshape: tuple[int, ...] | None = None  # the model's own shape when the config sets `reshape`
+    optional: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.datatype, Datatype):
+            object.__setattr__(self, "datatype", from_numpy(self.datatype))
+        object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
 
 
 # -- parameter keys (config.pbtxt `parameters`, string values; Triton ignores them) ----------------

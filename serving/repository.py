@@ -13,25 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protos import contract
-from protos.config_text import Datatype, from_config, parse_config
+from protos.contract import TensorSpec
+from protos.config_text import from_config, parse_config
 from protos.model_config_pb2 import ModelConfig
 
 from serving import limits
 from serving.batching import BatchPolicy
 from serving.plan import plan_for
 
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output as a client sees it: `dims` exclude the batch dimension if batched."""
-
-    name: str
-    datatype: Datatype
-    dims: tuple[int, ...]
-    reshape: tuple[int, ...] | None = None  # the model's own shape when config `reshape` is set
-    optional: bool = False
-    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -181,7 +170,7 @@ def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> Mo
         raise ValueError(f"{config.WhichOneof('scheduling_choice')} is not supported by this server")
     check_bounds(config)
 
-    def tensor(t, labels=()) -> TensorSpec:
+    def tensor(t, labels: list[str] | tuple = ()) -> TensorSpec:
         try:
             datatype = from_config(t.data_type)
         except ValueError:
@@ -191,7 +180,8 @@ def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> Mo
         if any(d < -1 or d == 0 for d in t.dims):
             raise ValueError(f"tensor {t.name!r}: dims {list(t.dims)} must be positive or -1")
         reshape = tuple(t.reshape.shape) if t.HasField("reshape") else None
-        return TensorSpec(t.name, datatype, tuple(t.dims), reshape, getattr(t, "optional", False), tuple(labels))
+        label_filename = getattr(t, "label_filename", "")
+        return TensorSpec(t.name, datatype, tuple(t.dims), label_filename, tuple(labels), reshape, getattr(t, "optional", False))
 
     inputs = tuple(tensor(t) for t in config.input)
     outputs = []
