@@ -23,14 +23,14 @@ from protos import config_text, contract
 from protos.model_config_pb2 import ModelConfig, ModelInstanceGroup
 
 from export import options
-from export.spec import ModelSpec
+from export.spec import ExportSpec
 
 QUEUE_DELAY_US = 0
 MAX_QUEUE_SIZE = 1024
 INSTANCE_KINDS = {kind: ModelInstanceGroup.Kind.Value(f"KIND_{kind.upper()}") for kind in options.INSTANCE_KINDS}
 
 
-def model_config(name: str, spec: ModelSpec, parameters: dict[str, str], instance_kind: str = "auto") -> ModelConfig:
+def model_config(name: str, spec: ExportSpec, parameters: dict[str, str], instance_kind: str = "auto") -> ModelConfig:
     config = ModelConfig(name=name, platform=contract.PLATFORM, max_batch_size=spec.max_batch_size)
     for tensor in spec.inputs:
         config.input.add(name=tensor.name, data_type=tensor.datatype.config, dims=tensor.dims)

@@ -1,4 +1,4 @@
-"""Export one training run: checkpoint -> ModelSpecs -> checked ONNX -> parity -> repository.
+"""Export one training run: checkpoint -> ExportSpecs -> checked ONNX -> parity -> repository.
 
 The steps run in that order for every model of the run (a main model and its companions) before
 anything is written, so a failure at any step leaves the repository as it was. The models of one
@@ -23,7 +23,7 @@ from dnnzoo.errors import UserError
 from export import config as model_config
 from export import convert, parity, repository
 from export.families import DEFAULT_NAMES, graphs
-from export.spec import Arrays, ModelSpec
+from export.spec import Arrays, ExportSpec
 from training import baselines
 from training import checkpoint as checkpoints
 
@@ -50,7 +50,7 @@ class Source:
     digest: str
 
 
-def module_reference(spec: ModelSpec, names: list[str] | None = None):
+def module_reference(spec: ExportSpec, names: list[str] | None = None):
     """The PyTorch module itself, on the same numpy inputs, as named outputs."""
     names = names or [t.name for t in spec.outputs]
 
@@ -127,7 +127,7 @@ def export_id(folders: list[repository.ModelFolder]) -> str:
     return digest.hexdigest()[:EXPORT_ID_CHARS]
 
 
-def _parameters(spec: ModelSpec, source: Source, main: str, names: dict[str, str], opset: int,
+def _parameters(spec: ExportSpec, source: Source, main: str, names: dict[str, str], opset: int,
                 report: parity.Report, run_id: str) -> dict[str, str]:  # fmt: skip
     params = {
         contract.FAMILY: source.family,
@@ -168,7 +168,7 @@ def export_run(run_dir: Path, repository_dir: Path, name: str | None = None, ver
     return export_specs(builder.specs(ckpt, run_dir), source, repository_dir, main, version, opset, force, instance_kind)
 
 
-def export_specs(specs: list[ModelSpec], source: Source, repository_dir: Path, main: str, version: int | None = None,
+def export_specs(specs: list[ExportSpec], source: Source, repository_dir: Path, main: str, version: int | None = None,
                  opset: int = convert.DEFAULT_OPSET, force: bool = False, instance_kind: str = "auto") -> list[Exported]:  # fmt: skip
     """Convert, check and parity-test every spec, then write them all; nothing is written on any failure."""
     names = {spec.suffix: repository.check_name(main + spec.suffix) for spec in specs}

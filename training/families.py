@@ -4,7 +4,7 @@ describes its exported graphs, its default model name in a repository and its pl
 Each training module exposes `Options` (a dataclass of its own flags), `PROFILES` (tiny/quick/full
 defaults), `add_arguments(parser)`, `build_model(**model_args)` and `train(config, options) -> dict`
 (the metrics record it also writes to the run folder). Each graphs module exposes
-`specs(checkpoint, run_dir) -> list[ModelSpec]`: the main model first, then its companions. Modules
+`specs(checkpoint, run_dir) -> list[ExportSpec]`: the main model first, then its companions. Modules
 are named, not imported: importing this table loads neither torch nor onnx.
 
 `NOT_APPLIED` is the one list of shared technique flags a family's loop never applies, each with the

@@ -14,7 +14,7 @@ from torch import nn
 from protos import contract
 
 from export.graphs.common import digit_pool, fact, image_input_parameters, image_samples, rebuild, unit_pixels
-from export.spec import ModelSpec, TensorSpec
+from export.spec import ExportSpec, TensorSpec
 from training import autoencoder
 
 
@@ -28,13 +28,13 @@ class Codec(nn.Module):
         return codes, self.model.decode(codes)
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(autoencoder, checkpoint)
     size = int(checkpoint["model_args"].get("image_size", 28))
     code_size = int(fact(checkpoint, "code_size"))
     wrapper = Codec(model).eval()
     return [
-        ModelSpec(
+        ExportSpec(
             suffix="",
             module=wrapper,
             inputs=[TensorSpec("images", np.uint8, (1, size, size))],

@@ -11,7 +11,7 @@ from torch import nn
 from protos import contract
 
 from export.graphs.common import digit_pool, fact, image_input_parameters, image_samples, labels_file, rebuild, unit_pixels
-from export.spec import ModelSpec, TensorSpec
+from export.spec import ExportSpec, TensorSpec
 from training import classifier
 
 
@@ -24,12 +24,12 @@ class Probabilities(nn.Module):
         return torch.softmax(self.model(unit_pixels(images)), dim=-1)
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(classifier, checkpoint)
     labels = [str(label) for label in fact(checkpoint, "labels")]
     size = int(checkpoint["model_args"].get("image_size", 28))
     return [
-        ModelSpec(
+        ExportSpec(
             suffix="",
             module=Probabilities(model).eval(),
             inputs=[TensorSpec("images", np.uint8, (1, size, size))],

@@ -20,7 +20,7 @@ from protos import contract
 from export.graphs.common import fact, image_input_parameters, labels_file, rebuild, unit_pixels
 from export.graphs.nms import append_nms
 from export.parity import FLOAT_TOLERANCE
-from export.spec import Arrays, ModelSpec, TensorSpec
+from export.spec import Arrays, ExportSpec, TensorSpec
 from training import detector
 
 MAX_BATCH = 32
@@ -91,7 +91,7 @@ def _scene_sizes(run_dir: Path) -> tuple[int, int]:
     return int(options.get("min_size") or 14), int(options.get("max_size") or 32)
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(detector, checkpoint)
     classes = [str(c) for c in fact(checkpoint, "classes")]
     score, iou = float(fact(checkpoint, "score_threshold")), float(fact(checkpoint, "iou_threshold"))
@@ -100,7 +100,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
     anchors = grid * grid * per_cell
     min_size, max_size = _scene_sizes(run_dir)
     return [
-        ModelSpec(
+        ExportSpec(
             suffix="",
             module=Decoded(model).eval(),
             export_outputs=["boxes", "scores"],

@@ -10,7 +10,7 @@ from torch import nn
 from protos import contract
 
 from export.graphs.common import fact, rebuild
-from export.spec import ModelSpec, TensorSpec
+from export.spec import ExportSpec, TensorSpec
 from training import gan
 
 
@@ -23,7 +23,7 @@ class Pixels(nn.Module):
         return torch.round(self.generator(latent) * 255.0).clamp(0.0, 255.0).to(torch.uint8)
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(gan, checkpoint)
     latent = int(fact(checkpoint, "latent_size"))
     size = int(fact(checkpoint, "image_size"))
@@ -32,7 +32,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         return {"latent": np.random.default_rng(100 + n).standard_normal((n, latent)).astype(np.float32)}
 
     return [
-        ModelSpec(
+        ExportSpec(
             suffix="",
             module=Pixels(model).eval(),
             inputs=[TensorSpec("latent", np.float32, (latent,))],

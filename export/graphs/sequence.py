@@ -16,7 +16,7 @@ from torch import nn
 from protos import contract
 
 from export.graphs.common import fact, rebuild
-from export.spec import ModelSpec, TensorSpec
+from export.spec import ExportSpec, TensorSpec
 from training import sequence
 
 MAX_BATCH = 64
@@ -42,7 +42,7 @@ class Step(nn.Module):
         return (nxt, ahead, h) if c is None else (nxt, ahead, h, c)
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(sequence, checkpoint)
     horizon, layers, hidden = int(model.horizon), int(model.num_layers), int(model.hidden_size)
     window = int(fact(checkpoint, "window"))
@@ -57,7 +57,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         contract.OUTPUT_NEXT: "next",
         contract.OUTPUT_AHEAD: ahead,
     }
-    whole = ModelSpec(
+    whole = ExportSpec(
         suffix="",
         module=model,
         inputs=[TensorSpec("series", np.float32, (-1, 1))],
@@ -75,7 +75,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         case = {"value": _series(n, 1, seed=n)[:, 0], **{s: rng.normal(0, 0.5, (n, layers, hidden)).astype(np.float32) for s in state}}
         return case
 
-    step = ModelSpec(
+    step = ExportSpec(
         suffix="_step",
         module=Step(model).eval(),
         inputs=[TensorSpec("value", np.float32, (1,))] + [TensorSpec(s, np.float32, (layers, hidden)) for s in state],

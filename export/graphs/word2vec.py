@@ -26,7 +26,7 @@ from protos import contract
 
 from dnnzoo.errors import UserError
 from export.graphs.common import fact, rebuild
-from export.spec import ModelSpec, TensorSpec
+from export.spec import ExportSpec, TensorSpec
 from training import word2vec, word2vec_eval
 
 EPSILON = 1e-12
@@ -92,7 +92,7 @@ def neighbour_reference(unit: np.ndarray):
     return run
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(word2vec, checkpoint)
     vocab = [str(w) for w in fact(checkpoint, "vocab")]
     vectors = model.vectors.detach().numpy()
@@ -122,7 +122,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         rows = unit[rng.integers(0, size, size=n)] + 0.1 * rng.standard_normal((n, dim))
         return {"queries": rows.astype(np.float32), "k": np.array([min(10, size)], np.int64)}
 
-    lookup = ModelSpec(
+    lookup = ExportSpec(
         suffix="",
         module=Lookup(model).eval(),
         inputs=[TensorSpec("ids", np.int64, (1,))],
@@ -132,7 +132,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         side_files={contract.VOCAB_FILE: vocab_file},
         parameters={contract.TASK: contract.WORD_VECTORS, contract.input_range_key("ids"): f"0,{size - 1}", **text},
     )
-    neighbours = ModelSpec(
+    neighbours = ExportSpec(
         suffix="_neighbors",
         graph=lambda opset: neighbour_graph(unit, opset),
         inputs=[TensorSpec("queries", np.float32, (-1, dim)), TensorSpec("k", np.int64, (1,))],

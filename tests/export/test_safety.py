@@ -13,7 +13,7 @@ from dnnzoo import cli
 from dnnzoo.errors import UserError
 from export import parity, repository
 from export.pipeline import Source, export_run, export_specs
-from export.spec import ModelSpec, TensorSpec
+from export.spec import ExportSpec, TensorSpec
 from training import checkpoint
 
 
@@ -143,9 +143,9 @@ def test_parity_reports_the_largest_difference_and_where():
     assert parity.check("m", good, lambda c: {"y": ok}, [case]).max_abs_diff == pytest.approx(5e-5)
 
 
-def _tiny_spec(reference=None) -> ModelSpec:
+def _tiny_spec(reference=None) -> ExportSpec:
     module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Softmax(-1)).eval()
-    return ModelSpec(
+    return ExportSpec(
         suffix="", module=module, max_batch_size=8,
         inputs=[TensorSpec("x", np.float32, (3,))], outputs=[TensorSpec("y", np.float32, (2,))],
         samples=lambda n: {"x": np.random.default_rng(n).standard_normal((n, 3)).astype(np.float32)},
