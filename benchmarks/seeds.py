@@ -9,7 +9,7 @@ scores each run with the very bar its test asserts:
   tests/serving/test_tasks_quality.py  asks the served ONNX models; here the same figure comes from
                                      the torch checkpoint through the training code (detector: the
                                      test's scenes of the run's held-out digits, the checkpoint's
-                                     NMS settings, training.detector.detect and its mAP; word2vec: 3CosAdd of training.word2vec_eval, which
+                                     NMS settings, training.detector_eval.detect and its mAP; word2vec: 3CosAdd of training.word2vec_eval, which
                                      picks the same top word as most_similar on unit vectors). The PNG
                                      digit accuracy (>= 0.9 on the seed-42 split) is not repeated: at
                                      another seed those digits are training images, and test_acc
@@ -79,14 +79,15 @@ def detector_held_out_scores(run: Path) -> dict:
     from tests.serving.test_tasks_quality import HELD_OUT_SCENES, HELD_OUT_SEED
     from training import checkpoint
     from training import detector as det
+    from training import detector_eval
 
     ckpt = checkpoint.load(run, family="detector")
     model = det.build_model(**ckpt["model_args"])
     model.load_state_dict(ckpt["state_dict"])
     extra = ckpt["extra"]
     scenes = det.held_out_scenes(extra, HELD_OUT_SCENES, HELD_OUT_SEED)
-    found, _ = det.detect(model, det.scene_tensors(scenes)[0], extra["score_threshold"], extra["iou_threshold"], extra["max_detections"])
-    return det.scored_detections(found, scenes, extra["score_threshold"])
+    found, _ = detector_eval.detect(model, det.scene_tensors(scenes)[0], extra["score_threshold"], extra["iou_threshold"], extra["max_detections"])
+    return detector_eval.scored_detections(found, scenes, extra["score_threshold"])
 
 
 def detector_held_out_map50(_final: dict, run: Path) -> float:

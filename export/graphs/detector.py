@@ -1,7 +1,7 @@
 """Detector: uint8 `images` [N,1,H,W] -> `detections` [N, max_det, 6] = x1, y1, x2, y2, score, class
 in input pixels, best first, zero-padded.
 
-PyTorch traces the network and the YOLO decode (`training.detector.decode`, plain tensor ops); the
+PyTorch traces the network and the YOLO decode (`training.detector_model.decode`, plain tensor ops); the
 non-maximum suppression is ONNX's own `NonMaxSuppression`, appended by `nms.append_nms`. Parity is
 therefore judged against the training module's own decode + `nms` on a fixed set of generated
 scenes: the same detections, in the same order, coordinates and scores within 1e-4.
@@ -21,31 +21,31 @@ from export.graphs.common import fact, image_input_parameters, labels_file, rebu
 from export.graphs.nms import append_nms
 from export.parity import FLOAT_TOLERANCE
 from export.spec import Arrays, ExportSpec, TensorSpec
-from training import detector
+from training import detector, detector_model
 
 MAX_BATCH = 32
 
 
 class Decoded(nn.Module):
-    def __init__(self, model: detector.Detector):
+    def __init__(self, model: detector_model.Detector):
         super().__init__()
         self.model = model
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raw = self.model(unit_pixels(images))
-        return detector.decode(raw, self.model.boxes, self.model.classes, self.model.canvas)
+        return detector_model.decode(raw, self.model.boxes, self.model.classes, self.model.canvas)
 
 
-def reference(model: detector.Detector, score: float, iou: float, max_det: int):
+def reference(model: detector_model.Detector, score: float, iou: float, max_det: int):
     """The training module's decode + NMS, padded to the graph's fixed size."""
 
     def run(case: Arrays) -> Arrays:
         with torch.no_grad():
             images = unit_pixels(torch.from_numpy(case["images"]))
-            boxes, scores = detector.decode(model(images), model.boxes, model.classes, model.canvas)
+            boxes, scores = detector_model.decode(model(images), model.boxes, model.classes, model.canvas)
             out = np.zeros((len(images), max_det, 6), np.float32)
             for i, (b, s) in enumerate(zip(boxes, scores)):
-                found = detector.nms(b, s, score, iou, max_det).numpy()
+                found = detector_model.nms(b, s, score, iou, max_det).numpy()
                 out[i, : len(found)] = found
         return {"detections": out}
 
