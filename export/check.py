@@ -21,8 +21,6 @@ from protos.model_config_pb2 import ModelConfig
 
 from dnnzoo.errors import UserError
 
-CONFIG = contract.CONFIG_FILE
-
 
 @dataclass
 class ModelCheck:
@@ -105,12 +103,12 @@ def _graph_problems(path: Path, config: ModelConfig) -> list[str]:
 
 def check_model(folder: Path, names: set[str]) -> ModelCheck:
     result = ModelCheck(folder.name)
-    config_path = folder / CONFIG
+    config_path = folder / contract.CONFIG_FILE
     if not config_path.is_file():
-        result.problems.append(f"no {CONFIG}")
+        result.problems.append(f"no {contract.CONFIG_FILE}")
         return result
     try:
-        config = config_text.parse_config(config_path.read_text(encoding="utf-8"), source=f"{folder.name}/{CONFIG}")
+        config = config_text.parse_config(config_path.read_text(encoding="utf-8"), source=f"{folder.name}/{contract.CONFIG_FILE}")
     except (ValueError, UnicodeDecodeError) as exc:
         result.problems.append(str(exc).splitlines()[0])
         return result
@@ -158,7 +156,7 @@ def _pairing_problems(config: ModelConfig, companion: Path, task: str | None) ->
     """A companion of another task than the table's is refused by serving; one whose fingerprints
     differ from its main model's was written by another export."""
     try:
-        other = config_text.parse_config((companion / CONFIG).read_text(encoding="utf-8"), source=f"{companion.name}/{CONFIG}")
+        other = config_text.parse_config((companion / contract.CONFIG_FILE).read_text(encoding="utf-8"), source=f"{companion.name}/{contract.CONFIG_FILE}")
     except (OSError, ValueError, UnicodeDecodeError):
         return []  # reported when that folder itself is checked
     theirs = other.parameters[contract.TASK].string_value if contract.TASK in other.parameters else ""
