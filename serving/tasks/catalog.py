@@ -2,7 +2,8 @@
 
 Every typed service goes through here: a model is looked up by name (NOT_FOUND when unknown), its
 `dnnzoo.task` parameter must be the one the service needs (INVALID_ARGUMENT otherwise: the request
-named the wrong model), a companion model (`NAME_neighbors`, `NAME_step`) is paired with its main
+named the wrong model) and it must carry the parameters protos.contract's task table requires
+(FAILED_PRECONDITION otherwise, with the reason `dnnzoo repo check` gives), a companion model (`NAME_neighbors`, `NAME_step`) is paired with its main
 model only when both come from one export (UNAVAILABLE otherwise: the repository holds a mixed
 set, which a re-export of both repairs), and inference is an ordinary data-plane request, so
 dynamic batching, statistics and metrics are those of the Open Inference Protocol. Requests larger
