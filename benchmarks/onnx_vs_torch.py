@@ -19,8 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dnnzoo.openmp import passive_wait  # noqa: E402
+
+passive_wait()  # before torch loads
 
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402

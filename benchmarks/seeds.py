@@ -9,7 +9,7 @@ scores each run with the very bar its test asserts:
   tests/serving/test_tasks_quality.py  asks the served ONNX models; here the same figure comes from
                                      the torch checkpoint through the training code (detector: the
                                      test's scenes of the run's held-out digits, the checkpoint's
-                                     NMS settings, training.detector.detect and its mAP; word2vec: 3CosAdd of training.word2vec_eval, which
+                                     NMS settings, training.detector_eval.detect and its mAP; word2vec: 3CosAdd of training.word2vec_eval, which
                                      picks the same top word as most_similar on unit vectors). The PNG
                                      digit accuracy (>= 0.9 on the seed-42 split) is not repeated: at
                                      another seed those digits are training images, and test_acc
@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import training  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-from export.build import ORDER
-from training import cli as train_cli
-from training.runs import read_metrics
+from dnnzoo.openmp import passive_wait
+
+passive_wait()  # before torch loads
+from training.families import BUILD_ORDER  # noqa: E402
+from training import cli as train_cli  # noqa: E402
+from training.runs import read_metrics  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,15 @@ def detector_held_out_scores(run: Path) -> dict:
     from tests.serving.test_tasks_quality import HELD_OUT_SCENES, HELD_OUT_SEED
     from training import checkpoint
     from training import detector as det
+    from training import detector_eval
 
     ckpt = checkpoint.load(run, family="detector")
     model = det.build_model(**ckpt["model_args"])
     model.load_state_dict(ckpt["state_dict"])
     extra = ckpt["extra"]
     scenes = det.held_out_scenes(extra, HELD_OUT_SCENES, HELD_OUT_SEED)
-    found, _ = det.detect(model, det.scene_tensors(scenes)[0], extra["score_threshold"], extra["iou_threshold"], extra["max_detections"])
-    return det.scored_detections(found, scenes, extra["score_threshold"])
+    found, _ = detector_eval.detect(model, det.scene_tensors(scenes)[0], extra["score_threshold"], extra["iou_threshold"], extra["max_detections"])
+    return detector_eval.scored_detections(found, scenes, extra["score_threshold"])
 
 
 def detector_held_out_map50(_final: dict, run: Path) -> float:
@@ -222,11 +225,11 @@ def table(results: dict[tuple[str, str], dict[int, float]], seeds: list[int], ba
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7, 1234])
-    parser.add_argument("--families", nargs="+", choices=ORDER, default=list(ORDER))
+    parser.add_argument("--families", nargs="+", choices=BUILD_ORDER, default=list(BUILD_ORDER))
     parser.add_argument("--runs", type=Path, help="folder for the run folders seed-N/FAMILY-quick (default a temporary folder, removed)")
     parser.add_argument("--profile", choices=("tiny", "quick"), default="quick", help="the bars are the quick profile's; tiny only checks this script")
     args = parser.parse_args(argv)
-    families = [f for f in ORDER if f in args.families]
+    families = [f for f in BUILD_ORDER if f in args.families]
     if "gan" in families and "classifier" not in families:
         families.insert(0, "classifier")  # the GAN's judge; its rows are still printed only when asked for
         print("note: training the classifier too, to judge the GAN", flush=True)

@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import training  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-from training import checkpoint, sequence, series_baselines
-from training import cli as train_cli
-from training.runs import read_metrics
+from dnnzoo.openmp import passive_wait
+
+passive_wait()  # before torch loads
+from training import checkpoint, sequence, series_baselines  # noqa: E402
+from training import cli as train_cli  # noqa: E402
+from training.runs import read_metrics  # noqa: E402
 
 WINDOW = 20
 HOLDOUT = 0.2

@@ -21,9 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import training  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-from training import autoencoder, classifier
-from training.config import TrainConfig
+from dnnzoo.openmp import passive_wait
+
+passive_wait()  # before torch loads
+from training import autoencoder, classifier  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
 
 LOW, HIGH = ("0", "1", "2", "3", "4"), ("5", "6", "7", "8", "9")
 

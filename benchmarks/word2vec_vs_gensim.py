@@ -22,11 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-import training  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-from training import word2vec, word2vec_eval
-from training.config import TrainConfig, apply_profile
-from training.data import text
-from training.word2vec_pairs import PAIRS
+from dnnzoo.openmp import passive_wait
+
+passive_wait()  # before torch loads
+from training import word2vec, word2vec_eval  # noqa: E402
+from training.config import TrainConfig, apply_profile  # noqa: E402
+from training.data import text  # noqa: E402
+from training.word2vec_pairs import PAIRS  # noqa: E402
 
 
 def ours(sentences, config: TrainConfig, options: word2vec.Options) -> tuple[dict, float]:

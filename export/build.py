@@ -1,6 +1,7 @@
 """`dnnzoo build`: train every default family that has no run yet, then export each into the repository.
 
-The order puts the classifier before the GAN, which is judged by it. A model whose repository
+The order is the family table's build column (training/families.py), which puts the classifier
+before the GAN, which is judged by it. A model whose repository
 config already records this run's checkpoint digest (`dnnzoo.source.checkpoint_sha256`) is up to
 date and is not exported again unless --force; a retrained run is exported as the next version.
 """
@@ -9,17 +10,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dnnzoo.errors import UserError
-from export.cli import add_export_arguments, check_opset
+from protos import contract
 
-ORDER = ("classifier", "autoencoder", "detector", "sequence", "word2vec", "gan", "tabular")
-DIGEST = "dnnzoo.source.checkpoint_sha256"
+from dnnzoo.errors import UserError
+from dnnzoo.openmp import passive_wait
+from dnnzoo.profiles import PROFILES
+from export.options import add_export_arguments, check_opset
+from training.families import BUILD_ORDER, DEFAULT_NAMES
 
 
 @dataclass
@@ -53,7 +55,6 @@ def ensure_run(family: str, profile: str, runs: Path, progress: bool) -> tuple[P
 def up_to_date(repository: Path, name: str, run_dir: Path) -> bool:
     """The repository's model and its companions already hold this run's checkpoint."""
     from export.pipeline import checkpoint_digest
-    from export.repository import versions
     from protos.config_text import parse_config
 
     digest = checkpoint_digest(run_dir)
@@ -61,26 +62,25 @@ def up_to_date(repository: Path, name: str, run_dir: Path) -> bool:
     while pending:
         current = pending.pop()
         seen.add(current)
-        path = repository / current / "config.pbtxt"
-        if not path.is_file() or not versions(repository / current):
+        path = repository / current / contract.CONFIG_FILE
+        if not path.is_file() or not contract.versions(repository / current):
             return False
         try:
             config = parse_config(path.read_text(encoding="utf-8"))
         except ValueError:
             return False
         params = config.parameters
-        if DIGEST not in params or params[DIGEST].string_value != digest:
+        if contract.SOURCE_CHECKPOINT not in params or params[contract.SOURCE_CHECKPOINT].string_value != digest:
             return False
-        pending += [v.string_value for k, v in params.items() if k.startswith("dnnzoo.companion.") and v.string_value not in seen]
+        pending += [v.string_value for k, v in params.items() if k.startswith(contract.COMPANION_PREFIX) and v.string_value not in seen]
     return True
 
 
 def build(profile: str, repository: Path, runs: Path, opset: int, force: bool, instance_kind: str, progress: bool, out=print) -> list[Step]:
-    from export.families import DEFAULT_NAMES
     from export.pipeline import export_run
 
     steps = []
-    for family in ORDER:
+    for family in BUILD_ORDER:
         run_dir, seconds = ensure_run(family, profile, runs, progress)
         step = Step(family, run_dir, seconds)
         name = DEFAULT_NAMES[family]
@@ -99,12 +99,12 @@ def build(profile: str, repository: Path, runs: Path, opset: int, force: bool, i
 
 def main(argv: list[str], prog: str = "dnnzoo build") -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Train (where no run exists) and export every default model.")
-    parser.add_argument("--profile", choices=("tiny", "quick", "full"), default="quick")
+    parser.add_argument("--profile", choices=PROFILES, default="quick")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders FAMILY-PROFILE (default runs)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide training progress bars")
     add_export_arguments(parser)
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    passive_wait()  # before torch loads
     started = time.perf_counter()
     try:
         check_opset(args.opset)

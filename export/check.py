@@ -4,8 +4,10 @@ Per model folder: config.pbtxt parses (strictly, as Triton parses it), its name 
 the platform is ONNX Runtime, there is at least one numeric version with a model.onnx, every input
 and output of the config exists in each version's graph with the same type and shape (the batch
 dimension prepended when max_batch_size > 0, and dynamic in the graph), every graph input is in the
-config, and the label/vocabulary files and companion models it names exist. Folders whose names
-start with "." (an export being staged) are not models.
+config, the label/vocabulary files and companion models it names exist, and the parameters its
+`dnnzoo.task` requires are there and readable (protos.contract's task table, the one serving refuses
+by). Folders whose names start with "." (an export being staged) are not models; any other folder
+whose name serving would skip is reported.
 """
 
 from __future__ import annotations
@@ -14,16 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
-from protos import config_text
+from protos import config_text, contract
 from protos.model_config_pb2 import ModelConfig
 
 from dnnzoo.errors import UserError
-
-CONFIG = "config.pbtxt"
-DEFAULT_MODEL_FILENAME = "model.onnx"
-PLATFORM = "onnxruntime_onnx"
-FILE_PARAMETERS = ("dnnzoo.labels_file", "dnnzoo.vocab_file")
-FINGERPRINTS = ("dnnzoo.vocab_hash", "dnnzoo.export_id")
 
 
 @dataclass
@@ -107,31 +103,36 @@ def _graph_problems(path: Path, config: ModelConfig) -> list[str]:
 
 def check_model(folder: Path, names: set[str]) -> ModelCheck:
     result = ModelCheck(folder.name)
-    config_path = folder / CONFIG
+    config_path = folder / contract.CONFIG_FILE
     if not config_path.is_file():
-        result.problems.append(f"no {CONFIG}")
+        result.problems.append(f"no {contract.CONFIG_FILE}")
         return result
     try:
-        config = config_text.parse_config(config_path.read_text(encoding="utf-8"), source=f"{folder.name}/{CONFIG}")
+        config = config_text.parse_config(config_path.read_text(encoding="utf-8"), source=f"{folder.name}/{contract.CONFIG_FILE}")
     except (ValueError, UnicodeDecodeError) as exc:
         result.problems.append(str(exc).splitlines()[0])
         return result
     problems = result.problems
-    result.task = config.parameters["dnnzoo.task"].string_value if "dnnzoo.task" in config.parameters else "(no dnnzoo.task)"
+    if not contract.is_model_name(folder.name):
+        problems.append(f"serving skips this folder: a model name uses {contract.MODEL_NAME_RULE}")
+    parameters = contract.parameters_of(config)
+    result.task = parameters.get(contract.TASK, f"(no {contract.TASK})")
+    if contract.TASK in parameters:
+        problems += contract.task_problems(parameters[contract.TASK], parameters)
     if config.name and config.name != folder.name:
         problems.append(f"config name {config.name!r} differs from the folder name")
-    if config.platform != PLATFORM and config.backend != "onnxruntime":
-        problems.append(f"platform {config.platform!r} is not {PLATFORM!r}")
+    if config.platform != contract.PLATFORM and config.backend != contract.BACKEND:
+        problems.append(f"platform {config.platform!r} is not {contract.PLATFORM!r}")
     if config.max_batch_size < 0:
         problems.append(f"max_batch_size {config.max_batch_size} is negative")
     if config.max_batch_size == 0 and config.HasField("dynamic_batching"):
         problems.append("dynamic_batching needs max_batch_size > 0")
     if not config.input or not config.output:
         problems.append("the config lists no inputs or no outputs")
-    result.versions = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and not p.name.startswith("0"))
+    result.versions = contract.versions(folder)
     if not result.versions:
         problems.append("no numeric version folder")
-    filename = config.default_model_filename or DEFAULT_MODEL_FILENAME
+    filename = config.default_model_filename or contract.MODEL_FILE
     for version in result.versions:
         model_path = folder / str(version) / filename
         if not model_path.is_file():
@@ -139,23 +140,29 @@ def check_model(folder: Path, names: set[str]) -> ModelCheck:
             continue
         problems += _graph_problems(model_path, config)
     files = [t.label_filename for t in config.output if t.label_filename]
-    files += [config.parameters[k].string_value for k in FILE_PARAMETERS if k in config.parameters]
+    files += [parameters[k] for k in contract.FILE_KEYS if k in parameters]
     for name in files:
         if Path(name).name != name or not (folder / name).is_file():
             problems.append(f"side file {name!r} is missing")
-    companions = [v.string_value for k, v in config.parameters.items() if k.startswith("dnnzoo.companion")]
-    problems += [f"companion model {c!r} is not in the repository" for c in companions if c not in names]
-    problems += [p for c in companions if c in names for p in _pairing_problems(config, folder.parent / c)]
+    row = contract.TASKS.get(result.task)
+    expected = {contract.companion_key(key): task for key, task in row.companions.items()} if row else {}
+    companions = [(v, expected.get(k)) for k, v in parameters.items() if k.startswith(contract.COMPANION_PREFIX) or k == contract.COMPANION_OF]
+    problems += [f"companion model {c!r} is not in the repository" for c, _ in companions if c not in names]
+    problems += [p for c, task in companions if c in names for p in _pairing_problems(config, folder.parent / c, task)]
     return result
 
 
-def _pairing_problems(config: ModelConfig, companion: Path) -> list[str]:
-    """A companion whose fingerprints differ from its main model's was written by another export."""
+def _pairing_problems(config: ModelConfig, companion: Path, task: str | None) -> list[str]:
+    """A companion of another task than the table's is refused by serving; one whose fingerprints
+    differ from its main model's was written by another export."""
     try:
-        other = config_text.parse_config((companion / CONFIG).read_text(encoding="utf-8"), source=f"{companion.name}/{CONFIG}")
+        other = config_text.parse_config((companion / contract.CONFIG_FILE).read_text(encoding="utf-8"), source=f"{companion.name}/{contract.CONFIG_FILE}")
     except (OSError, ValueError, UnicodeDecodeError):
         return []  # reported when that folder itself is checked
-    for key in FINGERPRINTS:
+    theirs = other.parameters[contract.TASK].string_value if contract.TASK in other.parameters else ""
+    if task is not None and theirs != task:
+        return [f"companion model {companion.name!r} is a {theirs!r} model, not the {task!r} model its task needs"]
+    for key in contract.FINGERPRINTS:
         ours, theirs = (c.parameters[key].string_value if key in c.parameters else "" for c in (config, other))
         if ours and theirs and ours != theirs:
             return [f"companion model {companion.name!r} comes from another export ({key} {theirs} != {ours}); re-export both"]

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from dnnzoo.errors import UserError
-
-DEFAULT_OPSET = 17  # export.convert.DEFAULT_OPSET, repeated so --help needs no torch
-OPSETS = range(13, 21)  # Unsqueeze/ReduceSum with axes inputs need 13; torch's TorchScript exporter stops at 20
-
-
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repository", type=Path, required=True, metavar="DIR", help="model repository to write into")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 13 to 20 (default {DEFAULT_OPSET})")
-    parser.add_argument("--force", action="store_true", help="export: replace an existing version; build: re-export models already up to date")
-    parser.add_argument("--instance-kind", choices=("auto", "cpu", "gpu"), default="auto",
-                        help="instance_group kind in config.pbtxt (auto: a GPU when the server has one)")  # fmt: skip
+from dnnzoo.openmp import passive_wait
+from export.options import add_export_arguments, check_opset
 
 
 def describe(exported) -> str:
     size = exported.bytes / 1024
     return (f"{exported.name} v{exported.version} ({exported.task}) -> {exported.path} "
             f"({size:.1f} KiB, parity max |diff| {exported.parity_max_abs_diff:.2g})")  # fmt: skip
-
-
-def check_opset(opset: int) -> None:
-    if opset not in OPSETS:
-        raise UserError(f"--opset {opset} is unsupported: the graphs need 13 or later, torch's TorchScript exporter writes at most 20")
 
 
 def main(argv: list[str], prog: str = "dnnzoo export") -> int:
@@ -39,7 +24,7 @@ def main(argv: list[str], prog: str = "dnnzoo export") -> int:
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     add_export_arguments(parser)
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: no spinning on a shared CPU
+    passive_wait()  # before torch loads: no spinning on a shared CPU
     try:
         check_opset(args.opset)
         from export.pipeline import export_run

@@ -19,27 +19,23 @@ Deliberate choices:
 
 from __future__ import annotations
 
-from protos import config_text
+from protos import config_text, contract
 from protos.model_config_pb2 import ModelConfig, ModelInstanceGroup
 
-from export.spec import ModelSpec, TensorSpec
+from export import options
+from export.spec import ExportSpec
 
-PLATFORM = "onnxruntime_onnx"
 QUEUE_DELAY_US = 0
 MAX_QUEUE_SIZE = 1024
-INSTANCE_KINDS = {"auto": ModelInstanceGroup.KIND_AUTO, "cpu": ModelInstanceGroup.KIND_CPU, "gpu": ModelInstanceGroup.KIND_GPU}
+INSTANCE_KINDS = {kind: ModelInstanceGroup.Kind.Value(f"KIND_{kind.upper()}") for kind in options.INSTANCE_KINDS}
 
 
-def _datatype(tensor: TensorSpec) -> int:
-    return config_text.from_numpy(tensor.dtype).config
-
-
-def model_config(name: str, spec: ModelSpec, parameters: dict[str, str], instance_kind: str = "auto") -> ModelConfig:
-    config = ModelConfig(name=name, platform=PLATFORM, max_batch_size=spec.max_batch_size)
+def model_config(name: str, spec: ExportSpec, parameters: dict[str, str], instance_kind: str = "auto") -> ModelConfig:
+    config = ModelConfig(name=name, platform=contract.PLATFORM, max_batch_size=spec.max_batch_size)
     for tensor in spec.inputs:
-        config.input.add(name=tensor.name, data_type=_datatype(tensor), dims=tensor.dims)
+        config.input.add(name=tensor.name, data_type=tensor.datatype.config, dims=tensor.dims)
     for tensor in spec.outputs:
-        out = config.output.add(name=tensor.name, data_type=_datatype(tensor), dims=tensor.dims)
+        out = config.output.add(name=tensor.name, data_type=tensor.datatype.config, dims=tensor.dims)
         if tensor.label_filename:
             out.label_filename = tensor.label_filename
     if spec.max_batch_size > 0:

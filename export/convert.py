@@ -19,9 +19,9 @@ import onnx
 import torch
 
 from dnnzoo.errors import UserError
-from export.spec import ModelSpec
+from export.options import DEFAULT_OPSET  # noqa: F401  (the converter's default, read as convert.DEFAULT_OPSET)
+from export.spec import ExportSpec
 
-DEFAULT_OPSET = 17
 PRODUCER = "dnnzoo"
 
 
@@ -29,7 +29,7 @@ def _in_training_mode(module: torch.nn.Module) -> list[str]:
     return [name or "<root>" for name, m in module.named_modules() if m.training]
 
 
-def _dynamic_axes(spec: ModelSpec, tensors: list[tuple[str, tuple[int, ...]]]) -> dict[str, dict[int, str]]:
+def _dynamic_axes(spec: ExportSpec, tensors: list[tuple[str, tuple[int, ...]]]) -> dict[str, dict[int, str]]:
     """Axis 0 is the batch when the model batches; every -1 in a config dim is dynamic too."""
     axes: dict[str, dict[int, str]] = {}
     offset = 1 if spec.max_batch_size > 0 else 0
@@ -41,7 +41,7 @@ def _dynamic_axes(spec: ModelSpec, tensors: list[tuple[str, tuple[int, ...]]]) -
     return axes
 
 
-def torch_to_onnx(spec: ModelSpec, opset: int) -> onnx.ModelProto:
+def torch_to_onnx(spec: ExportSpec, opset: int) -> onnx.ModelProto:
     module = spec.module
     busy = _in_training_mode(module)
     if busy:
@@ -72,7 +72,7 @@ def torch_to_onnx(spec: ModelSpec, opset: int) -> onnx.ModelProto:
     return onnx.load_from_string(buffer.getvalue())
 
 
-def build(spec: ModelSpec, opset: int, doc: str = "") -> tuple[onnx.ModelProto, onnx.ModelProto | None]:
+def build(spec: ExportSpec, opset: int, doc: str = "") -> tuple[onnx.ModelProto, onnx.ModelProto | None]:
     """The spec's graph as a checked ONNX model: converted or built, finished, checked, shape-inferred.
 
     Also returns the checked graph as it was before `finish` (None without one), so the pipeline can

@@ -1,4 +1,4 @@
-"""Export one training run: checkpoint -> ModelSpecs -> checked ONNX -> parity -> repository.
+"""Export one training run: checkpoint -> ExportSpecs -> checked ONNX -> parity -> repository.
 
 The steps run in that order for every model of the run (a main model and its companions) before
 anything is written, so a failure at any step leaves the repository as it was. The models of one
@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from protos import contract
 
 from dnnzoo.errors import UserError
 from export import config as model_config
 from export import convert, parity, repository
 from export.families import DEFAULT_NAMES, graphs
-from export.spec import Arrays, ModelSpec
+from export.spec import Arrays, ExportSpec
 from training import baselines
 from training import checkpoint as checkpoints
 
-EXPORT_ID = "dnnzoo.export_id"
 EXPORT_ID_CHARS = 16
 
 
@@ -50,7 +50,7 @@ class Source:
     digest: str
 
 
-def module_reference(spec: ModelSpec, names: list[str] | None = None):
+def module_reference(spec: ExportSpec, names: list[str] | None = None):
     """The PyTorch module itself, on the same numpy inputs, as named outputs."""
     names = names or [t.name for t in spec.outputs]
 
@@ -105,7 +105,7 @@ def _baseline_parameters(final: dict) -> dict[str, str]:
     model that lost to a trivial baseline says so in its config, where an operator looks."""
     out = {}
     for record in final.get(baselines.BASELINES, []):
-        key = f"dnnzoo.baseline.{record['baseline']}.{record['metric']}"
+        key = f"{contract.BASELINE_PREFIX}{record['baseline']}.{record['metric']}"
         out[key] = format(record["value"], ".6g")
         out[f"{key}.beaten"] = "true" if record["beats"] else "false"
     return out
@@ -127,24 +127,24 @@ def export_id(folders: list[repository.ModelFolder]) -> str:
     return digest.hexdigest()[:EXPORT_ID_CHARS]
 
 
-def _parameters(spec: ModelSpec, source: Source, main: str, names: dict[str, str], opset: int,
+def _parameters(spec: ExportSpec, source: Source, main: str, names: dict[str, str], opset: int,
                 report: parity.Report, run_id: str) -> dict[str, str]:  # fmt: skip
     params = {
-        "dnnzoo.family": source.family,
-        EXPORT_ID: run_id,
+        contract.FAMILY: source.family,
+        contract.EXPORT_ID: run_id,
         **spec.parameters,
-        **_scalar_parameters("dnnzoo.metrics.", source.metrics.get("final", {})),
+        **_scalar_parameters(contract.METRICS_PREFIX, source.metrics.get("final", {})),
         **_baseline_parameters(source.metrics.get("final", {})),
-        "dnnzoo.source.run": source.run_dir.name,
-        "dnnzoo.source.profile": str(source.metrics.get("profile", "")),
-        "dnnzoo.source.checkpoint_sha256": source.digest,
-        "dnnzoo.export.opset": str(opset),
-        "dnnzoo.export.parity_max_abs_diff": format(report.max_abs_diff, ".3g"),
+        contract.SOURCE_RUN: source.run_dir.name,
+        contract.SOURCE_PROFILE: str(source.metrics.get("profile", "")),
+        contract.SOURCE_CHECKPOINT: source.digest,
+        contract.EXPORT_OPSET: str(opset),
+        contract.EXPORT_PARITY: format(report.max_abs_diff, ".3g"),
     }
     if spec.suffix:
-        params["dnnzoo.companion_of"] = main
+        params[contract.COMPANION_OF] = main
     else:
-        params |= {f"dnnzoo.companion.{suffix.lstrip('_')}": name for suffix, name in names.items() if suffix}
+        params |= {contract.companion_key(suffix.lstrip('_')): name for suffix, name in names.items() if suffix}
     return params
 
 
@@ -168,7 +168,7 @@ def export_run(run_dir: Path, repository_dir: Path, name: str | None = None, ver
     return export_specs(builder.specs(ckpt, run_dir), source, repository_dir, main, version, opset, force, instance_kind)
 
 
-def export_specs(specs: list[ModelSpec], source: Source, repository_dir: Path, main: str, version: int | None = None,
+def export_specs(specs: list[ExportSpec], source: Source, repository_dir: Path, main: str, version: int | None = None,
                  opset: int = convert.DEFAULT_OPSET, force: bool = False, instance_kind: str = "auto") -> list[Exported]:  # fmt: skip
     """Convert, check and parity-test every spec, then write them all; nothing is written on any failure."""
     names = {spec.suffix: repository.check_name(main + spec.suffix) for spec in specs}
@@ -197,6 +197,6 @@ def export_specs(specs: list[ModelSpec], source: Source, repository_dir: Path, m
 
     paths = repository.write_all(repository_dir, [folder for _, folder, _ in built])
     return [
-        Exported(folder.name, version, path, len(folder.onnx), report.max_abs_diff, spec.parameters.get("dnnzoo.task", ""))
+        Exported(folder.name, version, path, len(folder.onnx), report.max_abs_diff, spec.parameters.get(contract.TASK, ""))
         for (spec, folder, report), path in zip(built, paths)
     ]

@@ -15,36 +15,26 @@ from __future__ import annotations
 
 import ctypes
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dnnzoo.errors import UserError
+from protos import contract
 
-MODEL_FILENAME = "model.onnx"
-CONFIG_FILENAME = "config.pbtxt"
-_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+from dnnzoo.errors import UserError
 
 
 def check_name(name: str) -> str:
-    """Letters, digits, `_`, `-` and `.`, not starting with `.` (so no `..` and no hidden folders)."""
-    if not _NAME.fullmatch(name or "") or name.startswith("."):
-        raise UserError(f"invalid model name {name!r}: use letters, digits, '_', '-' and '.', not starting with '.'")
+    """The contract's model-name rule, so that export never writes a folder serving would skip."""
+    if not contract.is_model_name(name or ""):
+        raise UserError(f"invalid model name {name!r}: use {contract.MODEL_NAME_RULE}")
     return name
-
-
-def versions(model_dir: Path) -> list[int]:
-    """Numeric version folders, as Triton reads them (names starting with 0 are ignored)."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and not p.name.startswith("0"))
 
 
 def next_version(repository: Path, names: list[str]) -> int:
     """One past the highest version of any of `names`, so a model and its companions stay aligned."""
-    return max((v for name in names for v in versions(repository / name)), default=0) + 1
+    return max((v for name in names for v in contract.versions(repository / name)), default=0) + 1
 
 
 @dataclass
@@ -81,14 +71,14 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def _stage(folder: ModelFolder, live: Path, stage: Path) -> None:
-    for version in versions(live):
+    for version in contract.versions(live):
         if version != folder.version:
             shutil.copytree(live / str(version), stage / str(version), copy_function=_link_or_copy)
     (stage / str(folder.version)).mkdir()
-    (stage / str(folder.version) / MODEL_FILENAME).write_bytes(folder.onnx)
+    (stage / str(folder.version) / contract.MODEL_FILE).write_bytes(folder.onnx)
     for filename, data in folder.side_files.items():
         (stage / filename).write_bytes(data)
-    (stage / CONFIG_FILENAME).write_text(folder.config, encoding="utf-8")
+    (stage / contract.CONFIG_FILE).write_text(folder.config, encoding="utf-8")
 
 
 @dataclass
@@ -164,7 +154,7 @@ class Staged:
             raise
         for move in moves:
             move.finish()
-        return [folder.target(self.repository) / str(folder.version) / MODEL_FILENAME for folder in self.folders]
+        return [folder.target(self.repository) / str(folder.version) / contract.MODEL_FILE for folder in self.folders]
 
 
 def stage(repository: Path, folders: list[ModelFolder]) -> Staged:

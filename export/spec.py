@@ -1,9 +1,11 @@
 """What one exported model is, before it is ONNX: its tensors, its graph source, its parity cases.
 
 A family's graph module (`export/graphs/<family>.py`) turns a checkpoint into one or more
-`ModelSpec`s (a main model plus companions such as `NAME_neighbors`); the pipeline then converts,
+`ExportSpec`s (a main model plus companions such as `NAME_neighbors`); the pipeline then converts,
 checks parity and writes each of them the same way. Keeping the description as plain data is what
-lets the config, the ONNX conversion and the parity check be written once.
+lets the config, the ONNX conversion and the parity check be written once. Its tensors are the
+contract's `TensorSpec`s, the same class serving reads a config into; serving's `ModelSpec` is the
+config as read, this is the recipe that writes one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from protos.contract import TensorSpec
 
 Arrays = dict[str, np.ndarray]
 # A comparator returns (largest float difference it saw, None) when the outputs agree, else
@@ -19,23 +22,8 @@ Arrays = dict[str, np.ndarray]
 Comparator = Callable[[Arrays, Arrays], "tuple[float, str | None]"]
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output as config.pbtxt states it: dims exclude the batch dimension when the
-    model batches (max_batch_size > 0); -1 marks a variable dimension."""
-
-    name: str
-    dtype: np.dtype
-    dims: tuple[int, ...]
-    label_filename: str | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "dtype", np.dtype(self.dtype))
-        object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
-
-
 @dataclass
-class ModelSpec:
+class ExportSpec:
     """Everything needed to produce one model folder of the repository.
 
     Exactly one of `module` (a torch module in eval mode, exported with torch.onnx) and `graph` (a
@@ -64,7 +52,7 @@ class ModelSpec:
 
     def __post_init__(self):
         if (self.module is None) == (self.graph is None):
-            raise ValueError("a ModelSpec needs exactly one of module and graph")
+            raise ValueError("a ExportSpec needs exactly one of module and graph")
 
     def cases(self) -> list[Arrays]:
         return [self.samples(n) for n in self.batches] + list(self.extra_cases)

@@ -17,7 +17,8 @@ import subprocess
 import sys
 
 from dnnzoo.errors import UserError
-from serving.config import BUILD_PROFILES, CONTROL_MODES, GRPC_FRONTS, PROVIDER_CHOICES, ServeConfig, env_name, from_env
+from dnnzoo.profiles import PROFILES
+from serving.config import CONTROL_MODES, GRPC_FRONTS, PROVIDER_CHOICES, ServeConfig, env_name, from_env
 
 log = logging.getLogger("serving")
 
@@ -43,7 +44,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="server certificate (PEM) to serve TLS")
     p.add_argument("--tls-key", help="server private key (PEM)")
     p.add_argument("--tls-client-ca", help="CA (PEM) that client certificates must chain to: mutual TLS")
-    p.add_argument("--build-profile", choices=BUILD_PROFILES,
+    p.add_argument("--build-profile", choices=PROFILES,
                    help=f"training profile used when the repository is missing and gets built (default {d.build_profile})")
     p.add_argument("--grace-seconds", type=float, help=f"shutdown grace period for in-flight requests (default {d.grace_seconds:g})")
     p.add_argument("--max-generate-count", type=int, help=f"most images one Generate call may ask for (default {d.max_generate_count})")

@@ -18,7 +18,6 @@ as `authorization: Bearer <token>` on every call.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ from protos import dnnzoo_tasks_pb2_grpc as tasks_grpc
 from protos import grpc_service_pb2 as oip
 from protos import grpc_service_pb2_grpc as oip_grpc
 from protos.config_text import from_name, from_numpy
+
+from serving.codec import decode_bytes, encode_bytes
 
 DEFAULT_ADDRESS = "localhost:8001"
 TOKEN_ENV = "DNNZOO_TOKEN"
@@ -114,25 +115,6 @@ def decode_image(image: tasks.OutputImage) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(image.png)))
-
-
-def _bytes_tensor(array: np.ndarray) -> bytes:
-    parts = []
-    for item in array.reshape(-1):
-        data = item.encode("utf-8") if isinstance(item, str) else bytes(item)
-        parts += [struct.pack("<I", len(data)), data]
-    return b"".join(parts)
-
-
-def _unbytes(buffer: bytes, shape: tuple[int, ...]) -> np.ndarray:
-    out, offset = [], 0
-    while offset < len(buffer):
-        (length,) = struct.unpack_from("<I", buffer, offset)
-        out.append(buffer[offset + 4 : offset + 4 + length])
-        offset += 4 + length
-    array = np.empty(len(out), dtype=object)
-    array[:] = out
-    return array.reshape(shape)
 
 
 class Client:
@@ -305,7 +287,7 @@ class Client:
             datatype = "BYTES" if array.dtype.kind in "OSU" else from_numpy(array.dtype).name
             request.inputs.add(name=name, datatype=datatype, shape=list(array.shape))
             if datatype == "BYTES":
-                request.raw_input_contents.append(_bytes_tensor(array))
+                request.raw_input_contents.append(encode_bytes(array))
             else:
                 request.raw_input_contents.append(np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes())
         request.outputs.extend(oip.ModelInferRequest.InferRequestedOutputTensor(name=n) for n in outputs)
@@ -314,7 +296,7 @@ class Client:
         for tensor, raw in zip(reply.outputs, reply.raw_output_contents):
             shape = tuple(tensor.shape)
             if tensor.datatype == "BYTES":
-                result[tensor.name] = _unbytes(raw, shape)
+                result[tensor.name] = decode_bytes(raw, int(np.prod(shape)), tensor.name).reshape(shape)
             else:
                 result[tensor.name] = np.frombuffer(raw, from_name(tensor.datatype).numpy.newbyteorder("<")).reshape(shape)
         return result

@@ -149,10 +149,11 @@ def decode_bytes(buffer: bytes, count: int, tensor: str) -> np.ndarray:
 
 
 def encode_bytes(array: np.ndarray) -> bytes:
+    """Elements (str as UTF-8, or bytes) -> the length-prefixed layout; the one encoder, client's included."""
     parts = []
     for item in array.reshape(-1):
         data = item.encode("utf-8") if isinstance(item, str) else bytes(item)
-        parts.append(struct.pack("<I", len(data)))
+        parts.append(_LENGTH.pack(len(data)))
         parts.append(data)
     return b"".join(parts)
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from dnnzoo.errors import UserError
+from dnnzoo.profiles import PROFILES
 
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 CONTROL_MODES = ("none", "poll", "explicit")
-BUILD_PROFILES = ("tiny", "quick", "full")
 GRPC_FRONTS = ("auto", "native", "grpcio")
 ENV_PREFIX = "DNNZOO_"
 # Positive integer caps on what one request may ask for; each is a `serve` flag.
@@ -67,8 +67,8 @@ class ServeConfig:
     def check(self) -> ServeConfig:
         if self.providers not in PROVIDER_CHOICES:
             raise UserError(f"--providers must be one of {', '.join(PROVIDER_CHOICES)}, got {self.providers!r}")
-        if self.build_profile not in BUILD_PROFILES:
-            raise UserError(f"--build-profile must be one of {', '.join(BUILD_PROFILES)}, got {self.build_profile!r}")
+        if self.build_profile not in PROFILES:
+            raise UserError(f"--build-profile must be one of {', '.join(PROFILES)}, got {self.build_profile!r}")
         if self.model_control_mode not in CONTROL_MODES:
             raise UserError(f"--model-control-mode must be one of {', '.join(CONTROL_MODES)}, got {self.model_control_mode!r}")
         if self.grpc_front not in GRPC_FRONTS:

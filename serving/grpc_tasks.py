@@ -9,7 +9,6 @@ before anything is converted.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -19,6 +18,7 @@ import numpy as np
 from protos import dnnzoo_tasks_pb2 as pb
 from protos import dnnzoo_tasks_pb2_grpc as pb_grpc
 
+from serving.deadlines import deadline_of
 from serving.errors import InvalidInput
 from serving.tasks import autoencoding, classification, detection, generation, sequences, tabular, words
 from serving.tasks.catalog import Catalog
@@ -27,11 +27,6 @@ from serving.tasks.images import EncodedImage, ImageInput, RawPixels, png
 SERVICES = ("ImageClassification", "ObjectDetection", "WordVectors", "SequencePrediction", "ImageGeneration", "Autoencoding",
             "TabularPrediction")
 SERVICE_NAMES = tuple(pb.DESCRIPTOR.services_by_name[s].full_name for s in SERVICES)
-
-
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
 
 
 def _optional(message, name: str):
@@ -89,7 +84,7 @@ class ImageClassificationServicer(pb_grpc.ImageClassificationServicer):
 
     async def Classify(self, request, context):
         result = await classification.classify(
-            self.catalog, request.model, request.model_version, _images(request.images), _optional(request, "top_k"), _deadline(context)
+            self.catalog, request.model, request.model_version, _images(request.images), _optional(request, "top_k"), deadline_of(context)
         )
         response = pb.ClassifyResponse(model=result.model, model_version=result.version)
         for scores in result.results:
@@ -105,7 +100,7 @@ class ObjectDetectionServicer(pb_grpc.ObjectDetectionServicer):
         result = await detection.detect(
             self.catalog, request.model, request.model_version, _images(request.images),
             _optional(request, "score_threshold"), _optional(request, "iou_threshold"),
-            _optional(request, "max_detections"), _deadline(context),
+            _optional(request, "max_detections"), deadline_of(context),
         )  # fmt: skip
         response = pb.DetectResponse(
             model=result.model, model_version=result.version, score_threshold=result.score_threshold,
@@ -125,7 +120,7 @@ class WordVectorsServicer(pb_grpc.WordVectorsServicer):
 
     async def GetVectors(self, request, context):
         result = await words.get_vectors(
-            self.catalog, request.model, request.model_version, request.words, request.unit, _deadline(context)
+            self.catalog, request.model, request.model_version, request.words, request.unit, deadline_of(context)
         )
         return pb.GetVectorsResponse(
             model=result.model, model_version=result.version,
@@ -136,7 +131,7 @@ class WordVectorsServicer(pb_grpc.WordVectorsServicer):
         exclude = _optional(request, "exclude_inputs")
         result = await words.most_similar(
             self.catalog, request.model, request.model_version, request.positive, request.negative,
-            _optional(request, "top_k"), True if exclude is None else exclude, _deadline(context),
+            _optional(request, "top_k"), True if exclude is None else exclude, deadline_of(context),
         )  # fmt: skip
         return pb.MostSimilarResponse(
             model=result.model, model_version=result.version,
@@ -145,7 +140,7 @@ class WordVectorsServicer(pb_grpc.WordVectorsServicer):
 
     async def Similarity(self, request, context):
         pairs = Converted(request.pairs, lambda p, _: (p.first, p.second))
-        result = await words.similarity(self.catalog, request.model, request.model_version, pairs, _deadline(context))
+        result = await words.similarity(self.catalog, request.model, request.model_version, pairs, deadline_of(context))
         return pb.SimilarityResponse(model=result.model, model_version=result.version, cosines=result.cosines)
 
 
@@ -156,7 +151,7 @@ class SequencePredictionServicer(pb_grpc.SequencePredictionServicer):
     async def Forecast(self, request, context):
         result = await sequences.forecast(
             self.catalog, request.model, request.model_version, Converted(request.series, lambda s, _: s.values),
-            _optional(request, "horizon"), _deadline(context),
+            _optional(request, "horizon"), deadline_of(context),
         )  # fmt: skip
         return pb.ForecastResponse(
             model=result.model, model_version=result.version,
@@ -165,7 +160,7 @@ class SequencePredictionServicer(pb_grpc.SequencePredictionServicer):
         )  # fmt: skip
 
     async def ForecastStream(self, request_iterator, context):
-        deadline = _deadline(context)
+        deadline = deadline_of(context)
         stream = None
         async for request in request_iterator:
             if stream is None:
@@ -185,7 +180,7 @@ class ImageGenerationServicer(pb_grpc.ImageGenerationServicer):
         latents = Converted(request.latents.vectors, lambda v, _: v.values) if source == "latents" else None
         seed = request.seed if source == "seed" else None
         result = await generation.generate(
-            self.catalog, request.model, request.model_version, request.count, seed, latents, _deadline(context)
+            self.catalog, request.model, request.model_version, request.count, seed, latents, deadline_of(context)
         )
         return pb.GenerateResponse(
             model=result.model, model_version=result.version, seed=result.seed, seeded=result.seeded,
@@ -198,12 +193,12 @@ class AutoencodingServicer(pb_grpc.AutoencodingServicer):
         self.catalog = catalog
 
     async def Encode(self, request, context):
-        result = await autoencoding.encode(self.catalog, request.model, request.model_version, _images(request.images), _deadline(context))
+        result = await autoencoding.encode(self.catalog, request.model, request.model_version, _images(request.images), deadline_of(context))
         return pb.EncodeResponse(model=result.model, model_version=result.version, codes=[pb.Vector(values=c.tolist()) for c in result.codes])
 
     async def Reconstruct(self, request, context):
         result = await autoencoding.reconstruct(
-            self.catalog, request.model, request.model_version, _images(request.images), _deadline(context)
+            self.catalog, request.model, request.model_version, _images(request.images), deadline_of(context)
         )
         return pb.ReconstructResponse(
             model=result.model, model_version=result.version,
@@ -226,7 +221,7 @@ class TabularPredictionServicer(pb_grpc.TabularPredictionServicer):
     async def Predict(self, request, context):
         rows = Converted(request.rows, lambda row, _: {name: _cell(value) for name, value in row.cells.items()})
         result = await tabular.predict(
-            self.catalog, request.model, request.model_version, rows, request.csv, _optional(request, "top_k"), _deadline(context)
+            self.catalog, request.model, request.model_version, rows, request.csv, _optional(request, "top_k"), deadline_of(context)
         )
         return pb.PredictResponse(
             model=result.model, model_version=result.version, kind=result.kind, target=result.target,

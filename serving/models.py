@@ -31,7 +31,6 @@ from serving.statistics import VersionStatistics
 log = logging.getLogger(__name__)
 
 READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
-MODES = ("none", "poll", "explicit")
 
 
 @dataclass
@@ -45,10 +44,6 @@ class LoadedVersion:
     batcher: Batcher
     stats: VersionStatistics
     fingerprint: tuple
-
-    @property
-    def label(self) -> str:
-        return f"model {self.name!r} version {self.version}"
 
 
 @dataclass

@@ -9,35 +9,18 @@ is UNAVAILABLE while the other models serve.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protos.config_text import Datatype, from_config, parse_config
+from protos import contract
+from protos.contract import TensorSpec
+from protos.config_text import from_config, parse_config
 from protos.model_config_pb2 import ModelConfig
 
 from serving import limits
 from serving.batching import BatchPolicy
 from serving.plan import plan_for
 
-CONFIG_FILE = "config.pbtxt"
-DEFAULT_MODEL_FILE = "model.onnx"
-PLATFORMS = {"onnxruntime_onnx"}
-BACKENDS = {"onnxruntime"}
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_VERSION = re.compile(r"^[1-9][0-9]*$")  # Triton ignores non-numeric names and names starting with 0
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output as a client sees it: `dims` exclude the batch dimension if batched."""
-
-    name: str
-    datatype: Datatype
-    dims: tuple[int, ...]
-    reshape: tuple[int, ...] | None = None  # the model's own shape when config `reshape` is set
-    optional: bool = False
-    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,9 +80,7 @@ class Repository:
 
     def scan(self) -> list[str]:
         """Model folder names, sorted. Hidden folders (export's temporary ones) are skipped."""
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name))
+        return [p.name for p in contract.model_folders(self.root)]
 
     def read(self, name: str, override: ModelConfig | None = None) -> ModelSource:
         """Read one model; `name` must come from `scan()` (checked again here).
@@ -117,14 +98,14 @@ class Repository:
         folder = self.root / name
         if override is None:
             try:
-                text = (folder / CONFIG_FILE).read_text(encoding="utf-8")
+                text = (folder / contract.CONFIG_FILE).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                return ModelSource(name, error=f"cannot read {CONFIG_FILE}: {_reason(exc)}")
-            fingerprint = [_stat(folder / CONFIG_FILE)]
+                return ModelSource(name, error=f"cannot read {contract.CONFIG_FILE}: {_reason(exc)}")
+            fingerprint = [_stat(folder / contract.CONFIG_FILE)]
         else:
             fingerprint = [("override", override.SerializeToString(deterministic=True))]
         try:
-            config = parse_config(text, f"{name}/{CONFIG_FILE}") if override is None else override
+            config = parse_config(text, f"{name}/{contract.CONFIG_FILE}") if override is None else override
             if not config.name:
                 config.name = name
             spec = _spec(config, folder, name, fingerprint)
@@ -176,10 +157,10 @@ def _plain_file_name(value: str, what: str) -> str:
 def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> ModelSpec:
     if config.name != name:
         raise ValueError(f"config.pbtxt names the model {config.name!r} but its folder is {name!r}")
-    if config.platform and config.platform not in PLATFORMS or config.backend and config.backend not in BACKENDS:
+    if config.platform and config.platform != contract.PLATFORM or config.backend and config.backend != contract.BACKEND:
         raise ValueError(
             f"platform {config.platform!r} / backend {config.backend!r} is not served here "
-            "(only platform 'onnxruntime_onnx' / backend 'onnxruntime')"
+            f"(only platform {contract.PLATFORM!r} / backend {contract.BACKEND!r})"
         )
     if config.max_batch_size < 0:
         raise ValueError(f"max_batch_size must be >= 0, got {config.max_batch_size}")
@@ -189,7 +170,7 @@ def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> Mo
         raise ValueError(f"{config.WhichOneof('scheduling_choice')} is not supported by this server")
     check_bounds(config)
 
-    def tensor(t, labels=()) -> TensorSpec:
+    def tensor(t, labels: list[str] | tuple = ()) -> TensorSpec:
         try:
             datatype = from_config(t.data_type)
         except ValueError:
@@ -199,7 +180,8 @@ def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> Mo
         if any(d < -1 or d == 0 for d in t.dims):
             raise ValueError(f"tensor {t.name!r}: dims {list(t.dims)} must be positive or -1")
         reshape = tuple(t.reshape.shape) if t.HasField("reshape") else None
-        return TensorSpec(t.name, datatype, tuple(t.dims), reshape, getattr(t, "optional", False), tuple(labels))
+        label_filename = getattr(t, "label_filename", "")
+        return TensorSpec(t.name, datatype, tuple(t.dims), label_filename, tuple(labels), reshape, getattr(t, "optional", False))
 
     inputs = tuple(tensor(t) for t in config.input)
     outputs = []
@@ -275,14 +257,14 @@ def check_override(config: ModelConfig) -> None:
         if descriptor.name not in OVERRIDE_FIELDS:
             raise ValueError(f"field {descriptor.name!r} cannot be overridden at load (allowed: {', '.join(sorted(OVERRIDE_FIELDS))})")
     for key in config.parameters:
-        if key not in OVERRIDE_PARAMETERS and key not in limits.ORT_SESSION_ENTRIES and not key.startswith("dnnzoo."):
+        if key not in OVERRIDE_PARAMETERS and key not in limits.ORT_SESSION_ENTRIES and not key.startswith(contract.PREFIX):
             raise ValueError(f"parameter {key[:80]!r} cannot be set at load")
     check_bounds(config)
 
 
 def _versions(folder: Path, config: ModelConfig) -> tuple[dict[int, Path], dict[int, str], dict[int, tuple]]:
     """The version folders the version_policy selects (default: latest 1), with their model files."""
-    present = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and _VERSION.match(p.name))
+    present = contract.versions(folder)
     policy = config.version_policy
     choice = policy.WhichOneof("policy_choice")
     errors: dict[int, str] = {}
@@ -294,7 +276,7 @@ def _versions(folder: Path, config: ModelConfig) -> tuple[dict[int, Path], dict[
     else:
         count = policy.latest.num_versions if choice == "latest" else 1
         selected = present[-max(1, count):] if present else []
-    file_name = _plain_file_name(config.default_model_filename or DEFAULT_MODEL_FILE, "default_model_filename")
+    file_name = _plain_file_name(config.default_model_filename or contract.MODEL_FILE, "default_model_filename")
     versions, stamps = {}, {}
     for version in selected:
         path = folder / str(version) / file_name

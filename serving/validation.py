@@ -16,6 +16,7 @@ Model parameters read here (config.pbtxt `parameters`, string values):
 from __future__ import annotations
 
 import numpy as np
+from protos import contract
 
 from serving.errors import InvalidInput, ModelNotReady, TooLarge
 from serving.limits import RequestLimits, shown
@@ -23,11 +24,6 @@ from serving.repository import ModelSpec, TensorSpec
 from serving.requests import InferRequest, RequestedOutput
 
 DEFAULT_LIMITS = RequestLimits()
-ELEMENTS_PARAMETER = "dnnzoo.max_request_elements"
-
-
-def range_parameter(input_name: str) -> str:
-    return f"dnnzoo.input.{input_name}.range"
 
 
 def _shape_text(shape) -> str:
@@ -45,7 +41,7 @@ def _parameter(spec: ModelSpec, key: str) -> str | None:
 
 def element_cap(spec: ModelSpec, limits: RequestLimits) -> tuple[int, str]:
     """The most elements one request to this model may hold, and what sets that number."""
-    text = _parameter(spec, ELEMENTS_PARAMETER)
+    text = _parameter(spec, contract.MAX_REQUEST_ELEMENTS)
     if text is None:
         return limits.max_request_elements, "the server's --max-request-elements"
     try:
@@ -53,16 +49,16 @@ def element_cap(spec: ModelSpec, limits: RequestLimits) -> tuple[int, str]:
     except ValueError:
         own = 0
     if own <= 0:
-        raise ModelNotReady(f"model {spec.name!r} cannot serve: its {ELEMENTS_PARAMETER} parameter {text!r} "
+        raise ModelNotReady(f"model {spec.name!r} cannot serve: its {contract.MAX_REQUEST_ELEMENTS} parameter {text!r} "
                             "is not a positive integer")
     if own < limits.max_request_elements:
-        return own, f"the model's {ELEMENTS_PARAMETER} parameter"
+        return own, f"the model's {contract.MAX_REQUEST_ELEMENTS} parameter"
     return limits.max_request_elements, "the server's --max-request-elements"
 
 
 def value_range(spec: ModelSpec, tensor: TensorSpec) -> tuple[int, int] | None:
     """The inclusive range the model declares for an integer input, if it declares one."""
-    key = range_parameter(tensor.name)
+    key = contract.input_range_key(tensor.name)
     text = _parameter(spec, key)
     if text is None:
         return None
@@ -148,7 +144,7 @@ def _check_range(spec: ModelSpec, tensor: TensorSpec, data: np.ndarray) -> None:
     first = int(np.flatnonzero((flat < low) | (flat > high))[0])
     raise InvalidInput(
         f"input {tensor.name!r}: value {int(flat[first])} at flat index {first} is outside the model's range "
-        f"[{low}, {high}] ({range_parameter(tensor.name)})"
+        f"[{low}, {high}] ({contract.input_range_key(tensor.name)})"
     )
 
 

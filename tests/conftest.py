@@ -7,13 +7,14 @@ quality-bar tests and the end-to-end serving tests on quick models all read that
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from dnnzoo.openmp import passive_wait
+
+passive_wait()  # before any test module imports torch
 
 
 @dataclass

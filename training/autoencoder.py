@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dnnzoo.errors import UserError
 from training import baselines, plots
-from training.cli import int_list
+from training.arguments import int_list
 from training.config import TrainConfig, apply_profile
 from training.data import images as image_data
 from training.data import validation

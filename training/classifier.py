@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dnnzoo.errors import UserError
 from training import baselines, checkpoint, plots
+from training.arguments import int_list
 from training.autoencoder import dense_stack
-from training.cli import int_list
 from training.config import TrainConfig, apply_profile
 from training.data import images as image_data
 from training.data import validation

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from dnnzoo.errors import UserError
+from dnnzoo.openmp import passive_wait
 from training import config as cfg
 from training import distributed, resume, scale
 from training.families import FAMILIES, refuse_unsupported
@@ -25,17 +26,6 @@ def _fractions(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated fractions, got {text!r}") from None
     if not all(0 < v < 1 for v in values):
         raise argparse.ArgumentTypeError("milestones are fractions of the run, each between 0 and 1")
-    return values
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    """An argparse type for comma-separated positive integers (layer widths, class lists)."""
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
 
 
@@ -117,6 +107,7 @@ def main(argv: list[str], prog: str = "dnnzoo train") -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: {prog} FAMILY [flags]\n\nfamilies: {', '.join(FAMILIES)}\n\nRun `{prog} FAMILY --help` for its flags.")
         return 0 if argv else 2
+    passive_wait()  # before a family module imports torch
     try:
         family, config, options = parse(argv[0], argv[1:], prog)
         scale.refuse(config, options)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dnnzoo.errors import UserError
+from dnnzoo.profiles import PROFILES  # noqa: F401  (re-exported: cfg.PROFILES)
 
-PROFILES = ("tiny", "quick", "full")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "piecewise", "performance", "power", "exponential", "1cycle", "1cycle-torch")
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid")

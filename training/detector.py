@@ -16,6 +16,8 @@ stage repeats in the ONNX graph before `NonMaxSuppression`:
 
 Boxes leave `decode` as corners `x1, y1, x2, y2` in input pixels, clipped to the image; `nms` then
 follows ONNX `NonMaxSuppression`'s rules (see its docstring), so the exported graph can match it.
+The network, `decode` and `nms` are in detector_model.py, the loss in detector_loss.py, the mAP in
+detector_eval.py; this module is the family: its options, profiles, data and `train`.
 
 Quality is VOC-style mAP@0.5 (all-point interpolation, mean over classes). The digits are split
 three ways (`split_digits`: 70 % training, 10 % validation, 20 % test, stratified by the run's seed):
@@ -36,7 +38,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dnnzoo.errors import UserError
@@ -44,15 +45,13 @@ from training import baselines, plots, transfer
 from training.config import TrainConfig, apply_profile
 from training.data import images as image_data
 from training.data import scenes as scene_data
+from training.detector_eval import EVAL_SCORE_THRESHOLD, detect, mean_average_precision, scored_detections, truths_of
+from training.detector_loss import yolo_loss
+from training.detector_model import build_model
 from training.device import pick, seed_everything, set_threads
 from training.fit import fit
 from training.initialization import initialize
-from training.layers import activation as make_activation
-from training.layers import dropout as dropout_layer
 from training.runs import Run
-
-LAMBDA_COORD = 5.0
-LAMBDA_NOOBJ = 0.5
 
 
 @dataclass
@@ -105,236 +104,7 @@ def add_arguments(group) -> None:
     group.add_argument("--max-detections", type=int, help="detections kept per image after NMS")
 
 
-# ---------------------------------------------------------------- model
-
-
-def _conv(c_in: int, c_out: int, stride: int, act: str, batch_norm: bool) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride, padding=1, bias=not batch_norm)]
-    if batch_norm:
-        layers.append(nn.BatchNorm2d(c_out))
-    return layers + [make_activation(act)]
-
-
-class Detector(nn.Module):
-    """A small conv net whose spatial output is the S×S grid: stride-2 3×3 conv blocks until the
-    canvas shrinks to S, two more 3×3 blocks for context, then a 1×1 head (a cell's box predictor).
-
-    Stride-2 convolutions rather than max pooling: on this CPU pooling and batch norm at full
-    resolution cost more than the convolutions themselves (a training step was about 3× slower)."""
-
-    def __init__(self, canvas: int = 64, grid: int = 8, boxes: int = 2, classes: int = 10, width: int = 16,
-                 activation: str = "leaky_relu", batch_norm: bool = True, dropout: float = 0.0,
-                 mean: float = 0.0, std: float = 1.0):  # fmt: skip
-        super().__init__()
-        self.canvas, self.grid, self.boxes, self.classes = canvas, grid, boxes, classes
-        stages = int(round(math.log2(canvas / grid)))
-        layers, c = [], 1
-        for i in range(stages):
-            layers += _conv(c, width * 2**i, 2, activation, batch_norm)
-            c = width * 2**i
-        layers += _conv(c, c, 1, activation, batch_norm) + _conv(c, 2 * c, 1, activation, batch_norm)
-        self.features = nn.Sequential(*layers)
-        self.dropout = dropout_layer(activation, dropout)
-        self.head = nn.Conv2d(2 * c, boxes * 5 + classes, 1)
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images float [N, 1, canvas, canvas] in [0, 1] -> raw logits [N, S, S, B*5 + C]."""
-        out = self.head(self.dropout(self.features((images - self.mean) / self.std)))
-        return out.permute(0, 2, 3, 1)
-
-
-def build_model(**model_args) -> Detector:
-    return Detector(**model_args)
-
-
-# ---------------------------------------------------------------- decode, loss, NMS, mAP
-
-
-def _cell_boxes(raw: torch.Tensor, boxes: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sigmoid-activated box outputs [N, S, S, B, 5] and their corners in pixels [N, S, S, B, 4]."""
-    s = raw.shape[1]
-    act = torch.sigmoid(raw[..., : boxes * 5].reshape(-1, s, s, boxes, 5))
-    cell = image_size / s
-    offsets = torch.arange(s, dtype=raw.dtype, device=raw.device)
-    cx = (offsets.view(1, 1, s, 1) + act[..., 0]) * cell
-    cy = (offsets.view(1, s, 1, 1) + act[..., 1]) * cell
-    w, h = act[..., 2] ** 2 * image_size, act[..., 3] ** 2 * image_size
-    corners = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
-    return act, corners
-
-
-def decode(raw: torch.Tensor, boxes: int, classes: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw grid [N, S, S, B*5+C] -> boxes [N, S·S·B, 4] (x1, y1, x2, y2 pixels, clipped) and
-    class-specific scores [N, C, S·S·B] (confidence × class probability).
-
-    The layouts are the ones ONNX `NonMaxSuppression` takes; box index a = (r·S + c)·B + b.
-    """
-    s = raw.shape[1]
-    act, corners = _cell_boxes(raw, boxes, image_size)
-    probs = torch.softmax(raw[..., boxes * 5 :], dim=-1)
-    scores = act[..., 4:5] * probs.unsqueeze(3)  # [N, S, S, B, C]
-    corners = corners.clamp(0.0, float(image_size))
-    return corners.reshape(-1, s * s * boxes, 4), scores.reshape(-1, s * s * boxes, classes).transpose(1, 2)
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of corner boxes, broadcasting over leading axes; 0 where a box has no area."""
-    inter_w = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    inter_h = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
-    inter = inter_w * inter_h
-    area = lambda x: (x[..., 2] - x[..., 0]).clamp(min=0) * (x[..., 3] - x[..., 1]).clamp(min=0)  # noqa: E731
-    union = area(a) + area(b) - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
-
-
-def yolo_loss(raw: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor, boxes: int,
-              image_size: int, parts: bool = False):  # fmt: skip
-    """The YOLO v1 sum-squared loss, summed over the grid and averaged over the batch.
-
-    gt_boxes [N, K, 4] pixel corners, gt_labels [N, K] (-1 = padding). Each object belongs to the cell
-    holding its centre; of that cell's B boxes the one whose prediction has the highest IoU with it is
-    "responsible" (ties: the first). Terms: λ_coord·[(x−x̂)² + (y−ŷ)² + (√w−√ŵ)² + (√h−√ĥ)²] and
-    (C − IoU)² for responsible boxes; λ_noobj·C² for every other box; Σ_k (p_k − p̂_k)² over classes
-    for cells holding an object. √w and √h are relative to the image, x and y to the cell; the
-    confidence target IoU (of the prediction with its object) is held constant. A cell holds one object:
-    when two centres share a cell one of them wins (YOLO v1's limit; the scenes' ink boxes never
-    overlap, so it is rare).
-    """
-    n, s = raw.shape[0], raw.shape[1]
-    classes = raw.shape[-1] - boxes * 5
-    act, corners = _cell_boxes(raw, boxes, image_size)
-    probs = torch.softmax(raw[..., boxes * 5 :], dim=-1)
-
-    valid = gt_labels >= 0
-    item = torch.arange(n, device=raw.device).unsqueeze(1).expand_as(gt_labels)[valid]
-    box = gt_boxes[valid]
-    centre = (box[:, :2] + box[:, 2:]) / 2 * (s / image_size)
-    col, row = centre[:, 0].floor().clamp(0, s - 1).long(), centre[:, 1].floor().clamp(0, s - 1).long()
-    index = (item, row, col)
-    obj = torch.zeros(n, s, s, dtype=torch.bool, device=raw.device)
-    obj[index] = True
-    target = torch.zeros(n, s, s, 4, dtype=raw.dtype, device=raw.device)
-    size = ((box[:, 2:] - box[:, :2]).clamp(min=0) / image_size).sqrt()
-    target[index] = torch.cat([centre - torch.stack([col, row], 1).to(raw.dtype), size], dim=1)
-    target_corners = torch.zeros(n, s, s, 4, dtype=raw.dtype, device=raw.device)
-    target_corners[index] = box.to(raw.dtype)
-    onehot = torch.zeros(n, s, s, classes, dtype=raw.dtype, device=raw.device)
-    onehot[index] = F.one_hot(gt_labels[valid], classes).to(raw.dtype)
-
-    iou = box_iou(corners, target_corners.unsqueeze(3)).detach()  # [N, S, S, B]
-    responsible = F.one_hot(iou.argmax(-1), boxes).bool() & obj.unsqueeze(-1)
-    r = responsible.to(raw.dtype)
-    coord = LAMBDA_COORD * (r * ((act[..., :4] - target.unsqueeze(3)) ** 2).sum(-1)).sum()
-    conf_obj = (r * (act[..., 4] - iou) ** 2).sum()
-    conf_noobj = LAMBDA_NOOBJ * ((1 - r) * act[..., 4] ** 2).sum()
-    cls = (obj.unsqueeze(-1).to(raw.dtype) * (probs - onehot) ** 2).sum()
-    total = (coord + conf_obj + conf_noobj + cls) / n
-    if parts:
-        return total, {"coord": coord / n, "conf_obj": conf_obj / n, "conf_noobj": conf_noobj / n, "class": cls / n}
-    return total
-
-
-def nms(boxes: torch.Tensor, scores: torch.Tensor, score_threshold: float, iou_threshold: float,
-        max_detections: int) -> torch.Tensor:  # fmt: skip
-    """Per-class greedy NMS for one image, by ONNX `NonMaxSuppression`'s rules, then the best overall.
-
-    boxes [A, 4], scores [C, A] (as `decode` gives them for one image). Candidates score strictly above
-    score_threshold; taken highest first (ties: lower class, then lower box index), each drops the
-    candidates of its class whose IoU with it is strictly above iou_threshold. Returns the first
-    max_detections kept, [M, 6] rows x1, y1, x2, y2, score, class, in descending score: the same set as
-    ONNX NMS with max_output_boxes_per_class = max_detections followed by a top-max_detections over all
-    classes (a class's kept boxes below its first max_detections could never make the overall top).
-    """
-    n_boxes = boxes.shape[0]
-    flat = scores.reshape(-1)  # index = class * A + box
-    candidates = torch.nonzero(flat > score_threshold).flatten()
-    order = candidates[torch.argsort(flat[candidates], descending=True, stable=True)]
-    label, which = order // n_boxes, order % n_boxes
-    chosen = boxes[which]
-    alive = torch.ones(len(order), dtype=torch.bool, device=boxes.device)
-    kept: list[int] = []
-    while len(kept) < max_detections:
-        remaining = torch.nonzero(alive).flatten()
-        if remaining.numel() == 0:
-            break
-        i = int(remaining[0])
-        kept.append(i)
-        alive &= ~((box_iou(chosen[i], chosen) > iou_threshold) & (label == label[i]))
-        alive[i] = False
-    kept_t = torch.tensor(kept, dtype=torch.long, device=boxes.device)
-    return torch.cat([chosen[kept_t], flat[order[kept_t]].unsqueeze(1), label[kept_t].unsqueeze(1).to(boxes.dtype)], dim=1)
-
-
-def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
-    """VOC (2010+) all-point interpolation: area under the precision envelope, max precision to the right."""
-    mrec = np.concatenate([[0.0], recall, [1.0]])
-    mpre = np.concatenate([[0.0], precision, [0.0]])
-    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
-    step = np.nonzero(mrec[1:] != mrec[:-1])[0]
-    return float(np.sum((mrec[step + 1] - mrec[step]) * mpre[step + 1]))
-
-
-def _match_class(detections: list[np.ndarray], truths: list[tuple[np.ndarray, np.ndarray]], k: int,
-                 iou_threshold: float) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
-    """Class k's detections of all images in descending score, whether each is a hit, and the true count.
-
-    As in the VOC devkit, a detection is matched to the true box of its class and image with the
-    highest IoU: a hit if that IoU is ≥ iou_threshold and the box is not yet claimed, else a miss.
-    """
-    records, n_true, truth_k = [], 0, []
-    for i, ((gt, labels), det) in enumerate(zip(truths, detections)):
-        gt_k = np.asarray(gt, dtype=np.float64).reshape(-1, 4)[np.asarray(labels) == k]
-        n_true += len(gt_k)
-        truth_k.append((gt_k, np.zeros(len(gt_k), bool)))
-        det = np.asarray(det, dtype=np.float64).reshape(-1, 6)
-        records += [(row[4], i, row[:4]) for row in det[det[:, 5] == k]]
-    records.sort(key=lambda r: -r[0])
-    hits = np.zeros(len(records), bool)
-    for j, (_, i, box) in enumerate(records):
-        gt_k, used = truth_k[i]
-        if len(gt_k) == 0:
-            continue
-        iou = box_iou(torch.from_numpy(box), torch.from_numpy(gt_k)).numpy()
-        best = int(iou.argmax())
-        if iou[best] >= iou_threshold and not used[best]:
-            used[best] = hits[j] = True
-    return np.array([r[0] for r in records]), hits, n_true
-
-
-def mean_average_precision(detections: list[np.ndarray], truths: list[tuple[np.ndarray, np.ndarray]],
-                           classes: int, iou_threshold: float = 0.5, score_threshold: float | None = None) -> dict:  # fmt: skip
-    """VOC-style mAP over classes. detections: per image [M, 6] (x1, y1, x2, y2, score, class);
-    truths: per image (boxes [K, 4], labels [K]). Classes without any true box are left out of the
-    mean (their AP is None). With `score_threshold`, also the precision and recall of the detections
-    scoring above it (over all classes)."""
-    per_class: list[float | None] = []
-    tp = found = total = 0
-    for k in range(classes):
-        scores, hits, n_true = _match_class(detections, truths, k, iou_threshold)
-        total += n_true
-        if score_threshold is not None:
-            above = scores > score_threshold
-            tp, found = tp + int(hits[above].sum()), found + int(above.sum())
-        if n_true == 0:
-            per_class.append(None)
-            continue
-        cumulative = np.cumsum(hits)
-        precision = cumulative / np.arange(1, len(hits) + 1)
-        per_class.append(average_precision(cumulative / n_true, precision))
-    scored = [ap for ap in per_class if ap is not None]
-    result: dict = {"map": float(np.mean(scored)) if scored else 0.0, "ap": per_class}
-    if score_threshold is not None:
-        result["precision"] = tp / found if found else 0.0
-        result["recall"] = tp / total if total else 0.0
-    return result
-
-
-# ---------------------------------------------------------------- data, evaluation, pictures
-
-EVAL_SCORE_THRESHOLD = 0.01  # mAP needs the whole precision/recall curve, not just the serving threshold
-
+# ---------------------------------------------------------------- data, pictures
 
 def scene_tensors(scenes: scene_data.Scenes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return torch.from_numpy(scenes.images).float() / 255.0, torch.from_numpy(scenes.boxes), torch.from_numpy(scenes.labels)
@@ -367,24 +137,6 @@ class SceneBatches:
         for start in range(0, len(order), self.batch_size):
             pick_ = order[start : start + self.batch_size]
             yield images[pick_], boxes[pick_], labels[pick_]
-
-
-@torch.no_grad()
-def detect(model: Detector, images: torch.Tensor, score_threshold: float, iou_threshold: float,
-           max_detections: int, chunk: int = 256) -> tuple[list[np.ndarray], torch.Tensor]:  # fmt: skip
-    """Detections per image ([M, 6] numpy) and the raw grid, for images already on the model's device."""
-    model.eval()
-    raws, found = [], []
-    for start in range(0, len(images), chunk):
-        raw = model(images[start : start + chunk])
-        boxes, scores = decode(raw, model.boxes, model.classes, model.canvas)
-        found += [nms(b, s, score_threshold, iou_threshold, max_detections).cpu().numpy() for b, s in zip(boxes, scores)]
-        raws.append(raw)
-    return found, torch.cat(raws)
-
-
-def truths_of(scenes: scene_data.Scenes) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(scenes.boxes[i, : scenes.counts[i]], scenes.labels[i, : scenes.counts[i]]) for i in range(len(scenes))]
 
 
 def draw(scenes: scene_data.Scenes, detections: list[np.ndarray], path, columns: int = 8) -> None:
@@ -441,12 +193,6 @@ def held_out_scenes(extra: dict, count: int, seed: int) -> scene_data.Scenes:
     held_out = extra["held_out"]
     test_digits = split_digits(image_data.load(held_out["data"]), held_out["seed"])[2]
     return _scenes_of(test_digits, held_out, count, seed)
-
-
-def scored_detections(detections: list[np.ndarray], scenes: scene_data.Scenes, score_threshold: float) -> dict:
-    """mAP@0.5 of detections kept above EVAL_SCORE_THRESHOLD, with precision and recall above the serving
-    `score_threshold` (a false positive lowers both mAP and precision)."""
-    return mean_average_precision(detections, truths_of(scenes), len(scenes.classes), 0.5, score_threshold)
 
 
 # ---------------------------------------------------------------- train

@@ -1,8 +1,11 @@
-"""The one explicit table of model families: name -> module implementing it.
+"""The one explicit table of model families: each family's training module, the export module that
+describes its exported graphs, its default model name in a repository and its place in `dnnzoo build`.
 
-Each module exposes `Options` (a dataclass of its own flags), `PROFILES` (tiny/quick/full defaults),
-`add_arguments(parser)`, `build_model(**model_args)` and `train(config, options) -> dict` (the
-metrics record it also writes to the run folder).
+Each training module exposes `Options` (a dataclass of its own flags), `PROFILES` (tiny/quick/full
+defaults), `add_arguments(parser)`, `build_model(**model_args)` and `train(config, options) -> dict`
+(the metrics record it also writes to the run folder). Each graphs module exposes
+`specs(checkpoint, run_dir) -> list[ExportSpec]`: the main model first, then its companions. Modules
+are named, not imported: importing this table loads neither torch nor onnx.
 
 `NOT_APPLIED` is the one list of shared technique flags a family's loop never applies, each with the
 reason; `refuse_unsupported` turns a given one into a UserError instead of a run that silently ignores it.
@@ -11,26 +14,48 @@ reason; `refuse_unsupported` turns a given one into a UserError instead of a run
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Mapping
 
 from dnnzoo.errors import UserError
 
-FAMILIES: dict[str, str] = {
-    "classifier": "training.classifier",
-    "detector": "training.detector",
-    "word2vec": "training.word2vec",
-    "sequence": "training.sequence",
-    "gan": "training.gan",
-    "autoencoder": "training.autoencoder",
-    "tabular": "training.tabular",
-}
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    training: str  # module with Options, PROFILES, build_model, train
+    graphs: str  # export module with specs(checkpoint, run_dir)
+    model_name: str  # the main model's name in a repository built by `dnnzoo build`
+    build: int  # place in `dnnzoo build`: the classifier comes before the GAN, which it judges
+
+
+TABLE: tuple[Family, ...] = (
+    Family("classifier", "training.classifier", "export.graphs.classifier", "digits_classifier", 0),
+    Family("detector", "training.detector", "export.graphs.detector", "digits_detector", 2),
+    Family("word2vec", "training.word2vec", "export.graphs.word2vec", "pydoc_word2vec", 4),
+    Family("sequence", "training.sequence", "export.graphs.sequence", "waves_sequence", 3),
+    Family("gan", "training.gan", "export.graphs.gan", "digits_gan", 5),
+    Family("autoencoder", "training.autoencoder", "export.graphs.autoencoder", "digits_autoencoder", 1),
+    Family("tabular", "training.tabular", "export.graphs.tabular", "penguins_tabular", 6),
+)
+FAMILIES: dict[str, Family] = {family.name: family for family in TABLE}
+BUILD_ORDER: tuple[str, ...] = tuple(family.name for family in sorted(TABLE, key=lambda family: family.build))
+DEFAULT_NAMES: dict[str, str] = {family.name: family.model_name for family in TABLE}
 
 
 def module(name: str) -> ModuleType:
+    """The training module of family `name`."""
     if name not in FAMILIES:
         raise UserError(f"unknown family {name!r}; choose from {', '.join(FAMILIES)}")
-    return importlib.import_module(FAMILIES[name])
+    return importlib.import_module(FAMILIES[name].training)
+
+
+def graphs(name: str) -> ModuleType:
+    """The export module of family `name` (a run's checkpoint names its family)."""
+    if name not in FAMILIES:
+        raise UserError(f"the run is of family {name!r}, which export does not know; known: {', '.join(FAMILIES)}")
+    return importlib.import_module(FAMILIES[name].graphs)
 
 
 _NO_PENALTY = "its loop has no weight penalty"

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from dnnzoo.errors import UserError
 from training import baselines, plots, tabular_baselines
 from training.autoencoder import dense_stack
-from training.cli import int_list
+from training.arguments import int_list
 from training.config import TrainConfig, apply_profile
 from training.data import tables
 from training.device import pick, seed_everything, set_threads

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from protos import contract
 
-from export.graphs.common import digit_pool, fact, image_input_parameters, image_samples, rebuild
-from export.spec import ModelSpec, TensorSpec
+from export.graphs.common import digit_pool, fact, image_input_parameters, image_samples, rebuild, unit_pixels
+from export.spec import ExportSpec, TensorSpec
 from training import autoencoder
 
 
@@ -23,17 +24,17 @@ class Codec(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        codes = self.model.encode(images.to(torch.float32) / 255.0)
+        codes = self.model.encode(unit_pixels(images))
         return codes, self.model.decode(codes)
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(autoencoder, checkpoint)
     size = int(checkpoint["model_args"].get("image_size", 28))
     code_size = int(fact(checkpoint, "code_size"))
     wrapper = Codec(model).eval()
     return [
-        ModelSpec(
+        ExportSpec(
             suffix="",
             module=wrapper,
             inputs=[TensorSpec("images", np.uint8, (1, size, size))],
@@ -41,10 +42,10 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
             max_batch_size=64,
             samples=image_samples(digit_pool(size), seed=5),
             parameters={
-                "dnnzoo.task": "autoencoding",
+                contract.TASK: contract.AUTOENCODING,
                 **image_input_parameters(model, size),
-                "dnnzoo.code_size": str(code_size),
-                "dnnzoo.reconstruction_range": "float in [0, 1] (pixel / 255)",
+                contract.CODE_SIZE: str(code_size),
+                contract.RECONSTRUCTION_RANGE: "float in [0, 1] (pixel / 255)",
             },
         )
     ]

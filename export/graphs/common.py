@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from protos import contract
 
 from dnnzoo.errors import UserError
 
@@ -33,15 +34,9 @@ def fact(checkpoint: dict, key: str, where: str = "extra") -> Any:
     return source[key]
 
 
-class Uint8Images(nn.Module):
-    """uint8 images in, the wrapped model's float [0, 1] input inside: what a client sends is pixels."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor):
-        return self.model(images.to(torch.float32) / 255.0)
+def unit_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float in [0, 1], as the first step of a graph: what a client sends is pixels."""
+    return images.to(torch.float32) / 255.0
 
 
 def image_samples(pool: np.ndarray, seed: int):
@@ -77,8 +72,8 @@ def labels_file(labels: list[str]) -> bytes:
 def image_input_parameters(model: nn.Module, size: int) -> dict[str, str]:
     """The config facts every image model shares: input size, scaling and the module's normalisation."""
     return {
-        "dnnzoo.input_size": str(size),
-        "dnnzoo.input_scaling": IMAGE_SCALE,
-        "dnnzoo.normalization.mean": repr(float(model.mean)),
-        "dnnzoo.normalization.std": repr(float(model.std)),
+        contract.INPUT_SIZE: str(size),
+        contract.INPUT_SCALING: IMAGE_SCALE,
+        contract.NORMALIZATION_MEAN: repr(float(model.mean)),
+        contract.NORMALIZATION_STD: repr(float(model.std)),
     }

@@ -1,7 +1,7 @@
 """Detector: uint8 `images` [N,1,H,W] -> `detections` [N, max_det, 6] = x1, y1, x2, y2, score, class
 in input pixels, best first, zero-padded.
 
-PyTorch traces the network and the YOLO decode (`training.detector.decode`, plain tensor ops); the
+PyTorch traces the network and the YOLO decode (`training.detector_model.decode`, plain tensor ops); the
 non-maximum suppression is ONNX's own `NonMaxSuppression`, appended by `nms.append_nms`. Parity is
 therefore judged against the training module's own decode + `nms` on a fixed set of generated
 scenes: the same detections, in the same order, coordinates and scores within 1e-4.
@@ -16,36 +16,37 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from protos import contract
 
-from export.graphs.common import fact, image_input_parameters, labels_file, rebuild
+from export.graphs.common import fact, image_input_parameters, labels_file, rebuild, unit_pixels
 from export.graphs.nms import append_nms
 from export.parity import FLOAT_TOLERANCE
-from export.spec import Arrays, ModelSpec, TensorSpec
-from training import detector
+from export.spec import Arrays, ExportSpec, TensorSpec
+from training import detector, detector_model
 
 MAX_BATCH = 32
 
 
 class Decoded(nn.Module):
-    def __init__(self, model: detector.Detector):
+    def __init__(self, model: detector_model.Detector):
         super().__init__()
         self.model = model
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raw = self.model(images.to(torch.float32) / 255.0)
-        return detector.decode(raw, self.model.boxes, self.model.classes, self.model.canvas)
+        raw = self.model(unit_pixels(images))
+        return detector_model.decode(raw, self.model.boxes, self.model.classes, self.model.canvas)
 
 
-def reference(model: detector.Detector, score: float, iou: float, max_det: int):
+def reference(model: detector_model.Detector, score: float, iou: float, max_det: int):
     """The training module's decode + NMS, padded to the graph's fixed size."""
 
     def run(case: Arrays) -> Arrays:
         with torch.no_grad():
-            images = torch.from_numpy(case["images"]).float() / 255.0
-            boxes, scores = detector.decode(model(images), model.boxes, model.classes, model.canvas)
+            images = unit_pixels(torch.from_numpy(case["images"]))
+            boxes, scores = detector_model.decode(model(images), model.boxes, model.classes, model.canvas)
             out = np.zeros((len(images), max_det, 6), np.float32)
             for i, (b, s) in enumerate(zip(boxes, scores)):
-                found = detector.nms(b, s, score, iou, max_det).numpy()
+                found = detector_model.nms(b, s, score, iou, max_det).numpy()
                 out[i, : len(found)] = found
         return {"detections": out}
 
@@ -94,7 +95,7 @@ def _scene_sizes(run_dir: Path) -> tuple[int, int]:
     return int(options.get("min_size") or 14), int(options.get("max_size") or 32)
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(detector, checkpoint)
     classes = [str(c) for c in fact(checkpoint, "classes")]
     score, iou = float(fact(checkpoint, "score_threshold")), float(fact(checkpoint, "iou_threshold"))
@@ -103,7 +104,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
     anchors = grid * grid * per_cell
     min_size, max_size = _scene_sizes(run_dir)
     return [
-        ModelSpec(
+        ExportSpec(
             suffix="",
             module=Decoded(model).eval(),
             export_outputs=["boxes", "scores"],
@@ -115,18 +116,18 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
             samples=scene_images(canvas, min_size, max_size),
             reference=reference(model, score, iou, max_det),
             compare=compare_detections,
-            side_files={"labels.txt": labels_file(classes)},
+            side_files={contract.LABELS_FILE: labels_file(classes)},
             parameters={
-                "dnnzoo.task": "detection",
+                contract.TASK: contract.DETECTION,
                 **image_input_parameters(model, canvas),
-                "dnnzoo.grid": str(grid),
-                "dnnzoo.boxes_per_cell": str(per_cell),
-                "dnnzoo.classes": str(len(classes)),
-                "dnnzoo.labels_file": "labels.txt",
-                "dnnzoo.score_threshold": repr(score),
-                "dnnzoo.iou_threshold": repr(iou),
-                "dnnzoo.max_detections": str(max_det),
-                "dnnzoo.detection_layout": "x1,y1,x2,y2,score,class; input pixels; best first; zero rows pad",
+                contract.GRID: str(grid),
+                contract.BOXES_PER_CELL: str(per_cell),
+                contract.CLASSES: str(len(classes)),
+                contract.LABELS_FILE_KEY: contract.LABELS_FILE,
+                contract.SCORE_THRESHOLD: repr(score),
+                contract.IOU_THRESHOLD: repr(iou),
+                contract.MAX_DETECTIONS: str(max_det),
+                contract.DETECTION_LAYOUT: "x1,y1,x2,y2,score,class; input pixels; best first; zero rows pad",
             },
         )
     ]

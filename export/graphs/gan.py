@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from protos import contract
 
 from export.graphs.common import fact, rebuild
-from export.spec import ModelSpec, TensorSpec
+from export.spec import ExportSpec, TensorSpec
 from training import gan
 
 
@@ -22,7 +23,7 @@ class Pixels(nn.Module):
         return torch.round(self.generator(latent) * 255.0).clamp(0.0, 255.0).to(torch.uint8)
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(gan, checkpoint)
     latent = int(fact(checkpoint, "latent_size"))
     size = int(fact(checkpoint, "image_size"))
@@ -31,7 +32,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         return {"latent": np.random.default_rng(100 + n).standard_normal((n, latent)).astype(np.float32)}
 
     return [
-        ModelSpec(
+        ExportSpec(
             suffix="",
             module=Pixels(model).eval(),
             inputs=[TensorSpec("latent", np.float32, (latent,))],
@@ -39,11 +40,11 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
             max_batch_size=64,
             samples=samples,
             parameters={
-                "dnnzoo.task": "generation",
-                "dnnzoo.latent_size": str(latent),
-                "dnnzoo.latent_distribution": str(checkpoint["extra"].get("latent_distribution", "normal(0, 1)")),
-                "dnnzoo.image_size": str(size),
-                "dnnzoo.output_scaling": "uint8 pixels, round(255 * generator output in [0, 1])",
+                contract.TASK: contract.GENERATION,
+                contract.LATENT_SIZE: str(latent),
+                contract.LATENT_DISTRIBUTION: str(checkpoint["extra"].get("latent_distribution", "normal(0, 1)")),
+                contract.IMAGE_SIZE: str(size),
+                contract.OUTPUT_SCALING: "uint8 pixels, round(255 * generator output in [0, 1])",
             },
         )
     ]

@@ -5,7 +5,7 @@ ONNX `NonMaxSuppression` gives a variable list of `[batch, class, box]` rows; a 
 needs the best `max_det` of each image across classes. The rows' scores are scattered into a dense
 `[N, C·A]` table that starts at -1 (A boxes per class), and `TopK` along it picks them: a table cell
 is `class·A + box`, so ties go to the lower class and then the lower box, the order PyTorch's stable
-sort gives `training.detector.nms`. Cells still at -1 were not selected and become zero rows.
+sort gives `training.detector_model.nms`. Cells still at -1 were not selected and become zero rows.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from protos import contract
 
 from export.graphs.common import fact, rebuild
-from export.spec import ModelSpec, TensorSpec
+from export.spec import ExportSpec, TensorSpec
 from training import sequence
 
 MAX_BATCH = 64
@@ -41,22 +42,22 @@ class Step(nn.Module):
         return (nxt, ahead, h) if c is None else (nxt, ahead, h, c)
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(sequence, checkpoint)
     horizon, layers, hidden = int(model.horizon), int(model.num_layers), int(model.hidden_size)
     window = int(fact(checkpoint, "window"))
     lstm = model.cell == "lstm"
     ahead = "next10" if horizon == 10 else f"next{horizon}"
     common = {
-        "dnnzoo.cell": model.cell,
-        "dnnzoo.window": str(window),
-        "dnnzoo.horizon": str(horizon),
-        "dnnzoo.normalization.mean": repr(float(model.mean)),
-        "dnnzoo.normalization.std": repr(float(model.std)),
-        "dnnzoo.output.next": "next",
-        "dnnzoo.output.ahead": ahead,
+        contract.CELL: model.cell,
+        contract.WINDOW: str(window),
+        contract.HORIZON: str(horizon),
+        contract.NORMALIZATION_MEAN: repr(float(model.mean)),
+        contract.NORMALIZATION_STD: repr(float(model.std)),
+        contract.OUTPUT_NEXT: "next",
+        contract.OUTPUT_AHEAD: ahead,
     }
-    whole = ModelSpec(
+    whole = ExportSpec(
         suffix="",
         module=model,
         inputs=[TensorSpec("series", np.float32, (-1, 1))],
@@ -64,7 +65,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         max_batch_size=MAX_BATCH,
         samples=lambda n: {"series": _series(n, window, seed=11 + n)},
         extra_cases=[{"series": _series(3, max(2, window // 2 + 3), seed=3)}, {"series": _series(2, 2 * window, seed=4)}],
-        parameters={"dnnzoo.task": "sequence", "dnnzoo.min_length": "1", **common},
+        parameters={contract.TASK: contract.SEQUENCE, contract.MIN_LENGTH: "1", **common},
     )
     state = ["h", "c"] if lstm else ["h"]
     state_out = [f"{s}_next" for s in state]
@@ -74,7 +75,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         case = {"value": _series(n, 1, seed=n)[:, 0], **{s: rng.normal(0, 0.5, (n, layers, hidden)).astype(np.float32) for s in state}}
         return case
 
-    step = ModelSpec(
+    step = ExportSpec(
         suffix="_step",
         module=Step(model).eval(),
         inputs=[TensorSpec("value", np.float32, (1,))] + [TensorSpec(s, np.float32, (layers, hidden)) for s in state],
@@ -83,9 +84,9 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         max_batch_size=MAX_BATCH,
         samples=step_samples,
         parameters={
-            "dnnzoo.task": "sequence_step", **common,
-            "dnnzoo.state.inputs": ",".join(state), "dnnzoo.state.outputs": ",".join(state_out),
-            "dnnzoo.state.shape": f"{layers},{hidden}", "dnnzoo.state.initial": "zeros",
+            contract.TASK: contract.SEQUENCE_STEP, **common,
+            contract.STATE_INPUTS: ",".join(state), contract.STATE_OUTPUTS: ",".join(state_out),
+            contract.STATE_SHAPE: f"{layers},{hidden}", contract.STATE_INITIAL: "zeros",
         },
     )  # fmt: skip
     return [whole, step]

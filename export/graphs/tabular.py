@@ -29,12 +29,13 @@ from torch import nn
 from dnnzoo.errors import UserError
 from export.convert import torch_to_onnx
 from export.graphs.common import fact, labels_file, rebuild
-from export.spec import ModelSpec, TensorSpec
+from export.spec import ExportSpec, TensorSpec
+from protos import contract
 from training import tabular
 from training.data.tables import MISSING_TOKENS
 from training.tabular_encoding import Schema
 
-TASK = "tabular"
+TASK = contract.TABULAR
 MAX_BATCH = 256
 ML_DOMAIN = "ai.onnx.ml"
 ML_OPSET = 3  # LabelEncoder-2: keys_strings/values_int64s and keys_int64s/values_strings, which ONNX Runtime runs
@@ -192,7 +193,7 @@ def compare(expected, actual, scale: float = 1.0) -> tuple[float, str | None]:
     return largest, None
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(tabular, checkpoint)
     schema = Schema.from_plain(fact(checkpoint, "schema"))
     task, target = fact(checkpoint, "task"), str(fact(checkpoint, "target"))
@@ -220,7 +221,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         return parts
 
     core_out = TensorSpec(output, np.float32, (len(labels),) if classification else (1,))
-    core = ModelSpec(suffix="", module=Core(model, bool(schema.numeric), bool(schema.categorical), classification).eval(),
+    core = ExportSpec(suffix="", module=Core(model, bool(schema.numeric), bool(schema.categorical), classification).eval(),
                      inputs=core_inputs, outputs=[core_out], max_batch_size=MAX_BATCH, samples=core_samples)  # fmt: skip
 
     def samples(n: int) -> dict[str, np.ndarray]:
@@ -228,17 +229,17 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
 
     unseen = _case(schema, rows, np.arange(min(count, 64)), np.random.default_rng(7))
     inputs = [TensorSpec(c.name, np.float32, (1,)) for c in schema.numeric] + [TensorSpec(c.name, np.object_, (1,)) for c in schema.categorical]
-    outputs = [TensorSpec(output, np.float32, core_out.dims, label_filename="labels.txt" if labels else None)]
+    outputs = [TensorSpec(output, np.float32, core_out.dims, label_filename=contract.LABELS_FILE if labels else None)]
     side = {SCHEMA_FILE: schema_text(schema, task, target, labels)}
     side |= {vocab_file_name(j, c.name): vocab_text(c) for j, c in enumerate(schema.categorical)}
-    params = {"dnnzoo.task": TASK, "dnnzoo.tabular.kind": task, "dnnzoo.tabular.target": target, "dnnzoo.tabular.schema_file": SCHEMA_FILE,
-              "dnnzoo.tabular.output": output}  # fmt: skip
+    params = {contract.TASK: TASK, contract.TABULAR_KIND: task, contract.TABULAR_TARGET: target,
+              contract.TABULAR_SCHEMA_FILE: SCHEMA_FILE, contract.TABULAR_OUTPUT: output}  # fmt: skip
     if labels:
         outputs.append(TensorSpec("label", np.object_, (1,)))
-        side["labels.txt"] = labels_file(labels)
-        params |= {"dnnzoo.labels_file": "labels.txt", "dnnzoo.classes": str(len(labels))}
+        side[contract.LABELS_FILE] = labels_file(labels)
+        params |= {contract.LABELS_FILE_KEY: contract.LABELS_FILE, contract.CLASSES: str(len(labels))}
     return [
-        ModelSpec(
+        ExportSpec(
             suffix="",
             graph=lambda opset: _front_and_back(torch_to_onnx(core, opset), schema, labels, output, opset),
             inputs=inputs,

@@ -22,15 +22,15 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
+from protos import contract
 
 from dnnzoo.errors import UserError
 from export.graphs.common import fact, rebuild
-from export.spec import ModelSpec, TensorSpec
-from training import word2vec
+from export.spec import ExportSpec, TensorSpec
+from training import word2vec, word2vec_eval
 
 EPSILON = 1e-12
 MAX_BATCH = 256
-VOCAB_HASH = "dnnzoo.vocab_hash"
 VOCAB_HASH_CHARS = 16
 
 
@@ -47,10 +47,6 @@ class Lookup(nn.Module):
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         vectors = self.model(ids[:, 0])
         return vectors, vectors / vectors.norm(dim=1, keepdim=True).clamp(min=EPSILON)
-
-
-def unit_rows(matrix: np.ndarray) -> np.ndarray:
-    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), EPSILON)
 
 
 def neighbour_graph(unit: np.ndarray, opset: int) -> onnx.ModelProto:
@@ -96,7 +92,7 @@ def neighbour_reference(unit: np.ndarray):
     return run
 
 
-def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
+def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
     model = rebuild(word2vec, checkpoint)
     vocab = [str(w) for w in fact(checkpoint, "vocab")]
     vectors = model.vectors.detach().numpy()
@@ -105,17 +101,17 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         raise UserError(f"the checkpoint's vocabulary has {len(vocab)} words but its embedding {size} rows")
     if any("\n" in w or "\r" in w for w in vocab):
         raise UserError("a vocabulary word contains a line break and cannot go into vocab.txt")
-    unit = unit_rows(vectors)
+    unit = word2vec_eval.unit_rows(vectors)
     vocab_file = "".join(f"{w}\n" for w in vocab).encode("utf-8")
     extra = checkpoint.get("extra", {})
     text = {
-        "dnnzoo.vocab_file": "vocab.txt",
-        VOCAB_HASH: vocab_hash(vocab_file),
-        "dnnzoo.vocab_size": str(size),
-        "dnnzoo.vector_size": str(dim),
-        "dnnzoo.vocab.lowercase": str(bool(extra.get("lowercase", True))).lower(),
-        "dnnzoo.vocab.unicode_normalization": str(extra.get("unicode_normalisation", "NFKC")),
-        "dnnzoo.vocab.token_pattern": str(extra.get("token_pattern", "")),
+        contract.VOCAB_FILE_KEY: contract.VOCAB_FILE,
+        contract.VOCAB_HASH: vocab_hash(vocab_file),
+        contract.VOCAB_SIZE: str(size),
+        contract.VECTOR_SIZE: str(dim),
+        contract.VOCAB_LOWERCASE: str(bool(extra.get("lowercase", True))).lower(),
+        contract.VOCAB_UNICODE_NORMALIZATION: str(extra.get("unicode_normalisation", "NFKC")),
+        contract.VOCAB_TOKEN_PATTERN: str(extra.get("token_pattern", "")),
     }
 
     def ids(n: int) -> dict[str, np.ndarray]:
@@ -126,17 +122,17 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         rows = unit[rng.integers(0, size, size=n)] + 0.1 * rng.standard_normal((n, dim))
         return {"queries": rows.astype(np.float32), "k": np.array([min(10, size)], np.int64)}
 
-    lookup = ModelSpec(
+    lookup = ExportSpec(
         suffix="",
         module=Lookup(model).eval(),
         inputs=[TensorSpec("ids", np.int64, (1,))],
         outputs=[TensorSpec("vectors", np.float32, (dim,)), TensorSpec("unit_vectors", np.float32, (dim,))],
         max_batch_size=MAX_BATCH,
         samples=ids,
-        side_files={"vocab.txt": vocab_file},
-        parameters={"dnnzoo.task": "word_vectors", "dnnzoo.input.ids.range": f"0,{size - 1}", **text},
+        side_files={contract.VOCAB_FILE: vocab_file},
+        parameters={contract.TASK: contract.WORD_VECTORS, contract.input_range_key("ids"): f"0,{size - 1}", **text},
     )
-    neighbours = ModelSpec(
+    neighbours = ExportSpec(
         suffix="_neighbors",
         graph=lambda opset: neighbour_graph(unit, opset),
         inputs=[TensorSpec("queries", np.float32, (-1, dim)), TensorSpec("k", np.int64, (1,))],
@@ -144,7 +140,7 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ModelSpec]:
         max_batch_size=0,
         samples=queries,
         reference=neighbour_reference(unit),
-        side_files={"vocab.txt": vocab_file},
-        parameters={"dnnzoo.task": "word_neighbors", "dnnzoo.max_k": str(size), **text},
+        side_files={contract.VOCAB_FILE: vocab_file},
+        parameters={contract.TASK: contract.WORD_NEIGHBORS, contract.MAX_K: str(size), **text},
     )
     return [lookup, neighbours]

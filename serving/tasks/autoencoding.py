@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from protos import contract
 
 from serving.tasks.catalog import Catalog
 from serving.tasks.images import ImageInput, model_inputs
-
-TASK = "autoencoding"
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Reconstructed:
 
 async def _run(catalog: Catalog, model: str, version: str, images: Sequence[ImageInput], output: str, service: str, deadline):
     catalog.cap("max_images", len(images), service, "images in one call")
-    handle = catalog.find(model, version, TASK, service)
+    handle = catalog.find(model, version, contract.AUTOENCODING, service)
     image_input = handle.spec.inputs[0]
     size = int(image_input.dims[-1])
     batch, _ = await asyncio.to_thread(model_inputs, images, size, catalog.limits.max_image_pixels)

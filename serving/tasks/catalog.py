@@ -2,7 +2,8 @@
 
 Every typed service goes through here: a model is looked up by name (NOT_FOUND when unknown), its
 `dnnzoo.task` parameter must be the one the service needs (INVALID_ARGUMENT otherwise: the request
-named the wrong model), a companion model (`NAME_neighbors`, `NAME_step`) is paired with its main
+named the wrong model) and it must carry the parameters protos.contract's task table requires
+(FAILED_PRECONDITION otherwise, with the reason `dnnzoo repo check` gives), a companion model (`NAME_neighbors`, `NAME_step`) is paired with its main
 model only when both come from one export (UNAVAILABLE otherwise: the repository holds a mixed
 set, which a re-export of both repairs), and inference is an ordinary data-plane request, so
 dynamic batching, statistics and metrics are those of the Open Inference Protocol. Requests larger
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
+from protos import contract
 
 from serving.dataplane import DataPlane, ModelHandle
 from serving.errors import InvalidInput, ModelNotReady, TooLarge, Unsupported
@@ -31,16 +33,17 @@ from serving.requests import InferInput, InferRequest, RequestedOutput
 
 T = TypeVar("T")
 
-# Parameters export writes alike into a model and its companions, most telling first, with their names
-# in a message. Older repositories lack them: such a pair is served as before.
-FINGERPRINTS = (("dnnzoo.vocab_hash", "vocabulary hash"), ("dnnzoo.export_id", "export id"))
+# What the contract's fingerprints are called in a message. Older repositories lack them: such a
+# pair is served as before.
+FINGERPRINT_NAMES = {contract.VOCAB_HASH: "vocabulary hash", contract.EXPORT_ID: "export id"}
 FINGERPRINT_CHARS = 64
 
 
 def same_export(main: ModelHandle, companion: ModelHandle) -> None:
     """Refuse a companion from another export than its main model: a neighbour graph over an old
     vocabulary would answer ids that the main model's vocab.txt maps to other words, silently."""
-    for key, what in FINGERPRINTS:
+    for key in contract.FINGERPRINTS:
+        what = FINGERPRINT_NAMES[key]
         ours, theirs = main.parameter(key), companion.parameter(key)
         if ours and theirs and ours != theirs:
             raise ModelNotReady(
@@ -115,16 +118,19 @@ class Catalog:
         if not name:
             raise InvalidInput(f"{service}: the request names no model")
         handle = self.plane.handle(name, version)
-        actual = handle.parameter("dnnzoo.task", "")
+        actual = handle.parameter(contract.TASK, "")
         if actual != task:
             what = f"a {actual!r} model" if actual else "a model without a dnnzoo.task parameter"
             raise InvalidInput(f"model {name!r} is {what}; {service} needs a {task!r} model")
+        problems = self.cached(handle, "contract", lambda: contract.task_problems(task, contract.parameters_of(handle.spec.config)))
+        if problems:
+            raise Unsupported(f"model {name!r} cannot serve {service}: {'; '.join(problems)}")
         return handle
 
     def companion(self, handle: ModelHandle, key: str, task: str, service: str) -> ModelHandle:
         """The companion model export recorded under `dnnzoo.companion.<key>` (e.g. NAME_neighbors),
         from the same export as `handle` (see `same_export`)."""
-        name = handle.parameter(f"dnnzoo.companion.{key}")
+        name = handle.parameter(contract.companion_key(key))
         if not name:
             raise Unsupported(f"model {handle.name!r} has no companion {key!r} model (dnnzoo.companion.{key}), which {service} needs")
         companion = self.find(name, "", task, service)
@@ -157,8 +163,8 @@ class Catalog:
         """Class names: the output's label_filename, else `dnnzoo.labels_file`, else the class ids."""
         tensor = next((t for t in handle.spec.outputs if t.name == output), None)
         labels = tensor.labels if tensor is not None else ()
-        if not labels and handle.parameter("dnnzoo.labels_file"):
-            labels = self.lines(handle, handle.parameter("dnnzoo.labels_file"))
+        if not labels and handle.parameter(contract.LABELS_FILE_KEY):
+            labels = self.lines(handle, handle.parameter(contract.LABELS_FILE_KEY))
         if len(labels) < count:
             labels = tuple(labels) + tuple(str(i) for i in range(len(labels), count))
         return tuple(labels)

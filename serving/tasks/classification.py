@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from protos import contract
 
 from serving.errors import InvalidInput
 from serving.tasks.catalog import Catalog
 from serving.tasks.images import ImageInput, model_inputs
 
-TASK = "classification"
 DEFAULT_TOP_K = 5
 
 
@@ -33,7 +33,7 @@ class Classified:
 async def classify(catalog: Catalog, model: str, version: str, images: Sequence[ImageInput], top_k: int | None,
                    deadline: float | None = None) -> Classified:  # fmt: skip
     catalog.cap("max_images", len(images), "Classify", "images in one call")
-    handle = catalog.find(model, version, TASK, "Classify")
+    handle = catalog.find(model, version, contract.CLASSIFICATION, "Classify")
     image_input, output = handle.spec.inputs[0], handle.spec.outputs[0]
     classes = int(output.dims[-1])
     k = min(DEFAULT_TOP_K, classes) if top_k is None else top_k

@@ -20,12 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from protos import contract
 
 from serving.errors import InvalidInput
 from serving.tasks.catalog import Catalog
 from serving.tasks.images import ImageInput, model_inputs
-
-TASK = "detection"
 
 
 @dataclass(frozen=True)
@@ -93,18 +92,18 @@ def tighten(rows: np.ndarray, applied: tuple[float, float, int], own: tuple[floa
 async def detect(catalog: Catalog, model: str, version: str, images: Sequence[ImageInput], score: float | None,
                  iou: float | None, max_det: int | None, deadline: float | None = None) -> Detected:  # fmt: skip
     catalog.cap("max_images", len(images), "Detect", "images in one call")
-    handle = catalog.find(model, version, TASK, "Detect")
+    handle = catalog.find(model, version, contract.DETECTION, "Detect")
     own = (
-        catalog.number(handle, "dnnzoo.score_threshold", float),
-        catalog.number(handle, "dnnzoo.iou_threshold", float),
-        catalog.number(handle, "dnnzoo.max_detections", int),
+        catalog.number(handle, contract.SCORE_THRESHOLD, float),
+        catalog.number(handle, contract.IOU_THRESHOLD, float),
+        catalog.number(handle, contract.MAX_DETECTIONS, int),
     )
     applied = thresholds(own, score, iou, max_det)
     image_input, output = handle.spec.inputs[0], handle.spec.outputs[0]
     canvas = int(image_input.dims[-1])
     batch, sizes = await asyncio.to_thread(model_inputs, images, canvas, catalog.limits.max_image_pixels)
     values = await catalog.run(handle, {image_input.name: batch}, [output.name], deadline)
-    classes = catalog.number(handle, "dnnzoo.classes", int)
+    classes = catalog.number(handle, contract.CLASSES, int)
     labels = catalog.labels(handle, output.name, classes)
     results = []
     for rows, (width, height) in zip(values[output.name], sizes):

@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from protos import contract
 
 from serving.errors import InvalidInput
 from serving.tasks.catalog import Catalog
-
-TASK = "generation"
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,8 @@ def latents_for(seed: int, count: int, latent_size: int) -> np.ndarray:
 async def generate(catalog: Catalog, model: str, version: str, count: int, seed: int | None,
                    latents: Sequence[Sequence[float]] | None, deadline: float | None = None) -> Generated:  # fmt: skip
     catalog.cap("max_generate_count", count if latents is None else len(latents), "Generate", "images in one call")
-    handle = catalog.find(model, version, TASK, "Generate")
-    size = catalog.number(handle, "dnnzoo.latent_size", int)
+    handle = catalog.find(model, version, contract.GENERATION, "Generate")
+    size = catalog.number(handle, contract.LATENT_SIZE, int)
     if latents is not None:
         if not latents:
             raise InvalidInput("Generate: give at least one latent vector")

@@ -20,13 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from protos import contract
 
 from serving.dataplane import ModelHandle
 from serving.errors import InvalidInput, TooLarge, Unsupported
 from serving.tasks.catalog import Catalog, in_window
-
-TASK = "sequence"
-STEP_TASK = "sequence_step"
 
 
 @dataclass(frozen=True)
@@ -61,9 +59,9 @@ async def forecast(catalog: Catalog, model: str, version: str, series: Sequence[
     lengths = [len(values) for values in series]
     for i, length in enumerate(lengths):
         catalog.cap("max_series_length", length, "Forecast", f"values in series {i}")
-    handle = catalog.find(model, version, TASK, "Forecast")
-    trained = catalog.number(handle, "dnnzoo.horizon", int)
-    minimum = int(handle.parameter("dnnzoo.min_length", "1") or 1)
+    handle = catalog.find(model, version, contract.SEQUENCE, "Forecast")
+    trained = catalog.number(handle, contract.HORIZON, int)
+    minimum = int(handle.parameter(contract.MIN_LENGTH, "1") or 1)
     wanted = trained if horizon is None else horizon
     if wanted < 1:
         raise InvalidInput(f"horizon must be at least 1, got {wanted}")
@@ -83,7 +81,7 @@ async def forecast(catalog: Catalog, model: str, version: str, series: Sequence[
             "horizon, fewer or shorter series"
         )
     arrays = [_check_values(values, f"series {i}") for i, values in enumerate(series)]
-    ahead = handle.parameter("dnnzoo.output.ahead") or f"next{trained}"
+    ahead = handle.parameter(contract.OUTPUT_AHEAD) or f"next{trained}"
     by_length: dict[int, list[int]] = {}
     for i, array in enumerate(arrays):
         by_length.setdefault(len(array), []).append(i)
@@ -147,17 +145,17 @@ def open_stream(catalog: Catalog, model: str, version: str) -> ForecastStream:
     if not model:
         raise InvalidInput("ForecastStream: the first message must name the model")
     handle = catalog.plane.handle(model, version)
-    if handle.parameter("dnnzoo.task") == STEP_TASK:
-        step = catalog.find(model, version, STEP_TASK, "ForecastStream")
+    if handle.parameter(contract.TASK) == contract.SEQUENCE_STEP:
+        step = catalog.find(model, version, contract.SEQUENCE_STEP, "ForecastStream")
     else:
-        main = catalog.find(model, version, TASK, "ForecastStream")
-        step = catalog.companion(main, "step", STEP_TASK, "ForecastStream")
-    inputs = [n for n in (step.parameter("dnnzoo.state.inputs") or "").split(",") if n]
-    outputs = [n for n in (step.parameter("dnnzoo.state.outputs") or "").split(",") if n]
-    shape = tuple(int(d) for d in (step.parameter("dnnzoo.state.shape") or "").split(",") if d)
+        main = catalog.find(model, version, contract.SEQUENCE, "ForecastStream")
+        step = catalog.companion(main, "step", contract.SEQUENCE_STEP, "ForecastStream")
+    inputs = [n for n in (step.parameter(contract.STATE_INPUTS) or "").split(",") if n]
+    outputs = [n for n in (step.parameter(contract.STATE_OUTPUTS) or "").split(",") if n]
+    shape = tuple(int(d) for d in (step.parameter(contract.STATE_SHAPE) or "").split(",") if d)
     if not inputs or len(inputs) != len(outputs) or not shape:
         raise Unsupported(f"model {step.name!r} does not describe its recurrent state (dnnzoo.state.*)")
-    trained = catalog.number(step, "dnnzoo.horizon", int)
+    trained = catalog.number(step, contract.HORIZON, int)
     state = {name: np.zeros((1, *shape), np.float32) for name in inputs}
-    ahead = step.parameter("dnnzoo.output.ahead") or f"next{trained}"
+    ahead = step.parameter(contract.OUTPUT_AHEAD) or f"next{trained}"
     return ForecastStream(catalog, model, step, inputs, outputs, ahead, state)

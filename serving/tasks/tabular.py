@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from protos import contract
 from serving.errors import InvalidInput, Unsupported
 from serving.limits import shown
 from serving.tasks.catalog import Catalog
 
-TASK = "tabular"
+TASK = contract.TABULAR
 SERVICE = "Predict"
 MISSING = None  # a cell value meaning "missing"
 SHOWN_COLUMNS = 12  # column names listed in an error message, at most
@@ -61,7 +62,7 @@ def missing_tokens(catalog: Catalog, handle) -> frozenset[str]:
     """The cells training read as missing, from the model's schema file (read once per version)."""
 
     def read() -> frozenset[str]:
-        name = handle.parameter("dnnzoo.tabular.schema_file")
+        name = handle.parameter(contract.TABULAR_SCHEMA_FILE)
         if not name:
             return frozenset({""})
         try:
@@ -144,10 +145,10 @@ async def predict(catalog: Catalog, model: str, version: str, rows: Sequence[Map
         raise InvalidInput(f"{SERVICE}: top_k must be at least 1, got {top_k}")
     inputs = handle.spec.inputs
     arrays = columns(table, inputs, missing_tokens(catalog, handle))
-    kind = handle.parameter("dnnzoo.tabular.kind", "classification")
-    output = handle.parameter("dnnzoo.tabular.output", "probabilities" if kind == "classification" else "value")
+    kind = handle.parameter(contract.TABULAR_KIND, "classification")
+    output = handle.parameter(contract.TABULAR_OUTPUT, "probabilities" if kind == "classification" else "value")
     values = np.asarray((await catalog.run(handle, arrays, [output], deadline))[output], np.float64)
-    target = handle.parameter("dnnzoo.tabular.target", "")
+    target = handle.parameter(contract.TABULAR_TARGET, "")
     if kind != "classification":
         answers = [Row("", [], float(v)) for v in values.reshape(len(table), -1)[:, 0]]
         return Predicted(handle.name, handle.version, kind, target, answers)

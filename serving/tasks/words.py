@@ -17,14 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from protos import contract
 
 from serving.dataplane import ModelHandle
 from serving.errors import InvalidInput, UnknownItems
 from serving.limits import shown
 from serving.tasks.catalog import Catalog
 
-TASK = "word_vectors"
-NEIGHBOR_TASK = "word_neighbors"
 DEFAULT_TOP_K = 10
 SHOWN_UNKNOWN = 5  # unknown words named in one error (each cut by `shown`), so the message stays short
 
@@ -91,11 +90,11 @@ def vocabulary(catalog: Catalog, handle: ModelHandle) -> Vocabulary:
 
 
 def _read_vocabulary(catalog: Catalog, handle: ModelHandle) -> Vocabulary:
-    words = catalog.lines(handle, handle.parameter("dnnzoo.vocab_file") or "vocab.txt")
-    form = handle.parameter("dnnzoo.vocab.unicode_normalization", "") or ""
+    words = catalog.lines(handle, handle.parameter(contract.VOCAB_FILE_KEY) or contract.VOCAB_FILE)
+    form = handle.parameter(contract.VOCAB_UNICODE_NORMALIZATION, "") or ""
     if form and form not in ("NFC", "NFD", "NFKC", "NFKD"):
         form = ""
-    lowercase = (handle.parameter("dnnzoo.vocab.lowercase", "false") or "").lower() == "true"
+    lowercase = (handle.parameter(contract.VOCAB_LOWERCASE, "false") or "").lower() == "true"
     return Vocabulary(words, {w: i for i, w in enumerate(words)}, lowercase, form)
 
 
@@ -107,7 +106,7 @@ async def _vectors(catalog: Catalog, handle: ModelHandle, ids: list[int], output
 async def get_vectors(catalog: Catalog, model: str, version: str, words: Sequence[str], unit: bool,
                       deadline: float | None = None) -> Vectors:  # fmt: skip
     catalog.cap("max_words", len(words), "GetVectors", "words in one call")
-    handle = catalog.find(model, version, TASK, "GetVectors")
+    handle = catalog.find(model, version, contract.WORD_VECTORS, "GetVectors")
     if not words:
         raise InvalidInput("GetVectors: the request has no words")
     vocab = vocabulary(catalog, handle)
@@ -119,12 +118,12 @@ async def get_vectors(catalog: Catalog, model: str, version: str, words: Sequenc
 async def most_similar(catalog: Catalog, model: str, version: str, positive: Sequence[str], negative: Sequence[str],
                        top_k: int | None, exclude_inputs: bool = True, deadline: float | None = None) -> Neighbors:  # fmt: skip
     catalog.cap("max_words", len(positive) + len(negative), "MostSimilar", "words (positive and negative) in one call")
-    handle = catalog.find(model, version, TASK, "MostSimilar")
+    handle = catalog.find(model, version, contract.WORD_VECTORS, "MostSimilar")
     if not positive and not negative:
         raise InvalidInput("MostSimilar: give at least one positive or negative word")
     vocab = vocabulary(catalog, handle)
     ids = vocab.ids(list(positive) + list(negative))
-    neighbours = catalog.companion(handle, "neighbors", NEIGHBOR_TASK, "MostSimilar")
+    neighbours = catalog.companion(handle, "neighbors", contract.WORD_NEIGHBORS, "MostSimilar")
     excluded = set(ids) if exclude_inputs else set()
     available = len(vocab.words) - len(excluded)
     k = min(DEFAULT_TOP_K, available) if top_k is None else top_k
@@ -148,7 +147,7 @@ async def most_similar(catalog: Catalog, model: str, version: str, positive: Seq
 async def similarity(catalog: Catalog, model: str, version: str, pairs: Sequence[tuple[str, str]],
                      deadline: float | None = None) -> Cosines:  # fmt: skip
     catalog.cap("max_word_pairs", len(pairs), "Similarity", "word pairs in one call")
-    handle = catalog.find(model, version, TASK, "Similarity")
+    handle = catalog.find(model, version, contract.WORD_VECTORS, "Similarity")
     if not pairs:
         raise InvalidInput("Similarity: the request has no word pairs")
     vocab = vocabulary(catalog, handle)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from protos import config_text
+from protos import config_text, contract
 
 from dnnzoo import cli
 from export import repository
@@ -40,7 +40,7 @@ def test_a_set_is_swapped_in_whole_and_the_old_folders_are_removed(tmp_path):
     for name in ("m", "m_c"):
         assert (repo / name / "config.pbtxt").read_text() == f"{name} new\n"
         assert (repo / name / "vocab.txt").read_bytes() == b"new"
-        assert repository.versions(repo / name) == [1, 2]
+        assert contract.versions(repo / name) == [1, 2]
     assert (repo / "m" / "1" / "model.onnx").stat().st_ino == kept
     assert sorted(p.name for p in repo.iterdir()) == ["m", "m_c"], "no staged or replaced folders left"
 

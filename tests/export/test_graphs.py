@@ -10,7 +10,8 @@ from onnx import TensorProto, helper
 
 from export.graphs import word2vec as w2v_graph
 from export.graphs.nms import append_nms
-from training.detector import nms
+from training.detector_model import nms
+from training.word2vec_eval import unit_rows
 
 
 def _identity_model(anchors: int, classes: int) -> onnx.ModelProto:
@@ -26,7 +27,7 @@ def _identity_model(anchors: int, classes: int) -> onnx.ModelProto:
 
 def test_nms_graph_gives_the_training_modules_detections():
     """Many overlapping boxes, scores with exact ties: ONNX NonMaxSuppression + the top-k table must
-    select the same rows, in the same order, as training.detector.nms."""
+    select the same rows, in the same order, as training.detector_model.nms."""
     images, classes, anchors, max_det, score, iou = 6, 3, 40, 7, 0.3, 0.4
     model = append_nms(_identity_model(anchors, classes), "boxes", "scores", "det", classes, anchors, score, iou, max_det)
     onnx.checker.check_model(model, full_check=True)
@@ -49,7 +50,7 @@ def test_nms_graph_gives_the_training_modules_detections():
 
 
 def test_neighbour_graph_takes_k_as_an_input():
-    unit = w2v_graph.unit_rows(np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32))
+    unit = unit_rows(np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32))
     model = w2v_graph.neighbour_graph(unit, 17)
     onnx.checker.check_model(model, full_check=True)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -7,12 +7,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from protos import contract
 
 from dnnzoo import cli
 from dnnzoo.errors import UserError
 from export import parity, repository
 from export.pipeline import Source, export_run, export_specs
-from export.spec import ModelSpec, TensorSpec
+from export.spec import ExportSpec, TensorSpec
 from training import checkpoint
 
 
@@ -21,7 +22,7 @@ def _export(argv, capsys):
     return code, capsys.readouterr()
 
 
-@pytest.mark.parametrize("name", ["../evil", "a/b", "..", ".hidden", "", "sp ace", "x\\y", "naïve"])
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", ".hidden", "", "sp ace", "x\\y", "naïve", "-flag"])
 def test_bad_model_names_are_refused(name):
     with pytest.raises(UserError, match="invalid model name"):
         repository.check_name(name)
@@ -42,13 +43,13 @@ def test_next_version_then_no_overwrite_without_force(run_of, tmp_path, capsys):
     repo = tmp_path / "repo"
     assert _export([run_of("gan"), "--repository", repo, "--name", "g"], capsys)[0] == 0
     assert _export([run_of("gan"), "--repository", repo, "--name", "g"], capsys)[0] == 0
-    assert repository.versions(repo / "g") == [1, 2]
+    assert contract.versions(repo / "g") == [1, 2]
     before = (repo / "g" / "1" / "model.onnx").stat().st_mtime_ns
     code, out = _export([run_of("gan"), "--repository", repo, "--name", "g", "--version", "1"], capsys)
     assert code == 2 and "--force" in out.err
     assert (repo / "g" / "1" / "model.onnx").stat().st_mtime_ns == before
     code, _ = _export([run_of("gan"), "--repository", repo, "--name", "g", "--version", "1", "--force"], capsys)
-    assert code == 0 and repository.versions(repo / "g") == [1, 2]
+    assert code == 0 and contract.versions(repo / "g") == [1, 2]
     assert (repo / "g" / "1" / "model.onnx").stat().st_mtime_ns != before
     assert [p.name for p in repo.iterdir()] == ["g"], "no staging folders left behind"
 
@@ -60,7 +61,7 @@ def test_companions_share_the_version_and_are_refused_together(run_of, tmp_path,
     assert code == 2 and "w_neighbors" in out.err
     assert not (repo / "w").exists(), "the main model is not written when a companion is refused"
     assert _export([run_of("word2vec"), "--repository", repo, "--name", "w"], capsys)[0] == 0
-    assert repository.versions(repo / "w") == [2] and repository.versions(repo / "w_neighbors") == [1, 2]
+    assert contract.versions(repo / "w") == [2] and contract.versions(repo / "w_neighbors") == [1, 2]
 
 
 def test_write_stages_beside_the_target_and_renames(tmp_path):
@@ -83,7 +84,7 @@ def test_a_failed_write_leaves_the_live_model_and_no_staging(tmp_path):
     with pytest.raises(FileNotFoundError):
         repository.write(repo, broken)
     assert sorted(p.name for p in repo.iterdir()) == ["m"]
-    assert repository.versions(repo / "m") == [1] and (repo / "m" / "config.pbtxt").read_text() == "v1"
+    assert contract.versions(repo / "m") == [1] and (repo / "m" / "config.pbtxt").read_text() == "v1"
 
 
 def test_unknown_family_is_one_clear_error(tmp_path, capsys):
@@ -156,9 +157,9 @@ def test_a_family_comparator_reports_its_largest_difference_too():
         parity.check("m", want, lambda c: {"value": np.array([[4000.0], [3001.0]], np.float32)}, [case], tabular.comparator(800.0))
 
 
-def _tiny_spec(reference=None) -> ModelSpec:
+def _tiny_spec(reference=None) -> ExportSpec:
     module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Softmax(-1)).eval()
-    return ModelSpec(
+    return ExportSpec(
         suffix="", module=module, max_batch_size=8,
         inputs=[TensorSpec("x", np.float32, (3,))], outputs=[TensorSpec("y", np.float32, (2,))],
         samples=lambda n: {"x": np.random.default_rng(n).standard_normal((n, 3)).astype(np.float32)},

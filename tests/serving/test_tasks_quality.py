@@ -64,12 +64,13 @@ def served_held_out_map50(client, extra: dict) -> dict:
     service returns what scores above the model's own threshold (a request may only raise it): mAP is
     that part of the precision/recall curve, and every false positive returned costs."""
     from training import detector as det
+    from training import detector_eval
 
     scenes = det.held_out_scenes(extra, HELD_OUT_SCENES, HELD_OUT_SEED)
     pictures = [_png(image[0]) for image in scenes.images]
     results = [r for start in range(0, len(pictures), 100)
                for r in client.detect("digits_detector", pictures[start : start + 100]).results]  # fmt: skip
-    return det.scored_detections([_rows(r, scenes.classes) for r in results], scenes, extra["score_threshold"])
+    return detector_eval.scored_detections([_rows(r, scenes.classes) for r in results], scenes, extra["score_threshold"])
 
 
 def test_served_detector_reaches_map50_of_0_90_on_held_out_digits(quick_client, quick_build):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -57,3 +58,16 @@ def test_a_pickle_that_is_not_weights_only_is_refused(tmp_path):
     result = _run("train", "classifier", "--profile", "tiny", "--init-from", str(bad), "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "weights_only=True" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_importing_the_stages_changes_no_environment_and_the_family_table_loads_no_torch():
+    code = (
+        "import os, sys; before = dict(os.environ);"
+        "import training, training.families, training.config, export.families, export.build;"
+        "from training.families import BUILD_ORDER, FAMILIES, graphs, module;"
+        "assert set(BUILD_ORDER) == set(FAMILIES) and BUILD_ORDER.index('classifier') < BUILD_ORDER.index('gan');"
+        "print(dict(os.environ) == before, 'torch' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.stdout.split() == ["True", "False"], out.stderr

@@ -12,6 +12,7 @@ from dnnzoo.errors import UserError
 from training.runs import read_metrics
 from training import checkpoint
 from training import detector as det
+from training import detector_eval, detector_loss, detector_model
 from training.config import TrainConfig
 from training.initialization import initialize
 from training.data import scenes as scene_data
@@ -121,7 +122,7 @@ GT_LABELS = torch.tensor([[2, 0, -1]])
 
 def test_loss_is_minimal_for_a_perfect_prediction_and_grows_with_errors():
     raw = _perfect_raw(GT_BOXES, GT_LABELS)
-    perfect = det.yolo_loss(raw, GT_BOXES, GT_LABELS, B, SIZE)
+    perfect = detector_loss.yolo_loss(raw, GT_BOXES, GT_LABELS, B, SIZE)
     assert float(perfect) < 1e-6
 
     shifted = raw.clone()
@@ -130,24 +131,24 @@ def test_loss_is_minimal_for_a_perfect_prediction_and_grows_with_errors():
     wrong_class[0, 0, 0, B * 5 + 1] = 60.0
     spurious = raw.clone()
     spurious[0, 3, 0, 4] = 2.0  # a confident box in an empty cell
-    losses = {name: float(det.yolo_loss(r, GT_BOXES, GT_LABELS, B, SIZE)) for name, r in
+    losses = {name: float(detector_loss.yolo_loss(r, GT_BOXES, GT_LABELS, B, SIZE)) for name, r in
               {"shifted": shifted, "wrong_class": wrong_class, "spurious": spurious}.items()}  # fmt: skip
     assert all(v > 1e-3 for v in losses.values()), losses
 
     further = raw.clone()
     further[0, 0, 0, 0] += 3.0
-    assert float(det.yolo_loss(further, GT_BOXES, GT_LABELS, B, SIZE)) > losses["shifted"]
+    assert float(detector_loss.yolo_loss(further, GT_BOXES, GT_LABELS, B, SIZE)) > losses["shifted"]
 
 
 def test_loss_terms_follow_the_yolo_weights():
     raw = _perfect_raw(GT_BOXES, GT_LABELS)
     raw[0, 3, 0, 4] = 0.0  # an empty cell's box at confidence 0.5: λ_noobj · 0.25
-    _, parts = det.yolo_loss(raw, GT_BOXES, GT_LABELS, B, SIZE, parts=True)
-    assert float(parts["conf_noobj"]) == pytest.approx(det.LAMBDA_NOOBJ * 0.25, rel=1e-6)
+    _, parts = detector_loss.yolo_loss(raw, GT_BOXES, GT_LABELS, B, SIZE, parts=True)
+    assert float(parts["conf_noobj"]) == pytest.approx(detector_loss.LAMBDA_NOOBJ * 0.25, rel=1e-6)
     raw = _perfect_raw(GT_BOXES, GT_LABELS)
     raw[0, 0, 0, 0] = _logit(torch.tensor(12 / 16 + 0.1))  # x off by 0.1 cell: λ_coord · 0.01
-    _, parts = det.yolo_loss(raw, GT_BOXES, GT_LABELS, B, SIZE, parts=True)
-    assert float(parts["coord"]) == pytest.approx(det.LAMBDA_COORD * 0.01, rel=1e-4)
+    _, parts = detector_loss.yolo_loss(raw, GT_BOXES, GT_LABELS, B, SIZE, parts=True)
+    assert float(parts["coord"]) == pytest.approx(detector_loss.LAMBDA_COORD * 0.01, rel=1e-4)
 
 
 def test_the_responsible_box_is_the_one_with_the_highest_iou():
@@ -157,9 +158,9 @@ def test_the_responsible_box_is_the_one_with_the_highest_iou():
     raw[0, 0, 0, 5:10] = raw[0, 0, 0, 0:5]
     raw[0, 0, 0, 0:4] = torch.tensor([-3.0, -3.0, -3.0, -3.0], dtype=torch.float64)
     raw[0, 0, 0, 4] = 0.0
-    _, parts = det.yolo_loss(raw, GT_BOXES, GT_LABELS, B, SIZE, parts=True)
+    _, parts = detector_loss.yolo_loss(raw, GT_BOXES, GT_LABELS, B, SIZE, parts=True)
     assert float(parts["coord"]) < 1e-6
-    assert float(parts["conf_noobj"]) == pytest.approx(det.LAMBDA_NOOBJ * 0.25, rel=1e-6)
+    assert float(parts["conf_noobj"]) == pytest.approx(detector_loss.LAMBDA_NOOBJ * 0.25, rel=1e-6)
 
 
 def test_decode_and_nms_recover_the_boxes_of_a_hand_built_grid():
@@ -168,23 +169,23 @@ def test_decode_and_nms_recover_the_boxes_of_a_hand_built_grid():
     raw[0, 2, 3, 5:10] = raw[0, 2, 3, 0:5]
     raw[0, 2, 3, 5] += 0.2
     raw[0, 2, 3, 9] = 1.0
-    boxes, scores = det.decode(raw, B, C, SIZE)
+    boxes, scores = detector_model.decode(raw, B, C, SIZE)
     assert boxes.shape == (1, S * S * B, 4) and scores.shape == (1, C, S * S * B)
-    found = det.nms(boxes[0], scores[0], score_threshold=0.2, iou_threshold=0.5, max_detections=10)
+    found = detector_model.nms(boxes[0], scores[0], score_threshold=0.2, iou_threshold=0.5, max_detections=10)
     assert found.shape == (2, 6)
     expected = torch.tensor([[4.0, 2.0, 20.0, 26.0, 1.0, 2.0], [36.0, 34.0, 60.0, 58.0, 1.0, 0.0]])
     order = torch.argsort(found[:, 5], descending=True)
     torch.testing.assert_close(found[order], expected, atol=1e-3, rtol=0)
 
-    without_nms = det.nms(boxes[0], scores[0], score_threshold=0.2, iou_threshold=1.0, max_detections=10)
+    without_nms = detector_model.nms(boxes[0], scores[0], score_threshold=0.2, iou_threshold=1.0, max_detections=10)
     assert len(without_nms) == 3  # the duplicate survives when nothing overlaps "more than 1"
-    assert len(det.nms(boxes[0], scores[0], 0.2, 0.5, max_detections=1)) == 1
+    assert len(detector_model.nms(boxes[0], scores[0], 0.2, 0.5, max_detections=1)) == 1
 
 
 def test_decode_box_index_layout_and_clipping():
     raw = torch.zeros(1, S, S, B * 5 + C)
     raw[0, 1, 2, 5 + 2] = 10.0  # box 1 of cell (row 1, col 2): w ≈ the whole image
-    boxes, scores = det.decode(raw, B, C, SIZE)
+    boxes, scores = detector_model.decode(raw, B, C, SIZE)
     a = (1 * S + 2) * B + 1
     centre_x, centre_y = (2 + 0.5) * 16, (1 + 0.5) * 16
     assert float(boxes[0, a, 0]) == pytest.approx(centre_x - SIZE / 2, abs=1e-2)
@@ -210,7 +211,7 @@ def test_nms_matches_onnx_non_max_suppression_then_top_k():
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     torch.manual_seed(1)
     raw = torch.randn(16, S, S, B * 5 + C) * 2
-    boxes, scores = det.decode(raw, B, C, SIZE)
+    boxes, scores = detector_model.decode(raw, B, C, SIZE)
     for threshold, iou in ((0.01, 0.5), (0.2, 0.3)):
         feed = {"boxes": boxes.numpy(), "scores": scores.numpy(), "max_per_class": np.array([5]),
                 "iou": np.array([iou], np.float32), "threshold": np.array([threshold], np.float32)}  # fmt: skip
@@ -220,13 +221,13 @@ def test_nms_matches_onnx_non_max_suppression_then_top_k():
             found = scores[i].numpy()[rows[:, 1], rows[:, 2]]
             best = np.argsort(-found, kind="stable")[:5]
             expected = sorted((float(found[t]), int(rows[t, 1]), *boxes[i, rows[t, 2]].tolist()) for t in best)
-            mine = sorted((r[4], int(r[5]), *r[:4]) for r in det.nms(boxes[i], scores[i], threshold, iou, 5).tolist())
+            mine = sorted((r[4], int(r[5]), *r[:4]) for r in detector_model.nms(boxes[i], scores[i], threshold, iou, 5).tolist())
             np.testing.assert_allclose(np.array(mine), np.array(expected), atol=1e-6)
 
 
 def test_nms_with_no_candidates_is_empty():
-    boxes, scores = det.decode(torch.full((1, S, S, B * 5 + C), -20.0), B, C, SIZE)
-    assert det.nms(boxes[0], scores[0], 0.2, 0.5, 10).shape == (0, 6)
+    boxes, scores = detector_model.decode(torch.full((1, S, S, B * 5 + C), -20.0), B, C, SIZE)
+    assert detector_model.nms(boxes[0], scores[0], 0.2, 0.5, 10).shape == (0, 6)
 
 
 # ---------------------------------------------------------------- mAP
@@ -244,7 +245,7 @@ def _rows(*rows):
 
 def test_map_of_perfect_detections_is_one():
     found = [_rows([0, 0, 10, 10, 0.9, 0], [20, 20, 30, 30, 0.8, 1]), _rows([5, 5, 15, 15, 0.7, 0])]
-    result = det.mean_average_precision(found, TRUTHS, classes=3, score_threshold=0.5)
+    result = detector_eval.mean_average_precision(found, TRUTHS, classes=3, score_threshold=0.5)
     assert result["map"] == pytest.approx(1.0)
     assert result["ap"] == [pytest.approx(1.0), pytest.approx(1.0), None]
     assert result["precision"] == 1.0 and result["recall"] == 1.0
@@ -252,28 +253,28 @@ def test_map_of_perfect_detections_is_one():
 
 def test_a_missing_box_or_a_confident_false_positive_lowers_map():
     missing = [_rows([0, 0, 10, 10, 0.9, 0], [20, 20, 30, 30, 0.8, 1]), _rows()]
-    result = det.mean_average_precision(missing, TRUTHS, classes=3)
+    result = detector_eval.mean_average_precision(missing, TRUTHS, classes=3)
     assert result["ap"][0] == pytest.approx(0.5) and result["map"] == pytest.approx(0.75)
 
     # a wrong box scoring above every right one: class 0 precision 0, 1/2, 2/3 at recall 0, 1/2, 1;
     # the envelope holds 2/3 from recall 0 to 1
     false_first = [_rows([0, 0, 10, 10, 0.9, 0], [20, 20, 30, 30, 0.8, 1], [40, 40, 50, 50, 0.95, 0]),
                    _rows([5, 5, 15, 15, 0.7, 0])]  # fmt: skip
-    result = det.mean_average_precision(false_first, TRUTHS, classes=3)
+    result = detector_eval.mean_average_precision(false_first, TRUTHS, classes=3)
     assert result["ap"][0] == pytest.approx(2 / 3)
 
 
 def test_map_counts_a_duplicate_and_a_poor_overlap_as_false_positives():
     found = [_rows([0, 0, 10, 10, 0.9, 0], [0, 0, 10, 10, 0.85, 0], [20, 20, 30, 30, 0.8, 1]),
              _rows([10, 10, 20, 20, 0.7, 0])]  # fmt: skip  (IoU 25/175 with the truth)
-    result = det.mean_average_precision(found, TRUTHS, classes=3, score_threshold=0.0)
+    result = detector_eval.mean_average_precision(found, TRUTHS, classes=3, score_threshold=0.0)
     assert result["ap"][0] == pytest.approx(0.5)
     assert result["precision"] == pytest.approx(2 / 4) and result["recall"] == pytest.approx(2 / 3)
 
 
 def test_average_precision_uses_the_all_point_envelope():
     # precision 1, 0.5, 2/3 at recall 0.5, 0.5, 1: the envelope lifts the middle point
-    assert det.average_precision(np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 2 / 3])) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert detector_eval.average_precision(np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 2 / 3])) == pytest.approx(0.5 + 0.5 * 2 / 3)
 
 
 # ---------------------------------------------------------------- model and training runs
@@ -296,9 +297,9 @@ def test_bad_geometry_is_a_user_error(tmp_path):
         det.train(config, det.Options(max_size=80))
 
 
-def _map50(model: det.Detector, scenes: scene_data.Scenes, extra: dict) -> float:
-    found, _ = det.detect(model, det.scene_tensors(scenes)[0], det.EVAL_SCORE_THRESHOLD, extra["iou_threshold"], extra["max_detections"])
-    return det.scored_detections(found, scenes, extra["score_threshold"])["map"]
+def _map50(model: detector_model.Detector, scenes: scene_data.Scenes, extra: dict) -> float:
+    found, _ = detector_eval.detect(model, det.scene_tensors(scenes)[0], detector_eval.EVAL_SCORE_THRESHOLD, extra["iou_threshold"], extra["max_detections"])
+    return detector_eval.scored_detections(found, scenes, extra["score_threshold"])["map"]
 
 
 def test_a_short_run_beats_an_untrained_model_on_held_out_digits(tmp_path):
