@@ -1,0 +1,212 @@
+"""Reduced-precision variants of an exported model: FP16 and INT8, each judged on held-out data.
+
+Why these converters: INT8 is ONNX Runtime's own static quantisation (`onnxruntime.quantization`,
+QDQ format, per-channel weights, calibrated on the run's training inputs), so the runtime that
+serves the model is the one that chose its scales; FP16 is ONNX Runtime's float16 tool (the
+converter onnxconverter-common ships, maintained inside onnxruntime), with `keep_io_types` so the
+inputs and outputs keep their types and the in-graph pre- and post-processing (uint8 pixels in,
+`NonMaxSuppression`, which its block list keeps in float) stays as it is.
+
+A variant is written only when its held-out figure, measured through ONNX Runtime exactly as the
+FP32 model's is, loses at most the family's stated tolerance (`export.precision_data`), unless the
+caller allows a degraded one; either way the figures go into the variant's config.pbtxt parameters
+(keys below, in one place) and `dnnzoo repo check --report` prints them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import onnx
+
+from dnnzoo.errors import UserError
+from export.spec import Arrays
+
+PRECISIONS = ("fp32", "fp16", "int8")
+# The config parameters a variant carries (the lead moves them into protos/contract.py).
+KEY = "dnnzoo.precision"  # fp16 | int8
+KEY_OF = "dnnzoo.precision.of"  # the FP32 model the variant was made from
+KEY_METRIC = "dnnzoo.precision.metric"  # e.g. accuracy, map50
+KEY_HELD_OUT = "dnnzoo.precision.held_out"  # what the metric was measured on, in words
+KEY_TOLERANCE = "dnnzoo.precision.tolerance"  # the largest loss accepted without --allow-degraded
+KEY_DEGRADED = "dnnzoo.precision.degraded"  # true: written past the tolerance with --allow-degraded
+KEY_LATENCY_THREADS = "dnnzoo.precision.latency_threads"
+# Per precision P (fp32 and the variant's own): dnnzoo.precision.P.metric, .bytes, .latency_ms.b1, .latency_ms.b32
+FIGURES = ("metric", "bytes", "latency_ms.b1", "latency_ms.b32")
+LATENCY_BATCHES = (1, 32)
+LATENCY_THREADS = 1  # one intra-op thread: comparable on a shared machine, and what one instance gets under load
+LATENCY_REPEATS = 15
+
+# ONNX Runtime's quantisable compute: weights per channel, activations per tensor. Everything else
+# (pixel scaling, the YOLO decode, softmax, NMS) stays in float between DequantizeLinear nodes.
+INT8_OPS = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPool", "ReduceMean", "Relu")
+
+
+def key(precision: str, figure: str) -> str:
+    return f"{KEY}.{precision}.{figure}"
+
+
+Runner = Callable[[Arrays], Arrays]
+
+
+@dataclass(frozen=True)
+class Judge:
+    """How one family's variants are judged: a held-out metric through ONNX Runtime, its tolerance,
+    and the training inputs that calibrate INT8 scales."""
+
+    metric: str
+    higher_is_better: bool
+    tolerance: float  # the largest loss of `metric` against FP32 that is accepted
+    held_out: str  # what `evaluate` measures on, in words
+    evaluate: Callable[[Runner], float]
+    calibration: Callable[[], Iterable[Arrays]]
+
+    def loss(self, fp32: float, variant: float) -> float:
+        return fp32 - variant if self.higher_is_better else variant - fp32
+
+
+@dataclass
+class Figures:
+    metric: float
+    bytes: int
+    latency_ms: dict[int, float]
+
+
+@dataclass
+class Variant:
+    precision: str
+    onnx: bytes
+    figures: Figures
+    fp32: Figures
+    degraded: bool
+
+    def parameters(self, judge: Judge, of: str) -> dict[str, str]:
+        params = {KEY: self.precision, KEY_OF: of, KEY_METRIC: judge.metric, KEY_HELD_OUT: judge.held_out,
+                  KEY_TOLERANCE: format(judge.tolerance, "g"), KEY_DEGRADED: str(self.degraded).lower(),
+                  KEY_LATENCY_THREADS: str(LATENCY_THREADS)}  # fmt: skip
+        for precision, figures in (("fp32", self.fp32), (self.precision, self.figures)):
+            params[key(precision, "metric")] = format(figures.metric, ".6g")
+            params[key(precision, "bytes")] = str(figures.bytes)
+            for batch, ms in figures.latency_ms.items():
+                params[key(precision, f"latency_ms.b{batch}")] = format(ms, ".4g")
+        return params
+
+
+def session(model_bytes: bytes, threads: int = LATENCY_THREADS):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT's own Fail/NotImplemented types
+        raise UserError(f"ONNX Runtime cannot load the converted graph: {str(exc).strip().splitlines()[0][:300]}") from exc
+
+
+def runner(model_bytes: bytes) -> Runner:
+    sess = session(model_bytes)
+    names = [o.name for o in sess.get_outputs()]
+    return lambda case: dict(zip(names, sess.run(names, case)))
+
+
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Float tensors to float16 inside; inputs, outputs and the default block list (NMS, TopK...) kept."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return convert_float_to_float16(copy, keep_io_types=True)
+
+
+class _Reader:
+    """onnxruntime.quantization's CalibrationDataReader protocol over an iterable of input batches."""
+
+    def __init__(self, batches: Iterable[Arrays]):
+        self._batches = iter(batches)
+
+    def get_next(self) -> Arrays | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:  # the MinMax calibrator reads once
+        pass
+
+
+def to_int8(model: onnx.ModelProto, calibration: Iterable[Arrays]) -> onnx.ModelProto:
+    """Static QDQ quantisation: per-channel int8 weights, uint8 activations with MinMax scales from
+    `calibration`. reduce_range (7-bit weights) because this machine's AVX2 has no VNNI: its u8×s8
+    kernels add pairs of products in 16 bits, which full-range weights can saturate."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="dnnzoo-int8-") as tmp:
+        source, prepared, out = Path(tmp, "fp32.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
+        onnx.save(model, source)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(INT8_OPS), calibrate_method=CalibrationMethod.MinMax,
+        )  # fmt: skip
+        return onnx.load(out)
+
+
+def latency_ms(model_bytes: list[bytes], sample: Callable[[int], Arrays], batches=LATENCY_BATCHES,
+               repeats: int = LATENCY_REPEATS) -> list[dict[int, float]]:  # fmt: skip
+    """Median milliseconds per call of each model at each batch size, the models interleaved call by
+    call so that a busy neighbour slows all of them alike (ratios between them are what holds)."""
+    sessions = [session(b) for b in model_bytes]
+    out: list[dict[int, list[float]]] = [{b: [] for b in batches} for _ in sessions]
+    for batch in batches:
+        feeds = sample(batch)
+        for s in sessions:
+            s.run(None, feeds)  # warm-up: kernels and arena
+        for _ in range(repeats):
+            for i, s in enumerate(sessions):
+                started = time.perf_counter()
+                s.run(None, feeds)
+                out[i][batch].append((time.perf_counter() - started) * 1000)
+    return [{b: statistics.median(times) for b, times in per.items()} for per in out]
+
+
+def convert(precision: str, model: onnx.ModelProto, judge: Judge) -> onnx.ModelProto:
+    if precision == "fp16":
+        return to_fp16(model)
+    if precision == "int8":
+        return to_int8(model, judge.calibration())
+    raise ValueError(f"no conversion to {precision}")
+
+
+def make_variants(model: onnx.ModelProto, precisions: list[str], judge: Judge, sample: Callable[[int], Arrays],
+                  allow_degraded: bool, name: str) -> list[Variant]:  # fmt: skip
+    """Convert the checked FP32 model to each precision, judge each against FP32 on held-out data,
+    and refuse (UserError) one that loses more than the tolerance unless `allow_degraded`."""
+    fp32_bytes = model.SerializeToString()
+    fp32_metric = judge.evaluate(runner(fp32_bytes))
+    converted = []
+    for precision in precisions:
+        try:
+            data = convert(precision, model, judge).SerializeToString()
+        except UserError:
+            raise
+        except Exception as exc:  # the converters raise many types
+            raise UserError(f"{name}: conversion to {precision} failed: {str(exc).strip().splitlines()[0][:300]}") from exc
+        metric = judge.evaluate(runner(data))
+        loss = judge.loss(fp32_metric, metric)
+        degraded = loss > judge.tolerance
+        if degraded and not allow_degraded:
+            raise UserError(
+                f"{name}_{precision}: {judge.metric} {metric:.4g} against FP32's {fp32_metric:.4g} on {judge.held_out} "
+                f"loses {loss:.4g}, more than the tolerance {judge.tolerance:g}; nothing written (--allow-degraded writes it anyway)"
+            )
+        converted.append((precision, data, metric, degraded))
+    timings = latency_ms([fp32_bytes] + [data for _, data, _, _ in converted], sample)
+    fp32 = Figures(fp32_metric, len(fp32_bytes), timings[0])
+    return [Variant(p, data, Figures(metric, len(data), t), fp32, degraded)
+            for (p, data, metric, degraded), t in zip(converted, timings[1:])]  # fmt: skip
