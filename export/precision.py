@@ -46,6 +46,10 @@ LATENCY_REPEATS = 15
 # ONNX Runtime's quantisable compute: weights per channel, activations per tensor. Everything else
 # (pixel scaling, the YOLO decode, softmax, NMS) stays in float between DequantizeLinear nodes.
 INT8_OPS = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPool", "ReduceMean", "Relu")
+# A convolution whose reduction (in-channels x kernel area) is this small stays in float: the
+# 1-channel 3x3 stem's int8 kernel ran slower than its float one (9 products per output do not pay
+# for quantising), and keeping it in float also kept the pixels' first layer exact.
+MIN_INT8_REDUCTION = 32
 
 
 def key(precision: str, figure: str) -> str:
@@ -149,18 +153,33 @@ def to_int8(model: onnx.ModelProto, calibration: Iterable[Arrays]) -> onnx.Model
         source, prepared, out = Path(tmp, "fp32.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
         onnx.save(model, source)
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        excluded = _small_convolutions(onnx.load(prepared))
         quantize_static(
             str(prepared), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
             reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=list(INT8_OPS), calibrate_method=CalibrationMethod.MinMax,
+            op_types_to_quantize=list(INT8_OPS), nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
         )  # fmt: skip
         return onnx.load(out)
 
 
+def _small_convolutions(model: onnx.ModelProto) -> list[str]:
+    weights = {i.name: i.dims for i in model.graph.initializer}
+    small = []
+    for node in model.graph.node:
+        dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if dims is not None and len(dims) >= 3 and int(np.prod(dims[1:])) < MIN_INT8_REDUCTION:
+            small.append(node.name)
+    return small
+
+
 def latency_ms(model_bytes: list[bytes], sample: Callable[[int], Arrays], batches=LATENCY_BATCHES,
                repeats: int = LATENCY_REPEATS) -> list[dict[int, float]]:  # fmt: skip
-    """Median milliseconds per call of each model at each batch size, the models interleaved call by
-    call so that a busy neighbour slows all of them alike (ratios between them are what holds)."""
+    """Median CPU milliseconds per call of each model at each batch size.
+
+    With one intra-op thread ONNX Runtime runs the whole graph on the calling thread, so that
+    thread's CPU time is the model's cost, and it does not count the time a busy neighbour holds
+    the core (wall time on this shared 2-core machine varied 2x between identical runs). The models
+    are interleaved call by call, so what disturbance remains (caches) falls on all of them alike."""
     sessions = [session(b) for b in model_bytes]
     out: list[dict[int, list[float]]] = [{b: [] for b in batches} for _ in sessions]
     for batch in batches:
@@ -169,9 +188,9 @@ def latency_ms(model_bytes: list[bytes], sample: Callable[[int], Arrays], batche
             s.run(None, feeds)  # warm-up: kernels and arena
         for _ in range(repeats):
             for i, s in enumerate(sessions):
-                started = time.perf_counter()
+                started = time.thread_time()
                 s.run(None, feeds)
-                out[i][batch].append((time.perf_counter() - started) * 1000)
+                out[i][batch].append((time.thread_time() - started) * 1000)
     return [{b: statistics.median(times) for b, times in per.items()} for per in out]
 
 
@@ -210,3 +229,38 @@ def make_variants(model: onnx.ModelProto, precisions: list[str], judge: Judge, s
     fp32 = Figures(fp32_metric, len(fp32_bytes), timings[0])
     return [Variant(p, data, Figures(metric, len(data), t), fp32, degraded)
             for (p, data, metric, degraded), t in zip(converted, timings[1:])]  # fmt: skip
+
+
+def report_rows(configs: dict[str, object]) -> list[list[str]]:
+    """`dnnzoo repo check --report`: one row per (model, precision) whose config records figures:
+    metric, its change against FP32, size, CPU latency at batch 1 and 32 and the speed-up at 32.
+    `configs` maps model name -> parsed ModelConfig."""
+    rows = []
+    for name in sorted(configs):
+        params = configs[name].parameters
+        if KEY not in params:
+            continue
+        value = lambda k: params[k].string_value if k in params else ""  # noqa: E731
+        own = value(KEY)
+        fp32_metric, fp32_b32 = value(key("fp32", "metric")), value(key("fp32", "latency_ms.b32"))
+        metric, b32 = value(key(own, "metric")), value(key(own, "latency_ms.b32"))
+        delta = f"{float(metric) - float(fp32_metric):+.4f}" if own != "fp32" and metric and fp32_metric else ""
+        speed = f"{float(fp32_b32) / float(b32):.2f}x" if b32 and fp32_b32 and float(b32) > 0 else ""
+        size = value(key(own, "bytes"))
+        rows.append([name, own, f"{value(KEY_METRIC)} {metric}", delta, f"{int(size) / 1024:.1f}" if size else "",
+                     value(key(own, "latency_ms.b1")), b32, speed, value(KEY_DEGRADED) or "-"])  # fmt: skip
+    return rows
+
+
+REPORT_HEADER = ["model", "precision", "held-out metric", "vs fp32", "KiB", "CPU ms b1", "CPU ms b32", "b32 speed-up", "degraded"]
+
+
+def report_table(configs: dict[str, object]) -> str:
+    rows = report_rows(configs)
+    if not rows:
+        return "no model records precision figures (export with --precision fp32,int8 to judge variants)"
+    table = [REPORT_HEADER] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(len(REPORT_HEADER))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    note = f"CPU ms: median CPU time per call on one intra-op thread (dnnzoo.precision.latency_threads), measured at export"
+    return "\n".join(lines + [note])
