@@ -99,3 +99,19 @@ def test_latency_is_measured_for_every_model_and_batch():
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
     timings = precision.latency_ms([model, model], lambda n: {"x": np.ones((n, 4), np.float32)}, repeats=3)
     assert [sorted(t) for t in timings] == [[1, 32], [1, 32]]
+
+
+def test_build_adds_variants_beside_fp32_where_the_family_has_them(built, tmp_path):
+    from export.build import build
+
+    said = []
+    build("tiny", tmp_path, built.runs, opset=17, force=False, instance_kind="auto", progress=False, out=said.append,
+          precisions=("fp32", "int8"), allow_degraded=True)  # fmt: skip
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"digits_classifier", "digits_classifier_int8", "digits_detector", "digits_detector_int8"} <= names
+    assert not any(n.endswith("_int8") for n in names - {"digits_classifier_int8", "digits_detector_int8"})
+    assert any(line.startswith("pydoc_word2vec: FP32 only (its graphs are a vector lookup") for line in said)
+    again = []
+    build("tiny", tmp_path, built.runs, opset=17, force=False, instance_kind="auto", progress=False, out=again.append,
+          precisions=("fp32", "int8"), allow_degraded=True)  # fmt: skip
+    assert "digits_classifier: up to date" in " ".join(again)
