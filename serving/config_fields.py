@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from protos.model_config_pb2 import ModelConfig
 
+from serving.gpu_options import CUDA_PARAMETERS
 from serving.limits import ORT_SESSION_ENTRIES
 
 HONOURED, REFUSED, IGNORED = "honoured", "refused", "ignored"
@@ -51,7 +52,9 @@ FIELDS: dict[str, tuple[str, str]] = {
     "optimization.graph.level": (HONOURED, "-1 basic, 1 extended, 2 disabled, else all"),
     "optimization.priority": (IGNORED, "no model priorities: every model's instances run as threads alike"),
     "optimization.cuda": (IGNORED, "CUDA graphs and streams are not configured"),
-    "optimization.execution_accelerators": (IGNORED, "providers come from --providers and instance_group kind"),
+    "optimization.execution_accelerators": (HONOURED, "gpu tensorrt/cuda parameters become provider options (serving.gpu_options); cpu ones as listed"),
+    "optimization.execution_accelerators.gpu_execution_accelerator": (HONOURED, "tensorrt and cuda; other names are refused at load"),
+    "optimization.execution_accelerators.cpu_execution_accelerator": (IGNORED, "no OpenVINO provider here: the CPU provider runs"),
     "optimization.input_pinned_memory": (IGNORED, "inputs are ordinary host memory"),
     "optimization.output_pinned_memory": (IGNORED, "outputs are ordinary host memory"),
     "optimization.gather_kernel_buffer_threshold": (IGNORED, "no gather kernel: requests are concatenated on the host"),
@@ -74,7 +77,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "instance_group.name": (HONOURED, "a label"),
     "instance_group.kind": (HONOURED, "KIND_CPU: CPU only; KIND_GPU/KIND_AUTO: the provider preference"),
     "instance_group.count": (HONOURED, "instance threads"),
-    "instance_group.gpus": (IGNORED, "the provider's default device is used"),
+    "instance_group.gpus": (HONOURED, "device_id of the version's session: the first GPU listed (one session per version)"),
     "instance_group.rate_limiter": (IGNORED, "no rate limiter"),
     "instance_group.secondary_devices": (IGNORED, "no secondary devices"),
     "instance_group.profile": (IGNORED, "TensorRT optimisation profiles are not selected"),
@@ -83,8 +86,8 @@ FIELDS: dict[str, tuple[str, str]] = {
     "default_model_filename": (HONOURED, "a plain file name in the version folder"),
     "cc_model_filenames": (IGNORED, "one model file for every device"),
     "metric_tags": (IGNORED, "metrics carry model and version labels only"),
-    "parameters": (HONOURED, "thread counts, execution_mode, allowed ONNX Runtime entries, dnnzoo.*"),
-    "model_warmup": (IGNORED, "each version is warmed up with one zero batch instead"),
+    "parameters": (HONOURED, "thread counts, execution_mode, CUDA provider options, allowed ONNX Runtime entries, dnnzoo.*"),
+    "model_warmup": (HONOURED, "zero, random or warmup/ file data, count times, before the version is READY"),
     "model_operations": (REFUSED, "custom operator libraries would load native code from the repository"),
     "model_transaction_policy": (HONOURED, "decoupled: false only (one response per request)"),
     "model_transaction_policy.decoupled": (REFUSED, "decoupled models (several responses per request) are not served"),
@@ -94,10 +97,11 @@ FIELDS: dict[str, tuple[str, str]] = {
 }
 
 # Messages honoured with every field they hold.
-HONOURED_WHOLE = ("version_policy", "input.reshape", "output.reshape")
+HONOURED_WHOLE = ("version_policy", "input.reshape", "output.reshape", "model_warmup",
+                  "optimization.execution_accelerators.gpu_execution_accelerator")
 # `parameters` keys read here besides dnnzoo.* and the allowed ONNX Runtime session entries; any
-# other key (e.g. the CUDA options Triton's ONNX Runtime backend reads) is warned about.
-READ_PARAMETERS = ("intra_op_thread_count", "inter_op_thread_count", "execution_mode")
+# other key is warned about.
+READ_PARAMETERS = ("intra_op_thread_count", "inter_op_thread_count", "execution_mode", *CUDA_PARAMETERS)
 
 
 @dataclass(frozen=True)

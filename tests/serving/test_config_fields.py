@@ -43,14 +43,16 @@ def test_ignored_fields_are_named_once_each_with_what_happens_instead():
 dynamic_batching { priority_levels: 2 default_queue_policy { default_timeout_microseconds: 5 max_queue_size: 3 } }
 response_cache { enable: true }
 model_warmup [ { name: "w" batch_size: 1 } ]
-optimization { execution_accelerators { gpu_execution_accelerator [ { name: "tensorrt" parameters { key: "precision_mode" value: "FP16" } } ] } }
-instance_group [ { kind: KIND_GPU gpus: [ 0, 1 ] } ]
-parameters { key: "cudnn_conv_algo_search" value { string_value: "1" } }""")
+optimization { execution_accelerators { gpu_execution_accelerator [ { name: "tensorrt" parameters { key: "precision_mode" value: "FP16" } } ]
+                                        cpu_execution_accelerator [ { name: "openvino" } ] } }
+instance_group [ { kind: KIND_GPU gpus: [ 0, 1 ] rate_limiter { priority: 2 } } ]
+parameters { key: "cudnn_conv_algo_search" value { string_value: "1" } }
+parameters { key: "enable_mem_arena" value { string_value: "1" } }""")
     assert review.refused == ()
     names = [item.split(" ")[0] for item in review.ignored]
-    assert sorted(names) == sorted(["optimization.execution_accelerators", "dynamic_batching.priority_levels",
-                     "dynamic_batching.default_queue_policy.default_timeout_microseconds", "instance_group.gpus",
-                     "model_warmup", "response_cache", "parameters['cudnn_conv_algo_search']"])  # fmt: skip
+    assert sorted(names) == sorted(["optimization.execution_accelerators.cpu_execution_accelerator", "dynamic_batching.priority_levels",
+                     "dynamic_batching.default_queue_policy.default_timeout_microseconds", "instance_group.rate_limiter",
+                     "response_cache", "parameters['enable_mem_arena']"])  # fmt: skip
     assert "response_cache (no response cache)" in review.warning()
 
 
@@ -93,3 +95,18 @@ def test_a_served_model_with_ignored_fields_loads_and_its_index_reason_says_so(t
 def test_readme_table_lists_every_field():
     table = config_fields.markdown_table()
     assert all(f"| `{path}` |" in table for path in config_fields.FIELDS)
+
+
+def test_model_warmup_samples_run_at_load_and_a_bad_one_keeps_the_model_unavailable(tmp_path):
+    root = tmp_path / "repo"
+    warm = 'model_warmup [ { name: "w" batch_size: 2 count: 3 inputs { key: "ids" value { data_type: TYPE_INT64 dims: [ 1 ] random_data: true } } } ]'
+    write_model(root, "warm", graph=lookup_graph, config=lookup_config("warm", "dynamic_batching { }\n" + warm))
+    write_model(root, "cold", graph=lookup_graph, config=lookup_config("cold", "dynamic_batching { }\n" + warm.replace("TYPE_INT64", "TYPE_FP32")))
+    running = start_server(server_config(root))
+    try:
+        with Client(running.address, timeout=10) as client:
+            index = {row.name: row for row in client.repository_index()}
+            assert index["warm"].state == "READY" and index["warm"].reason == ""
+            assert index["cold"].state == "UNAVAILABLE" and "warm-up inference failed" in index["cold"].reason
+    finally:
+        running.stop()
