@@ -28,8 +28,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def describe(exported) -> str:
     size = exported.bytes / 1024
-    return (f"{exported.name} v{exported.version} ({exported.task}) -> {exported.path} "
-            f"({size:.1f} KiB, parity max |diff| {exported.parity_max_abs_diff:.2g})")  # fmt: skip
+    checked = getattr(exported, "judged", "") or f"parity max |diff| {exported.parity_max_abs_diff:.2g}"
+    return f"{exported.name} v{exported.version} ({exported.task}) -> {exported.path} ({size:.1f} KiB, {checked})"
 
 
 def check_opset(opset: int) -> None:

@@ -38,6 +38,7 @@ class Exported:
     bytes: int
     parity_max_abs_diff: float
     task: str
+    judged: str = ""  # a reduced-precision variant: its held-out figure against FP32's (replaces parity)
 
 
 @dataclass
@@ -215,9 +216,12 @@ def export_specs(specs: list[ModelSpec], source: Source, repository_dir: Path, m
         base = _parameters(spec, source, main, {}, opset, report, run_id)
         folders = precision_variants.folders(made, spec, fp32_folder, base, variants.judge, main, instance_kind)
         built = (built if variants.keep_fp32 else []) + [(spec, folder, report) for folder in folders]
+        judged = {folder.name: precision_variants.judged(v, variants.judge) for folder, v in zip(folders, made)}
 
     paths = repository.write_all(repository_dir, [folder for _, folder, _ in built])
+    judged = judged if variants is not None else {}
     return [
-        Exported(folder.name, version, path, len(folder.onnx), report.max_abs_diff, spec.parameters.get("dnnzoo.task", ""))
+        Exported(folder.name, version, path, len(folder.onnx), report.max_abs_diff, spec.parameters.get("dnnzoo.task", ""),
+                 judged.get(folder.name, ""))
         for (spec, folder, report), path in zip(built, paths)
-    ]
+    ]  # fmt: skip

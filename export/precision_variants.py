@@ -87,3 +87,11 @@ def folders(variants: list[precision.Variant], spec: ModelSpec, fp32_folder: rep
         folder.config = model_config.config_text_of(model_config.model_config(name, spec, params, instance_kind))
         out.append(folder)
     return out
+
+
+def judged(variant: precision.Variant, judge: precision.Judge) -> str:
+    """One line for `dnnzoo export`: the variant's figures against FP32's."""
+    speed = variant.fp32.latency_ms[32] / variant.figures.latency_ms[32] if variant.figures.latency_ms.get(32) else float("nan")
+    flag = ", DEGRADED" if variant.degraded else ""
+    return (f"{variant.precision}: {judge.metric} {variant.figures.metric:.4g} vs fp32 {variant.fp32.metric:.4g} on {judge.held_out}, "
+            f"{speed:.2f}x fp32's speed at batch 32 on one CPU thread{flag}")  # fmt: skip
