@@ -5,8 +5,9 @@ What Triton's ONNX Runtime backend reads, and what it becomes here:
 - `optimization.execution_accelerators.gpu_execution_accelerator { name: "tensorrt" }` with its
   string parameters -> TensorrtExecutionProvider options: `precision_mode` FP16/INT8 ->
   `trt_fp16_enable` / `trt_int8_enable`, `max_workspace_size_bytes` -> `trt_max_workspace_size`,
-  the engine cache on by default in a `trt_cache` folder beside the model (Triton leaves it off; a
-  rebuilt engine costs minutes on a large model), and every `trt_*` key passed through as is;
+  and every `trt_*` key passed through as is; the engine cache stays off unless asked for (as in
+  Triton: a repository is often mounted read-only), and when on it lives in the model's folder
+  (`trt_cache/`, or the last part of the path given), never elsewhere on the host;
   `{ name: "cuda" }` parameters -> CUDAExecutionProvider options.
 - `instance_group { kind: KIND_GPU gpus: [...] count: N }` -> `device_id`: N instances on each
   listed GPU, as Triton places them.
@@ -40,7 +41,7 @@ MAX_WARMUP_RUNS = 64
 
 
 def tensorrt_options(config: ModelConfig, model_dir: Path) -> dict[str, str]:
-    options = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(Path(model_dir) / ENGINE_CACHE_FOLDER)}
+    options: dict[str, str] = {}
     for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
         if accelerator.name != "tensorrt":
             continue
@@ -55,8 +56,9 @@ def tensorrt_options(config: ModelConfig, model_dir: Path) -> dict[str, str]:
                 options[key] = value
             else:
                 raise ValueError(f"tensorrt accelerator parameter {key[:60]!r} is not one ONNX Runtime's TensorRT provider takes")
-    if "trt_engine_cache_path" in options and Path(options["trt_engine_cache_path"]).name != ENGINE_CACHE_FOLDER:
-        options["trt_engine_cache_path"] = str(Path(model_dir) / Path(options["trt_engine_cache_path"]).name)  # inside the model folder only
+    if options.get("trt_engine_cache_enable", "").lower() in ("1", "true"):
+        folder = Path(options.get("trt_engine_cache_path", ENGINE_CACHE_FOLDER)).name or ENGINE_CACHE_FOLDER
+        options["trt_engine_cache_path"] = str(Path(model_dir) / folder)  # inside the model folder only
     return options
 
 

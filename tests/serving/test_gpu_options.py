@@ -22,10 +22,9 @@ parameters { key: "cudnn_conv_algo_search" value { string_value: "1" } }
 parameters { key: "gpu_mem_limit" value { string_value: "4294967296" } }"""
 
 
-def test_tensorrt_accelerator_becomes_tensorrt_options_with_the_cache_beside_the_model(tmp_path):
+def test_tensorrt_accelerator_becomes_tensorrt_options(tmp_path):
     options = g.tensorrt_options(_config(TRT), tmp_path)
-    assert options == {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(tmp_path / "trt_cache"),
-                       "trt_fp16_enable": "True", "trt_max_workspace_size": "1073741824", "trt_max_partition_iterations": "10"}
+    assert options == {"trt_fp16_enable": "True", "trt_max_workspace_size": "1073741824", "trt_max_partition_iterations": "10"}
 
 
 def test_cuda_options_come_from_parameters_and_the_cuda_accelerator():
@@ -38,9 +37,12 @@ def test_int8_precision_mode_enables_int8_with_fp16_fallback(tmp_path):
     assert options["trt_int8_enable"] == "True" and options["trt_fp16_enable"] == "True"
 
 
-def test_an_engine_cache_path_is_kept_inside_the_model_folder(tmp_path):
-    config = _config('optimization { execution_accelerators { gpu_execution_accelerator [ { name: "tensorrt" parameters { key: "trt_engine_cache_path" value: "/etc/engines" } } ] } }')
-    assert g.tensorrt_options(config, tmp_path)["trt_engine_cache_path"] == str(tmp_path / "engines")
+def test_an_engine_cache_asked_for_is_kept_inside_the_model_folder(tmp_path):
+    cache = '{ name: "tensorrt" parameters { key: "trt_engine_cache_enable" value: "1" } %s }'
+    config = lambda extra: _config("optimization { execution_accelerators { gpu_execution_accelerator [ %s ] } }" % (cache % extra))  # noqa: E731
+    assert g.tensorrt_options(config(""), tmp_path)["trt_engine_cache_path"] == str(tmp_path / "trt_cache")
+    elsewhere = g.tensorrt_options(config('parameters { key: "trt_engine_cache_path" value: "/etc/engines" }'), tmp_path)
+    assert elsewhere["trt_engine_cache_path"] == str(tmp_path / "engines")
 
 
 @pytest.mark.parametrize("text, words", [
