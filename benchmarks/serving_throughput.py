@@ -136,9 +136,10 @@ def summarise(latencies: list[float], items: int, seconds: float) -> dict:
 def in_process(path: Path, spec, batch: int, threads: int, seconds: float) -> dict:
     import onnxruntime as ort
 
-    from serving.sessions import session_options
+    from serving.sessions import PREFERENCES, session_options
 
-    session = ort.InferenceSession(str(path), session_options(spec), providers=["CPUExecutionProvider"])
+    # DNNZOO_PROVIDERS (the server's own variable, which its process inherits) picks the same providers here.
+    session = ort.InferenceSession(str(path), session_options(spec), providers=list(PREFERENCES[os.environ.get("DNNZOO_PROVIDERS", "cpu")]))
     feed = {spec.inputs[0].name: make_input(spec, batch)}
     for _ in range(5):
         session.run(None, feed)

@@ -76,20 +76,30 @@ def up_to_date(repository: Path, name: str, run_dir: Path) -> bool:
     return True
 
 
-def build(profile: str, repository: Path, runs: Path, opset: int, force: bool, instance_kind: str, progress: bool, out=print) -> list[Step]:
+def build(profile: str, repository: Path, runs: Path, opset: int, force: bool, instance_kind: str, progress: bool, out=print,
+          precisions: tuple[str, ...] = ("fp32",), allow_degraded: bool = False) -> list[Step]:  # fmt: skip
+    """`precisions` beyond fp32 add NAME_fp16 / NAME_int8 beside each FP32 model whose family has
+    reduced-precision variants (export.precision_data); the others are built in FP32 and say so."""
     from export.pipeline import export_run
+    from export.precision_data import REFUSED, supported
+    from export.precision_variants import requested, variant_name
 
+    reduced = requested(precisions)
     steps = []
     for family in BUILD_ORDER:
         run_dir, seconds = ensure_run(family, profile, runs, progress)
         step = Step(family, run_dir, seconds)
         name = DEFAULT_NAMES[family]
-        if not force and up_to_date(repository, name, run_dir):
+        variants = reduced if supported(family) else []
+        if reduced and not variants:
+            out(f"{name}: FP32 only ({REFUSED.get(family, 'no held-out judge for its variants')})")
+        wanted = [name] + [variant_name(name, p) for p in variants]
+        if not force and all(up_to_date(repository, n, run_dir) for n in wanted):
             step.up_to_date = True
             out(f"{name}: up to date ({run_dir})")
         else:
             started = time.perf_counter()
-            step.exported = export_run(run_dir, repository, name, None, opset, False, instance_kind)
+            step.exported = export_run(run_dir, repository, name, None, opset, False, instance_kind, ("fp32", *variants), allow_degraded)
             step.export_seconds = time.perf_counter() - started
             for item in step.exported:
                 out(f"{name}: exported {item.name} v{item.version} ({item.bytes / 1024:.1f} KiB) in {step.export_seconds:.1f}s")
@@ -108,7 +118,10 @@ def main(argv: list[str], prog: str = "dnnzoo build") -> int:
     started = time.perf_counter()
     try:
         check_opset(args.opset)
-        steps = build(args.profile, args.repository, args.runs, args.opset, args.force, args.instance_kind, args.progress)
+        from export.precision_variants import parse
+
+        steps = build(args.profile, args.repository, args.runs, args.opset, args.force, args.instance_kind, args.progress,
+                      precisions=parse(args.precision), allow_degraded=args.allow_degraded)  # fmt: skip
     except (UserError, FloatingPointError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

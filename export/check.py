@@ -176,3 +176,14 @@ def check_repository(repository: Path) -> list[ModelCheck]:
     folders = sorted(p for p in repository.iterdir() if p.is_dir() and not p.name.startswith("."))
     names = {p.name for p in folders}
     return [check_model(folder, names) for folder in folders]
+
+
+def read_configs(repository: Path) -> dict[str, ModelConfig]:
+    """Every model folder's config that parses (the others are reported by check_repository)."""
+    configs = {}
+    for folder in sorted(p for p in Path(repository).iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            configs[folder.name] = config_text.parse_config((folder / CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+    return configs

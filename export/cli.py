@@ -13,8 +13,8 @@ from export.options import add_export_arguments, check_opset
 
 def describe(exported) -> str:
     size = exported.bytes / 1024
-    return (f"{exported.name} v{exported.version} ({exported.task}) -> {exported.path} "
-            f"({size:.1f} KiB, parity max |diff| {exported.parity_max_abs_diff:.2g})")  # fmt: skip
+    checked = getattr(exported, "judged", "") or f"parity max |diff| {exported.parity_max_abs_diff:.2g}"
+    return f"{exported.name} v{exported.version} ({exported.task}) -> {exported.path} ({size:.1f} KiB, {checked})"
 
 
 def main(argv: list[str], prog: str = "dnnzoo export") -> int:
@@ -27,9 +27,11 @@ def main(argv: list[str], prog: str = "dnnzoo export") -> int:
     passive_wait()  # before torch loads: no spinning on a shared CPU
     try:
         check_opset(args.opset)
+        from export.precision_variants import parse
         from export.pipeline import export_run
 
-        exported = export_run(args.run, args.repository, args.name, args.version, args.opset, args.force, args.instance_kind)
+        exported = export_run(args.run, args.repository, args.name, args.version, args.opset, args.force, args.instance_kind,
+                              parse(args.precision), args.allow_degraded)  # fmt: skip
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,11 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="export: replace an existing version; build: re-export models already up to date")
     parser.add_argument("--instance-kind", choices=INSTANCE_KINDS, default="auto",
                         help="instance_group kind in config.pbtxt (auto: a GPU when the server has one)")  # fmt: skip
+    parser.add_argument("--precision", default="fp32", metavar="LIST",
+                        help="fp32, fp16, int8, comma-separated (default fp32): fp16 and int8 write NAME_fp16 / NAME_int8, "
+                             "judged on the run's held-out data against FP32")  # fmt: skip
+    parser.add_argument("--allow-degraded", action="store_true",
+                        help="write a reduced-precision variant that loses more than its family's tolerance")
 
 
 def check_opset(opset: int) -> None:

@@ -21,7 +21,7 @@ from protos import contract
 
 from dnnzoo.errors import UserError
 from export import config as model_config
-from export import convert, parity, repository
+from export import convert, parity, precision_variants, repository
 from export.families import DEFAULT_NAMES, graphs
 from export.spec import Arrays, ExportSpec
 from training import baselines
@@ -38,6 +38,7 @@ class Exported:
     bytes: int
     parity_max_abs_diff: float
     task: str
+    judged: str = ""  # a reduced-precision variant: its held-out figure against FP32's (replaces parity)
 
 
 @dataclass
@@ -149,8 +150,12 @@ def _parameters(spec: ExportSpec, source: Source, main: str, names: dict[str, st
 
 
 def export_run(run_dir: Path, repository_dir: Path, name: str | None = None, version: int | None = None,
-               opset: int = convert.DEFAULT_OPSET, force: bool = False, instance_kind: str = "auto") -> list[Exported]:  # fmt: skip
-    """Export a run folder's checkpoint into the repository; returns what was written."""
+               opset: int = convert.DEFAULT_OPSET, force: bool = False, instance_kind: str = "auto",
+               precisions: tuple[str, ...] = ("fp32",), allow_degraded: bool = False) -> list[Exported]:  # fmt: skip
+    """Export a run folder's checkpoint into the repository; returns what was written.
+
+    `precisions` names the models written: fp32 is NAME, fp16 and int8 are NAME_fp16 and NAME_int8
+    (export.precision), each judged on the run's held-out data before anything is written."""
     run_dir, repository_dir = Path(run_dir), Path(repository_dir)
     if not run_dir.is_dir():
         raise UserError(f"no run folder at {run_dir}")
@@ -162,18 +167,26 @@ def export_run(run_dir: Path, repository_dir: Path, name: str | None = None, ver
     if version is not None and version < 1:
         raise UserError(f"--version must be a positive integer, not {version}")
 
+    reduced = precision_variants.requested(precisions)
+    judge = precision_variants.judge_for(family, run_dir, metrics, ckpt) if reduced else None  # refused before any work
     source = Source(family, run_dir, metrics, checkpoint_digest(run_dir))
     for record in baselines.lost(metrics.get("final", {})):
         print(f"WARNING: exporting {run_dir.name}: its {baselines.describe(record)}", file=sys.stderr)
-    return export_specs(builder.specs(ckpt, run_dir), source, repository_dir, main, version, opset, force, instance_kind)
+    variants = precision_variants.Request(reduced, judge, allow_degraded, "fp32" in precisions) if reduced else None
+    return export_specs(builder.specs(ckpt, run_dir), source, repository_dir, main, version, opset, force, instance_kind, variants)
 
 
 def export_specs(specs: list[ExportSpec], source: Source, repository_dir: Path, main: str, version: int | None = None,
-                 opset: int = convert.DEFAULT_OPSET, force: bool = False, instance_kind: str = "auto") -> list[Exported]:  # fmt: skip
-    """Convert, check and parity-test every spec, then write them all; nothing is written on any failure."""
+                 opset: int = convert.DEFAULT_OPSET, force: bool = False, instance_kind: str = "auto",
+                 variants: "precision_variants.Request | None" = None) -> list[Exported]:  # fmt: skip
+    """Convert, check and parity-test every spec, then write them all; nothing is written on any failure.
+
+    With `variants`, the main model is also converted to each reduced precision and judged
+    (export.precision_variants), and the FP32 models are written only when asked for too."""
     names = {spec.suffix: repository.check_name(main + spec.suffix) for spec in specs}
-    version = version or repository.next_version(repository_dir, list(names.values()))
-    repository.refuse_overwrite(repository_dir, list(names.values()), version, force)
+    written = precision_variants.names(main, names, variants)
+    version = version or repository.next_version(repository_dir, written)
+    repository.refuse_overwrite(repository_dir, written, version, force)
 
     built = []
     for spec in specs:
@@ -189,14 +202,26 @@ def export_specs(specs: list[ExportSpec], source: Source, repository_dir: Path, 
         if traced is not None:
             report = parity.Report(max(report.max_abs_diff, traced.max_abs_diff), report.cases + traced.cases)
         built.append((spec, repository.ModelFolder(model_name, version, "", data, spec.side_files), report))
+        if variants is not None and not spec.suffix:
+            made = precision_variants.make(onnx_model, spec, variants, main)
 
     run_id = export_id([folder for _, folder, _ in built])
     for spec, folder, report in built:
         params = _parameters(spec, source, main, names, opset, report, run_id)
+        if variants is not None and not spec.suffix:
+            params |= precision_variants.fp32_parameters(made, variants.judge)
         folder.config = model_config.config_text_of(model_config.model_config(folder.name, spec, params, instance_kind))
+    if variants is not None:
+        spec, fp32_folder, report = built[0]
+        base = _parameters(spec, source, main, {}, opset, report, run_id)
+        folders = precision_variants.folders(made, spec, fp32_folder, base, variants.judge, main, instance_kind)
+        built = (built if variants.keep_fp32 else []) + [(spec, folder, report) for folder in folders]
+        judged = {folder.name: precision_variants.judged(v, variants.judge) for folder, v in zip(folders, made)}
 
     paths = repository.write_all(repository_dir, [folder for _, folder, _ in built])
+    judged = judged if variants is not None else {}
     return [
-        Exported(folder.name, version, path, len(folder.onnx), report.max_abs_diff, spec.parameters.get(contract.TASK, ""))
+        Exported(folder.name, version, path, len(folder.onnx), report.max_abs_diff, spec.parameters.get(contract.TASK, ""),
+                 judged.get(folder.name, ""))
         for (spec, folder, report), path in zip(built, paths)
-    ]
+    ]  # fmt: skip

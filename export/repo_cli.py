@@ -14,6 +14,7 @@ def main(argv: list[str], prog: str = "dnnzoo repo") -> int:
     actions = parser.add_subparsers(dest="action", required=True)
     check = actions.add_parser("check", help="configs parse, graphs match configs, side files exist")
     check.add_argument("repository", type=Path, metavar="DIR")
+    check.add_argument("--report", action="store_true", help="also print each model's precision figures (held-out metric, size, CPU latency)")
     args = parser.parse_args(argv)
 
     from export.check import check_repository
@@ -28,6 +29,11 @@ def main(argv: list[str], prog: str = "dnnzoo repo") -> int:
         return 1
     for result in results:
         print(result.line())
+    if args.report:
+        from export.check import read_configs
+        from export.precision import report_table
+
+        print(report_table(read_configs(args.repository)))
     failed = sum(not r.ok for r in results)
     print(f"{len(results) - failed} of {len(results)} models ok")
     return 1 if failed else 0

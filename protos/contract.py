@@ -145,6 +145,15 @@ SOURCE_PROFILE = "dnnzoo.source.profile"
 SOURCE_CHECKPOINT = "dnnzoo.source.checkpoint_sha256"
 EXPORT_OPSET = "dnnzoo.export.opset"
 EXPORT_PARITY = "dnnzoo.export.parity_max_abs_diff"
+# reduced-precision variants (export/precision.py writes them, `repo check --report` reads them)
+PRECISION = "dnnzoo.precision"  # fp16 | int8
+PRECISION_OF = "dnnzoo.precision.of"  # the FP32 model the variant was made from
+PRECISION_METRIC = "dnnzoo.precision.metric"  # e.g. accuracy, map50
+PRECISION_HELD_OUT = "dnnzoo.precision.held_out"  # what the metric was measured on, in words
+PRECISION_TOLERANCE = "dnnzoo.precision.tolerance"  # the largest loss accepted without --allow-degraded
+PRECISION_DEGRADED = "dnnzoo.precision.degraded"  # true: written past the tolerance with --allow-degraded
+PRECISION_LATENCY_THREADS = "dnnzoo.precision.latency_threads"
+# per precision P (fp32 and the variant's own): dnnzoo.precision.P.metric, .bytes, .latency_ms.b1, .latency_ms.b32
 # serving
 MAX_REQUEST_ELEMENTS = "dnnzoo.max_request_elements"
 PROVIDERS = "dnnzoo.providers"  # written by the server into the effective config it reports

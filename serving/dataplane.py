@@ -155,7 +155,8 @@ class DataPlane:
         rows = []
         for name, entry in sorted(self.models.entries.items()):
             if entry.versions:
-                rows += [IndexEntry(name, str(v), READY, "") for v in sorted(entry.versions)]
+                warning = entry.spec.warning if entry.spec is not None else ""  # config fields not applied
+                rows += [IndexEntry(name, str(v), READY, warning) for v in sorted(entry.versions)]
             if not ready_only:
                 rows += [IndexEntry(name, str(v), "UNAVAILABLE", why) for v, why in sorted(entry.version_errors.items())]
                 if not entry.versions:

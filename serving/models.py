@@ -56,6 +56,7 @@ class ModelEntry:
     version_errors: dict[int, str] = field(default_factory=dict)
     failed: dict[int, tuple] = field(default_factory=dict)  # version -> (fingerprint, reason) not retried
     refused: str = ""  # why the last sync applied nothing or not everything ("" when all of it loaded)
+    warned: tuple = ()  # the config fingerprint whose ignored fields were last logged (once per config)
 
 
 @dataclass
@@ -237,6 +238,9 @@ class ModelManager:
         entry.versions = {**keep, **fresh}
         entry.version_errors = {n: e for n, e in errors.items() if n not in entry.versions}
         entry.spec = source.spec
+        if source.spec.warning and entry.warned != source.fingerprint:
+            entry.warned = source.fingerprint
+            log.warning("model %r: %s", name, source.spec.warning)
         if entry.versions:
             entry.state, entry.reason = READY, "; ".join(entry.version_errors.values())
         else:

@@ -17,7 +17,7 @@ from protos.contract import TensorSpec
 from protos.config_text import from_config, parse_config
 from protos.model_config_pb2 import ModelConfig
 
-from serving import limits
+from serving import config_fields, limits
 from serving.batching import BatchPolicy
 from serving.plan import plan_for
 
@@ -30,6 +30,7 @@ class ModelSpec:
     config: ModelConfig
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    warning: str = ""  # config fields accepted but not applied (serving.config_fields)
 
     @property
     def name(self) -> str:
@@ -169,6 +170,9 @@ def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> Mo
     if config.WhichOneof("scheduling_choice") in ("sequence_batching", "ensemble_scheduling"):
         raise ValueError(f"{config.WhichOneof('scheduling_choice')} is not supported by this server")
     check_bounds(config)
+    fields = config_fields.review(config)
+    if fields.refused:
+        raise ValueError("config.pbtxt sets what this server refuses: " + "; ".join(fields.refused))
 
     def tensor(t, labels: list[str] | tuple = ()) -> TensorSpec:
         try:
@@ -198,7 +202,7 @@ def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> Mo
     names = [t.name for t in (*inputs, *outputs)]
     if len(set(names)) != len(names):
         raise ValueError("input and output names must be unique")
-    return ModelSpec(config, inputs, tuple(outputs))
+    return ModelSpec(config, inputs, tuple(outputs), fields.warning())
 
 
 def check_bounds(config: ModelConfig) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from serving import gpu_options
 from serving.errors import InvalidInput, ModelRunFailed, ServingError, TooLarge
 from serving.limits import ORT_SESSION_ENTRIES, shown, without_paths
 from serving.plan import int_parameter, plan_for
@@ -163,8 +164,15 @@ def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: 
     """Create, check and warm up a session; ValueError with a readable reason if any step fails."""
     options = session_options(spec)
     wanted = providers.wanted(spec)
+    model_dir = path.parent.parent if path.parent.name.isdigit() else path.parent.parent.parent  # NAME/1/model.onnx[/model.onnx]
     try:
-        session = ort.InferenceSession(str(path), options, providers=wanted)
+        gpu_options.accelerators(spec.config)
+        device = next((d for d in gpu_options.device_ids(spec.config) if d is not None), None)  # one session: the first GPU listed
+        provider_options = gpu_options.provider_options(wanted, spec.config, model_dir, device)
+    except ValueError as exc:
+        raise ValueError(f"GPU settings: {exc}") from None
+    try:
+        session = ort.InferenceSession(str(path), options, providers=wanted, provider_options=provider_options)
     except Exception as exc:  # noqa: BLE001 - ORT raises several types for a bad file
         raise ValueError(f"ONNX Runtime cannot load {path.parent.name}/{path.name}: {_first_line(exc)}") from None
     used = tuple(session.get_providers())
@@ -176,7 +184,13 @@ def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: 
     check_graph(session, spec)
     loaded = LoadedSession(session, spec, used, options.intra_op_num_threads, options.inter_op_num_threads)
     try:
-        loaded.run(warm_up_inputs(spec))
+        runs = gpu_options.warmup_runs(spec.config, model_dir)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"model_warmup: {_first_line(exc)}") from None
+    try:
+        for run in runs or [gpu_options.WarmupRun("zeros", warm_up_inputs(spec), 1)]:
+            for _ in range(run.count):
+                loaded.run(loaded.prepare(dict(run.inputs)))
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"warm-up inference failed: {_first_line(exc)}") from None
     return loaded
