@@ -183,7 +183,7 @@ def read_configs(repository: Path) -> dict[str, ModelConfig]:
     configs = {}
     for folder in sorted(p for p in Path(repository).iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:
-            configs[folder.name] = config_text.parse_config((folder / CONFIG).read_text(encoding="utf-8"))
+            configs[folder.name] = config_text.parse_config((folder / contract.CONFIG_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError):
             continue
     return configs
