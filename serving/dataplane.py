@@ -79,9 +79,9 @@ class DataPlane:
         self.models = models
         self.limits = limits  # what one inference request may hold: the codec and validation check it
         self.held = HeldBytes(limits.max_queued_bytes)  # what every accepted request holds, together
-        # Python work that grows with a request (decoding large requests, encoding large answers)
-        # runs here, one at a time: it holds the GIL, and one at a time leaves the rest of it to
-        # small requests and the event loop.
+        # Python work that grows with a request (parsing and decoding a large one) runs here, one at
+        # a time: it holds the GIL, and one at a time leaves the rest of it to small requests and
+        # the event loop. Answers are encoded on the instance thread that ran them.
         self.heavy = ThreadPoolExecutor(1, thread_name_prefix="dnnzoo-heavy")
         self.version = version
         self.accepting = False  # true once started, false again when shutting down
@@ -172,11 +172,6 @@ class DataPlane:
     async def infer(self, request: InferRequest, deadline: float | None = None) -> InferResponse:
         """Run one request through its model's batcher. `deadline` is in `time.monotonic()` seconds."""
         return await await_callback(lambda done: self.start(request, deadline, done), Call.cancel)
-
-    async def infer_off_loop(self, decode: Callable[[], InferRequest], deadline: float | None = None) -> InferResponse:
-        """`infer` for a large request: decoding (`decode()`), validation and queueing run on a worker
-        thread, so that the event loop keeps serving everyone else meanwhile."""
-        return await await_callback(lambda done: self.start(decode(), deadline, done), Call.cancel, self.heavy)
 
     def start(self, request: InferRequest, deadline: float | None, done: Callable[[object], None],
               run_here: bool = False) -> Call:
