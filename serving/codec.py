@@ -20,7 +20,7 @@ import struct
 import numpy as np
 
 from protos import grpc_service_pb2 as pb
-from protos.config_text import Datatype, from_name
+from protos.config_text import DATATYPES, Datatype, from_name
 
 from serving.errors import InvalidInput, TooLarge
 from serving.limits import MAX_RANK, MAX_TENSORS, RequestLimits, shown
@@ -48,7 +48,16 @@ def _parameter(value: pb.InferParameter):
     return getattr(value, kind) if kind else None
 
 
+# The datatypes this server decodes, by protocol name, and the little-endian dtype of each: looked
+# up once here, not per request.
+_SERVED = {d.name: d for d in DATATYPES if d.numpy is not None}
+_LITTLE_ENDIAN = {d.name: d.numpy.newbyteorder("<") for d in _SERVED.values()}
+
+
 def _datatype(name: str, tensor: str) -> Datatype:
+    served = _SERVED.get(name)
+    if served is not None:
+        return served
     try:
         datatype = from_name(name)
     except ValueError:
@@ -179,7 +188,8 @@ def _decode_raw(tensor: str, shape: tuple[int, ...], datatype: Datatype, raw: by
             f"{datatype.name} needs {needs}"
         )
     budget.take(tensor, shape, count, strings=False)
-    return np.frombuffer(raw, dtype=datatype.numpy.newbyteorder("<")).reshape(shape)
+    # A read-only view of the message's bytes: no copy (ONNX Runtime reads it as it is).
+    return np.frombuffer(raw, dtype=_LITTLE_ENDIAN[datatype.name]).reshape(shape)
 
 
 def _decode_typed(message: pb.ModelInferRequest.InferInputTensor, tensor: str, shape: tuple[int, ...],
@@ -214,10 +224,10 @@ def decode_request(message: pb.ModelInferRequest, limits: RequestLimits = DEFAUL
             raise InvalidInput(f"{len(tensors)} {kind} in one request, at most {MAX_TENSORS} are accepted")
     raw = message.raw_input_contents
     if raw:
-        typed = [t.name for t in message.inputs if t.HasField("contents")]
-        if typed:
+        if any(t.HasField("contents") for t in message.inputs):
+            typed = next(t.name for t in message.inputs if t.HasField("contents"))
             raise InvalidInput(
-                f"input {shown(typed[0])} has typed contents while raw_input_contents is used: send all inputs one way"
+                f"input {shown(typed)} has typed contents while raw_input_contents is used: send all inputs one way"
             )
         if len(raw) != len(message.inputs):
             raise InvalidInput(f"{len(raw)} raw_input_contents for {len(message.inputs)} inputs; they must pair up in order")
@@ -241,9 +251,11 @@ def decode_request(message: pb.ModelInferRequest, limits: RequestLimits = DEFAUL
         if not isinstance(count, int) or isinstance(count, bool):
             raise InvalidInput(f"output {shown(requested.name)}: the classification parameter must be an integer count")
         outputs.append(RequestedOutput(requested.name, count))
-    timeout = _parameter(message.parameters["timeout"]) if "timeout" in message.parameters else None
-    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0):
-        raise InvalidInput("the timeout parameter must be a non-negative integer (microseconds)")
+    timeout = None
+    if message.parameters and "timeout" in message.parameters:
+        timeout = _parameter(message.parameters["timeout"])
+        if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0):
+            raise InvalidInput("the timeout parameter must be a non-negative integer (microseconds)")
     return InferRequest(message.model_name, inputs, message.model_version, message.id, outputs, timeout or None)
 
 
@@ -259,5 +271,5 @@ def encode_response(response: InferResponse) -> pb.ModelInferResponse:
             data = output.data
             if data.dtype.byteorder == ">":
                 data = data.astype(data.dtype.newbyteorder("<"))
-            raw.append(np.ascontiguousarray(data).tobytes())
+            raw.append(data.tobytes())  # C order, whatever the array's layout
     return message

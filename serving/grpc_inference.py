@@ -131,7 +131,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def model_infer(self, request: pb.ModelInferRequest, deadline: float | None) -> pb.ModelInferResponse:
         """`start_model_infer` for the event loop; a large request is decoded and queued off it."""
-        heavy = self.plane.heavy if sum(map(len, request.raw_input_contents)) > INLINE_PAYLOAD_BYTES else None
+        heavy = self.plane.heavy if request.ByteSize() > INLINE_PAYLOAD_BYTES else None  # as the native front does
         return await await_callback(lambda reply: self.start_model_infer(request, deadline, reply), Call.cancel, heavy)
 
     async def ModelStreamInfer(self, request_iterator, context):

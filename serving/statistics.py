@@ -79,9 +79,12 @@ class VersionStatistics:
             batch = self.batches.get(rows)
             if batch is None:
                 batch = self.batches[rows] = BatchDurations()
-            batch.compute_input.add(input_ns)
-            batch.compute_infer.add(infer_ns)
-            batch.compute_output.add(output_ns)
+            batch.compute_input.count += 1
+            batch.compute_input.ns += input_ns
+            batch.compute_infer.count += 1
+            batch.compute_infer.ns += infer_ns
+            batch.compute_output.count += 1
+            batch.compute_output.ns += output_ns
 
     def admit(self) -> None:
         """A request was queued; `record_success`, `record_failure(admitted=True)` or `release` ends it."""
