@@ -120,13 +120,14 @@ def wait_ready(server: Server, model: str) -> None:
             time.sleep(0.05)  # between two answered "not ready yet"
 
 
-def start_dnnzoo(repository: Path, model: str, logs: Path, cpus: str | None) -> Server:
+def start_dnnzoo(repository: Path, model: str, logs: Path, cpus: str | None, root: Path = ROOT) -> Server:
+    """`root`: the checkout whose dnnzoo runs (another branch's, to compare two in one run)."""
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(root))
     command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
                "--port", str(port), "--metrics-port", str(free_port()), "--providers", "cpu"]
-    log = logs / f"dnnzoo-{repository.name}.log"
-    server = Server("dnnzoo", f"127.0.0.1:{port}", launch(command, log, cpus, cwd=ROOT, env=env), log, 180)
+    log = logs / f"dnnzoo-{repository.name}-{root.name}.log"
+    server = Server("dnnzoo", f"127.0.0.1:{port}", launch(command, log, cpus, cwd=root, env=env), log, 180)
     return server
 
 
