@@ -36,7 +36,7 @@ class Duration:
 
     def add(self, ns: int, count: int = 1) -> None:
         self.count += count
-        self.ns += max(0, int(ns))
+        self.ns += ns if ns > 0 else 0
 
 
 @dataclass
@@ -79,12 +79,9 @@ class VersionStatistics:
             batch = self.batches.get(rows)
             if batch is None:
                 batch = self.batches[rows] = BatchDurations()
-            batch.compute_input.count += 1
-            batch.compute_input.ns += input_ns
-            batch.compute_infer.count += 1
-            batch.compute_infer.ns += infer_ns
-            batch.compute_output.count += 1
-            batch.compute_output.ns += output_ns
+            batch.compute_input.add(input_ns)
+            batch.compute_infer.add(infer_ns)
+            batch.compute_output.add(output_ns)
 
     def admit(self) -> None:
         """A request was queued; `record_success`, `record_failure(admitted=True)` or `release` ends it."""
@@ -98,20 +95,16 @@ class VersionStatistics:
 
     def record_success(self, total_ns: int, timings: Timings) -> None:
         """An admitted request was answered."""
-        queue_ns, input_ns, infer_ns, output_ns = timings[0], timings[1], timings[2], timings[3]
+        queue_ns, input_ns = timings.queue_ns, timings.compute_input_ns
+        infer_ns, output_ns = timings.compute_infer_ns, timings.compute_output_ns
         compute_ns = input_ns + infer_ns + output_ns
         with self.lock:
             self.in_flight -= 1
-            self.success.count += 1
-            self.success.ns += total_ns
-            self.queue.count += 1
-            self.queue.ns += queue_ns
-            self.compute_input.count += 1
-            self.compute_input.ns += input_ns
-            self.compute_infer.count += 1
-            self.compute_infer.ns += infer_ns
-            self.compute_output.count += 1
-            self.compute_output.ns += output_ns
+            self.success.add(total_ns)
+            self.queue.add(queue_ns)
+            self.compute_input.add(input_ns)
+            self.compute_infer.add(infer_ns)
+            self.compute_output.add(output_ns)
             self.request_buckets[bisect_left(_BOUNDS_NS, total_ns)] += 1
             self.queue_buckets[bisect_left(_BOUNDS_NS, queue_ns)] += 1
             self.compute_buckets[bisect_left(_BOUNDS_NS, compute_ns)] += 1
