@@ -125,7 +125,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         it straight from its dispatch thread; grpc.aio through `model_infer`."""
 
         def done(result) -> None:
-            reply(result if isinstance(result, BaseException) else encode_response(result))
+            if not isinstance(result, BaseException):
+                try:
+                    result = encode_response(result)
+                except Exception as exc:  # noqa: BLE001 - a bug: answered INTERNAL, never left unanswered
+                    result = exc
+            reply(result)
 
         return self.plane.start(decode_request(request, self.plane.limits), deadline, done, run_here)
 
