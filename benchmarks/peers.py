@@ -6,6 +6,7 @@
     python benchmarks/peers.py --json peers.json                # also every measurement, raw
     python benchmarks/peers.py --targets dnnzoo --variant 1x2='instance_group [{count: 1}] parameters {key:
         "intra_op_thread_count" value {string_value: "2"}}'       # dnnzoo's default beside a hand-tuned plan
+    python benchmarks/peers.py --targets in-process,dnnzoo --tree main=../main   # this branch beside main's dnnzoo
 
 Servers, all started here on free loopback ports and stopped on exit (Ctrl-C included):
 - dnnzoo: `python -m dnnzoo serve` on a repository holding only the model (CPU provider).
@@ -150,6 +151,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write every measurement and the medians here")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=CONFIG",
                         help="also serve the model with dnnzoo under CONFIG (config.pbtxt text appended), as target dnnzoo:NAME")
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                        help="also serve the model with the dnnzoo of another checkout at PATH (e.g. main, to "
+                             "compare a branch with it in one run), as target dnnzoo@NAME")
     args = parser.parse_args()
     if bool(args.model_repo) != bool(args.model):
         parser.error("--model-repo and --model go together")
@@ -160,6 +164,12 @@ def main() -> int:
     for name in variants:
         LABELS[f"dnnzoo:{name}"] = f"dnnzoo:{name}"
     targets += [f"dnnzoo:{name}" for name in variants]
+    trees = {name: Path(path).resolve() for name, path in (t.split("=", 1) for t in args.tree)}
+    for name, path in trees.items():
+        if not (path / "serving").is_dir():
+            parser.error(f"--tree {name}={path}: not a dnnzoo checkout (no serving/ folder)")
+        LABELS[f"dnnzoo@{name}"] = f"dnnzoo@{name}"
+    targets += [f"dnnzoo@{name}" for name in trees]
     stop_on_signals()
 
     from tqdm import tqdm
@@ -199,6 +209,8 @@ def main() -> int:
             config = folder / model.name / "config.pbtxt"
             config.write_text(config.read_text() + "\n" + text + "\n")
             starters[f"dnnzoo:{name}"] = lambda folder=folder: start_dnnzoo(folder, model.name, logs, args.server_cpus)
+        for name, path in trees.items():
+            starters[f"dnnzoo@{name}"] = lambda path=path: start_dnnzoo(repository, model.name, logs, args.server_cpus, path)
         for target in targets:
             if target in starters:
                 servers[target] = starters[target]()

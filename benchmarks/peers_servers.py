@@ -28,9 +28,10 @@ MLSERVER_SPEC = "mlserver==1.7.*"
 UVLOOP_SPEC = "uvloop==0.21.0"  # later uvloop releases break MLServer 1.7's parallel workers
 
 
-def start_dnnzoo(repository: Path, model: str, logs: Path, cpus: str | None) -> Server:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return child_server.start_dnnzoo(repository, logs / f"dnnzoo-{repository.name}.log", cpus, cwd=ROOT, env=env)
+def start_dnnzoo(repository: Path, model: str, logs: Path, cpus: str | None, root: Path = ROOT) -> Server:
+    """`root`: the checkout whose dnnzoo runs (another branch's, to compare two in one run)."""
+    env = dict(os.environ, PYTHONPATH=str(root))
+    return child_server.start_dnnzoo(repository, logs / f"dnnzoo-{repository.name}-{root.name}.log", cpus, cwd=root, env=env)
 
 
 def start_thin(model_file: Path, model: str, logs: Path, cpus: str | None) -> Server:

@@ -351,10 +351,13 @@ class Batcher:
     def _shape_of(self, inputs: Mapping[str, np.ndarray]) -> tuple[int, tuple]:
         if self.policy.max_batch_size <= 0:
             return 1, ()
+        if len(inputs) == 1:  # the common case, without sets and sorting
+            ((name, array),) = inputs.items()
+            return array.shape[0], ((name, array.dtype, array.shape[1:]),)
         rows = {array.shape[0] for array in inputs.values()} if inputs else {1}
         if len(rows) != 1:
             raise InvalidInput(f"{self.label}: every input must have the same batch size (dim 0), got {sorted(rows)}")
-        signature = tuple(sorted((name, array.dtype.str, array.shape[1:]) for name, array in inputs.items()))
+        signature = tuple(sorted((name, array.dtype, array.shape[1:]) for name, array in inputs.items()))
         return rows.pop(), signature
 
     def _purge(self) -> None:

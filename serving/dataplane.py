@@ -2,7 +2,8 @@
 
 Servicers (the Open Inference Protocol one now, typed task services later) decode their wire
 format into `serving.requests` types, call a method here, and encode what comes back. Validation,
-batching, statistics and metrics all happen behind this one path, so every front end gets them.
+batching and statistics (which the metrics read) all happen behind this one path, so every front end
+gets them.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from protos import contract
 from protos.model_config_pb2 import ModelConfig
 
 from serving.batching import Ticket, await_callback
 from serving.classification import classify
 from serving.errors import ModelNotFound, ModelNotReady, ServingError, TooLarge, VersionRetired
 from serving.limits import RequestLimits, shown
-from serving.metrics import Metrics
 from serving.models import READY, LoadedVersion, ModelManager
 from serving.repository import ModelSpec
 from serving.requests import InferOutput, InferRequest, InferResponse
@@ -47,7 +48,6 @@ class ModelInfo:
     platform: str
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
-    providers: dict[str, tuple[str, ...]]  # version -> execution providers in use
 
 
 @dataclass(frozen=True)
@@ -74,16 +74,15 @@ class IndexEntry:
 
 
 class DataPlane:
-    def __init__(self, models: ModelManager, metrics: Metrics, version: str,
+    def __init__(self, models: ModelManager, version: str,
                  limits: RequestLimits = RequestLimits()) -> None:
         self.models = models
         self.limits = limits  # what one inference request may hold: the codec and validation check it
         self.held = HeldBytes(limits.max_queued_bytes)  # what every accepted request holds, together
-        # Python work that grows with a request (decoding large requests, encoding large answers)
-        # runs here, one at a time: it holds the GIL, and one at a time leaves the rest of it to
-        # small requests and the event loop.
+        # Python work that grows with a request (parsing and decoding a large one) runs here, one at
+        # a time: it holds the GIL, and one at a time leaves the rest of it to small requests and
+        # the event loop. Answers are encoded on the instance thread that ran them.
         self.heavy = ThreadPoolExecutor(1, thread_name_prefix="dnnzoo-heavy")
-        self.metrics = metrics
         self.version = version
         self.accepting = False  # true once started, false again when shutting down
 
@@ -112,8 +111,7 @@ class DataPlane:
         def info(tensors) -> list[TensorInfo]:
             return [TensorInfo(t.name, t.datatype.name, spec.full_shape(t)) for t in tensors]
 
-        providers = {str(v.version): v.runtime.providers for v in entry.versions.values()}
-        return ModelInfo(name, versions, "onnxruntime_onnx", info(spec.inputs), info(spec.outputs), providers)
+        return ModelInfo(name, versions, contract.PLATFORM, info(spec.inputs), info(spec.outputs))
 
     def model_config(self, name: str, version: str = "") -> ModelConfig:
         """The effective config: the file's, plus what the server chose (providers, threads)."""
@@ -121,9 +119,9 @@ class DataPlane:
         config = ModelConfig()
         config.CopyFrom(loaded.spec.config)
         if not config.platform and not config.backend:
-            config.platform = "onnxruntime_onnx"
+            config.platform = contract.PLATFORM
         runtime = loaded.runtime
-        config.parameters["dnnzoo.providers"].string_value = ",".join(runtime.providers)
+        config.parameters[contract.PROVIDERS].string_value = ",".join(runtime.providers)
         config.parameters["intra_op_thread_count"].string_value = str(runtime.intra_op_threads)
         if not sum(group.count for group in config.instance_group):  # the plan's instance threads, filled in
             group = config.instance_group[0] if config.instance_group else config.instance_group.add()
@@ -176,8 +174,8 @@ class DataPlane:
         return await await_callback(lambda done: self.start(request, deadline, done), Call.cancel)
 
     async def infer_off_loop(self, decode: Callable[[], InferRequest], deadline: float | None = None) -> InferResponse:
-        """`infer` for a large request: decoding (`decode()`), validation and queueing run on a worker
-        thread, so that the event loop keeps serving everyone else meanwhile."""
+        """`infer` for a large request (REST's big bodies): decoding (`decode()`), validation and
+        queueing run on the heavy worker thread, so that the event loop keeps serving everyone else."""
         return await await_callback(lambda done: self.start(decode(), deadline, done), Call.cancel, self.heavy)
 
     def start(self, request: InferRequest, deadline: float | None, done: Callable[[object], None],
@@ -198,55 +196,50 @@ class DataPlane:
 
     def _start(self, loaded: LoadedVersion, request: InferRequest, deadline: float | None,
                done: Callable[[object], None], run_here: bool) -> Call:
-        model, version = loaded.name, str(loaded.version)
         started = time.monotonic_ns()
-        metrics = self.metrics.version(model, version)
+        stats = loaded.stats
         try:
             inputs = loaded.runtime.prepare(check_inputs(loaded.spec, request, self.limits))
             wanted = check_outputs(loaded.spec, request.outputs)
             held = self.held.take(_held_bytes(inputs))
         except Exception as exc:
-            self._failed(loaded, started, exc)
+            _failed(stats, started, exc)
             raise
 
         def finished(result) -> None:
-            metrics.in_flight.dec()
             self.held.give_back(held)
             if not isinstance(result, BaseException):
                 try:
                     values, timings = result
-                    response = InferResponse(model, version, request.id, _outputs(loaded.spec, values, wanted))
+                    response = InferResponse(loaded.name, stats.version, request.id, _outputs(loaded.spec, values, wanted))
                 except Exception as exc:  # noqa: BLE001 - answered like any other failure
                     result = exc
                 else:
-                    total = time.monotonic_ns() - started
-                    loaded.stats.record_success(total, timings)
-                    metrics.observe_success(total, timings)
+                    stats.record_success(time.monotonic_ns() - started, timings)
                     done(response)
                     return
-            self._failed(loaded, started, result)
+            _failed(stats, started, result, admitted=True)
             done(result)
 
-        metrics.in_flight.inc()
+        stats.admit()
         try:
             ticket = loaded.batcher.enqueue(inputs, deadline, finished, run_here)
         except VersionRetired:
-            metrics.in_flight.dec()  # not a failure: the caller queues it at the version now serving
+            stats.release()  # not a failure: the caller queues it at the version now serving
             self.held.give_back(held)
             raise
         except Exception as exc:
-            metrics.in_flight.dec()
             self.held.give_back(held)
-            self._failed(loaded, started, exc)
+            _failed(stats, started, exc, admitted=True)
             raise
         return Call(self, loaded, ticket, started, held)
 
-    def _failed(self, loaded, started: int, why: BaseException | str) -> None:
-        if isinstance(why, BaseException):
-            why = type(why).__name__ if isinstance(why, ServingError) else "Internal"
-        total = time.monotonic_ns() - started
-        loaded.stats.record_failure(total)
-        self.metrics.observe_failure(loaded.name, str(loaded.version), total, why)
+
+def _failed(stats: VersionStatistics, started: int, why: BaseException | str, admitted: bool = False) -> None:
+    """Count a failed request, by the error's name (an unexpected one is Internal)."""
+    if isinstance(why, BaseException):
+        why = type(why).__name__ if isinstance(why, ServingError) else "Internal"
+    stats.record_failure(time.monotonic_ns() - started, why, admitted)
 
 
 @dataclass(frozen=True)
@@ -263,9 +256,8 @@ class Call:
     def cancel(self) -> bool:
         if not self.loaded.batcher.cancel(self.ticket):
             return False
-        self.plane.metrics.version(self.loaded.name, str(self.loaded.version)).in_flight.dec()
         self.plane.held.give_back(self.held)
-        self.plane._failed(self.loaded, self.started, "CANCELLED")
+        _failed(self.loaded.stats, self.started, "CANCELLED", admitted=True)
         return True
 
 

@@ -1,17 +1,16 @@
 """The Open Inference Protocol servicer (`inference.GRPCInferenceService`).
 
-Each method only translates: protobuf in, a data-plane call, protobuf out. Errors are raised and
-turned into status codes by `serving.status` (one table); ModelStreamInfer is the exception to
-raising, because Triton reports a stream's per-request errors in `error_message` and keeps the
-stream open, so it uses the same table to write the message.
+Each method only translates: protobuf in, a data-plane call, protobuf out. ModelInfer has one path
+(`start_model_infer`) that both gRPC fronts and ModelStreamInfer take. Errors are raised and turned
+into status codes by `serving.status` (one table); ModelStreamInfer is the exception to raising,
+because Triton reports a stream's per-request errors in `error_message` and keeps the stream open,
+so it uses the same table to write the message.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
+from collections.abc import Callable
 
-import grpc
 from google.protobuf import json_format
 
 from protos import grpc_service_pb2 as pb
@@ -19,19 +18,14 @@ from protos import grpc_service_pb2_grpc as pb_grpc
 from protos.model_config_pb2 import ModelConfig
 
 from serving.codec import decode_request, encode_response
-from serving.dataplane import DataPlane
+from serving.batching import await_callback
+from serving.dataplane import Call, DataPlane
+from serving.deadlines import deadline_of
 from serving.errors import InvalidInput, Unsupported
-from serving.limits import INLINE_PAYLOAD_BYTES, INLINE_STRING_ELEMENTS
+from serving.limits import INLINE_PAYLOAD_BYTES
 from serving.repository import check_override
 from serving.statistics import Duration, VersionStatistics
 from serving.status import status_of
-
-
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
-    remaining = context.time_remaining()
-    if remaining is None:
-        return None
-    return time.monotonic() + remaining
 
 
 def _config_override(request: pb.RepositoryModelLoadRequest) -> ModelConfig | None:
@@ -113,30 +107,35 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelConfigResponse(config=self.plane.model_config(request.name, request.version))
 
     async def ModelInfer(self, request, context):
-        deadline = _deadline(context)
-        if sum(map(len, request.raw_input_contents)) > INLINE_PAYLOAD_BYTES:  # keep the event loop free
-            response = await self.plane.infer_off_loop(lambda: decode_request(request, self.plane.limits), deadline)
-        else:
-            response = await self.plane.infer(decode_request(request, self.plane.limits), deadline)
-        if sum(o.data.size for o in response.outputs if o.datatype == "BYTES") > INLINE_STRING_ELEMENTS:
-            return await asyncio.get_running_loop().run_in_executor(self.plane.heavy, encode_response, response)
-        return encode_response(response)
+        return await self.model_infer(request, deadline_of(context))
 
-    def start_model_infer(self, request, deadline, reply, run_here: bool = False):
-        """ModelInfer off the event loop, for the native front: decoded on the calling thread,
-        `reply` gets the response message (or the exception) on the model's instance thread."""
+    def start_model_infer(self, request: pb.ModelInferRequest, deadline: float | None, reply: Callable[[object], None],
+                          run_here: bool = False) -> Call:
+        """The one ModelInfer path, whichever front the call came in on: decoded, validated and
+        queued on the calling thread; `reply` gets the response message, or the exception to map, on
+        the model's instance thread (or on this one, see `DataPlane.start`). The native front calls
+        it straight from its dispatch thread; grpc.aio through `model_infer`."""
 
         def done(result) -> None:
-            reply(result if isinstance(result, BaseException) else encode_response(result))
+            if not isinstance(result, BaseException):
+                try:
+                    result = encode_response(result)
+                except Exception as exc:  # noqa: BLE001 - a bug: answered INTERNAL, never left unanswered
+                    result = exc
+            reply(result)
 
         return self.plane.start(decode_request(request, self.plane.limits), deadline, done, run_here)
 
+    async def model_infer(self, request: pb.ModelInferRequest, deadline: float | None) -> pb.ModelInferResponse:
+        """`start_model_infer` for the event loop; a large request is decoded and queued off it."""
+        heavy = self.plane.heavy if request.ByteSize() > INLINE_PAYLOAD_BYTES else None  # as the native front does
+        return await await_callback(lambda reply: self.start_model_infer(request, deadline, reply), Call.cancel, heavy)
+
     async def ModelStreamInfer(self, request_iterator, context):
-        deadline = _deadline(context)
+        deadline = deadline_of(context)
         async for request in request_iterator:
             try:
-                response = await self.plane.infer(decode_request(request, self.plane.limits), deadline)
-                yield pb.ModelStreamInferResponse(infer_response=encode_response(response))
+                yield pb.ModelStreamInferResponse(infer_response=await self.model_infer(request, deadline))
             except Exception as exc:  # noqa: BLE001 - reported in the stream, which stays open
                 _, message = status_of(exc, "ModelStreamInfer")
                 yield pb.ModelStreamInferResponse(

@@ -31,7 +31,7 @@ from serving.dataplane import DataPlane
 from serving.errors import InvalidInput, ServingError, TooLarge
 from serving.grpc_inference import InferenceServicer, _statistics
 from serving.http_codec import HEADER_LENGTH, decode_infer, encode_infer, index_ready_only, load_request, message_json
-from serving.limits import INLINE_PAYLOAD_BYTES, INLINE_STRING_ELEMENTS
+from serving.limits import INLINE_ANSWER_ELEMENTS, INLINE_PAYLOAD_BYTES
 from serving.status import client_message, status_of
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ class HttpFront:
             response = await self.plane.infer_off_loop(decode)
         else:
             response = await self.plane.infer(decode())
-        if sum(o.data.size for o in response.outputs) > INLINE_STRING_ELEMENTS:
+        if sum(o.data.size for o in response.outputs) > INLINE_ANSWER_ELEMENTS:
             body, length = await asyncio.get_running_loop().run_in_executor(
                 self.plane.heavy, encode_infer, response, decoded[0])
         else:

@@ -14,7 +14,7 @@ MAX_RANK = 16  # dimensions of one tensor (Triton's own limit is far above what 
 MAX_MESSAGE_CHARS = 1000  # an error message sent to a client is cut to this
 MAX_NAME_CHARS = 120  # a client-given name (model, tensor, word) is cut to this inside a message
 INLINE_PAYLOAD_BYTES = 256 * 1024  # a request up to this size is parsed on the thread that received it
-INLINE_STRING_ELEMENTS = 4096  # an answer with more BYTES elements is encoded off the event loop
+INLINE_ANSWER_ELEMENTS = 4096  # a REST answer with more elements is encoded off the event loop
 MAX_TENSORS = 64  # inputs or outputs of one model, and of one inference request
 
 # Bounds on config values, wherever they come from (config.pbtxt or RepositoryModelLoad's override).

@@ -66,7 +66,7 @@ class ModelManager:
     providers: ProviderChoice = field(default_factory=ProviderChoice)
     startup_models: tuple[str, ...] = ()
     on_state: Callable[[str, bool], None] = lambda name, ready: None
-    on_execution: Callable[[LoadedVersion, int, int, int, int], None] = lambda version, *timings: None
+    new_statistics: Callable[[str, str], VersionStatistics] = VersionStatistics  # the metrics export them
     entries: dict[str, ModelEntry] = field(default_factory=dict, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
@@ -257,23 +257,19 @@ class ModelManager:
     async def _open(self, source: ModelSource, number: int, path) -> LoadedVersion:
         label = f"model {source.name!r} version {number}"
         runtime = await asyncio.to_thread(open_session, path, source.spec, self.providers, label)
-        stats = VersionStatistics(source.name, str(number))
+        stats = self.new_statistics(source.name, str(number))
         batcher = Batcher(runtime.run, source.spec.batch_policy(), label)
         loaded = LoadedVersion(
             source.name, number, source.spec, runtime, batcher, stats,
             (source.fingerprint, source.version_fingerprints.get(number)),
         )
 
-        def executed(rows: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
-            stats.record_execution(rows, input_ns, infer_ns, output_ns)
-            self.on_execution(loaded, rows, input_ns, infer_ns, output_ns)
-
         loop = asyncio.get_running_loop()
 
         def failed(reason: str) -> None:  # on the instance thread that stopped
             loop.call_soon_threadsafe(self._out_of_service, loaded, reason)
 
-        batcher.on_execution = executed
+        batcher.on_execution = stats.record_execution
         batcher.on_failure = failed
         batcher.start()
         return loaded

@@ -15,9 +15,11 @@ the dispatch thread decodes it and queues it at its model's batcher, and the ins
 runs the batch encodes and sends the answer, so the request crosses one thread hand-over and never
 touches the event loop (on a small busy CPU each wake-up of another thread costs 0.1-1 ms); a call
 that arrived alone for an idle model that is measured to be cheap runs on the dispatch thread
-itself. The other methods become tasks on the event loop. Errors map through
-`serving.status.status_of`, the same table the grpc.aio interceptor uses. The front has no TLS, so a
-TLS server uses grpc.aio alone.
+itself. The other methods become tasks on the event loop. ModelInfer takes the servicer's one path
+(`InferenceServicer.start_model_infer`), as grpc.aio's ModelInfer does. Exceptions become statuses
+in one method (`_fail_with`) through `serving.status.status_of`, the table the grpc.aio interceptor
+applies; the front's own refusals (shutting down, too large, unparsable) are grpcio's statuses and
+words. The front has no TLS, so a TLS server uses grpc.aio alone.
 
 Bearer tokens (`serving.auth`): the front reads each call's metadata (`call_details=True` gives it
 with every event) and the dispatch thread refuses a call that lacks its method's token before it is
@@ -255,7 +257,7 @@ class NativeFront:
                 self._held.take(len(payload))
             except Exception as exc:  # noqa: BLE001 - TooLarge, mapped like every other error
                 self._direct_calls.pop(call_id, None)
-                self._fail(call_id, *status_of(exc, self.methods[method_id].path))
+                self._fail_with(call_id, self.methods[method_id], exc)
                 return
 
         def decode() -> None:
@@ -278,9 +280,9 @@ class NativeFront:
             return
         try:
             handle = start(request, deadline, lambda result: self._reply(call_id, method, result), alone)
-        except Exception as exc:  # noqa: BLE001 - mapped in one place, as the interceptor does
+        except Exception as exc:  # noqa: BLE001 - what is wrong with the request itself
             self._direct_calls.pop(call_id, None)
-            self._fail(call_id, *status_of(exc, method.path))
+            self._fail_with(call_id, method, exc)
             return
         if call_id in self._direct_calls:
             self._direct_calls[call_id] = handle
@@ -289,7 +291,7 @@ class NativeFront:
         """On a model's instance thread: send a direct call's answer, or its error."""
         self._direct_calls.pop(call_id, None)
         if isinstance(result, BaseException):
-            self._fail(call_id, *status_of(result, method.path))
+            self._fail_with(call_id, method, result)
             return
         data = method.serialize(result)
         if not self._too_large(call_id, len(data), "sent"):
@@ -321,8 +323,8 @@ class NativeFront:
                 data = method.serialize(await method.handler(request, CallContext(deadline)))
             except asyncio.CancelledError:
                 return  # the front has answered the client already (CANCELLED or DEADLINE_EXCEEDED)
-            except Exception as exc:  # noqa: BLE001 - mapped in one place, as the interceptor does
-                self._fail(call_id, *status_of(exc, method.path))
+            except Exception as exc:  # noqa: BLE001 - the handler's error
+                self._fail_with(call_id, method, exc)
                 return
             if not self._too_large(call_id, len(data), "sent"):
                 self._front.respond(call_id, data)
@@ -345,6 +347,11 @@ class NativeFront:
             return False
         self._fail(call_id, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{direction} message larger than max ({size} vs. {self.max_message})")
         return True
+
+    def _fail_with(self, call_id: int, method: UnaryMethod, exc: BaseException) -> None:
+        """Answer an exception raised for a call with its status: the one place this front maps
+        errors, through the table the grpc.aio interceptor uses too."""
+        self._fail(call_id, *status_of(exc, method.path))
 
     def _fail(self, call_id: int, code: grpc.StatusCode, message: str) -> None:
         self._front.fail(call_id, code.value[0], message)

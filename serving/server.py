@@ -170,18 +170,15 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
     health = Health(SERVER_SERVICES + TASK_SERVICES)
     await health.server_ready(False)
 
-    def executed(loaded, rows: int, *_timings: int) -> None:
-        metrics.observe_execution(loaded.name, str(loaded.version), rows)
-
     models = ModelManager(
         Repository(config.repository),
         mode=config.model_control_mode,
         providers=ProviderChoice(config.providers),
         startup_models=tuple(config.load_model),
         on_state=health.model_changed,
-        on_execution=executed,
+        new_statistics=metrics.statistics,
     )
-    plane = DataPlane(models, metrics, _version(), RequestLimits(config.max_request_elements, config.max_string_elements, config.max_queued_mb << 20))
+    plane = DataPlane(models, _version(), RequestLimits(config.max_request_elements, config.max_string_elements, config.max_queued_mb << 20))
 
     limit = config.max_message_mb * 1024 * 1024
     grpc_server = grpc.aio.server(

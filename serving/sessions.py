@@ -63,19 +63,23 @@ class LoadedSession:
                 inputs[tensor.name] = _as_text(inputs[tensor.name], tensor.name)
         return inputs
 
+    def __post_init__(self) -> None:
+        # Looked up once: `run` is on every request's path.
+        self._output_names = [t.name for t in self.spec.outputs]
+        self._reshaped = any(t.reshape is not None for t in (*self.spec.inputs, *self.spec.outputs))
+
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {}
-        for tensor in self.spec.inputs:
-            if tensor.name in inputs:
-                feeds[tensor.name] = _to_model_shape(inputs[tensor.name], tensor, self.spec.max_batch_size)
-        names = [t.name for t in self.spec.outputs]
+        """`inputs` hold only the model's own inputs (validation made sure)."""
+        batched = self.spec.max_batch_size
+        if self._reshaped:
+            inputs = {t.name: _to_model_shape(inputs[t.name], t, batched) for t in self.spec.inputs if t.name in inputs}
         try:
-            values = self.session.run(names, feeds, _RUN_OPTIONS)
+            values = self.session.run(self._output_names, inputs, _RUN_OPTIONS)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types; the input is the cause
             raise run_failure(self.spec.name, exc) from None
-        return {
-            t.name: _to_client_shape(v, t, self.spec.max_batch_size) for t, v in zip(self.spec.outputs, values)
-        }
+        if not self._reshaped:
+            return dict(zip(self._output_names, values))
+        return {t.name: _to_client_shape(v, t, batched) for t, v in zip(self.spec.outputs, values)}
 
 
 def run_failure(model: str, exc: BaseException) -> ServingError:

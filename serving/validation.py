@@ -76,6 +76,7 @@ def check_inputs(spec: ModelSpec, request: InferRequest, limits: RequestLimits =
     by_name = {t.name: t for t in spec.inputs}
     arrays: dict[str, np.ndarray] = {}
     batch_sizes = set()
+    max_batch = spec.max_batch_size
     cap, cap_source = element_cap(spec, limits)
     total = strings = 0
     for given in request.inputs:
@@ -87,7 +88,7 @@ def check_inputs(spec: ModelSpec, request: InferRequest, limits: RequestLimits =
             raise InvalidInput(f"input {shown(given.name)} appears more than once")
         if given.datatype != tensor.datatype.name:
             raise InvalidInput(f"input {given.name!r}: datatype {shown(given.datatype)}, expected {tensor.datatype.name}")
-        _check_shape(spec, tensor, given.data.shape)
+        _check_shape(spec, tensor, given.data.shape, max_batch)
         total += given.data.size
         if total > cap:
             raise TooLarge(
@@ -102,7 +103,7 @@ def check_inputs(spec: ModelSpec, request: InferRequest, limits: RequestLimits =
                     f"{limits.max_string_elements} BYTES elements, the server's limit (--max-string-elements)"
                 )
         _check_range(spec, tensor, given.data)
-        if spec.max_batch_size > 0:
+        if max_batch > 0:
             batch_sizes.add(given.data.shape[0])
         arrays[given.name] = given.data
     missing = [t for t in spec.inputs if t.name not in arrays and not t.optional]
@@ -114,19 +115,19 @@ def check_inputs(spec: ModelSpec, request: InferRequest, limits: RequestLimits =
     return arrays
 
 
-def _check_shape(spec: ModelSpec, tensor: TensorSpec, shape: tuple[int, ...]) -> None:
-    expected = spec.full_shape(tensor)
-    fits = len(shape) == len(expected) and all(e == -1 or e == s for e, s in zip(expected, shape))
+def _check_shape(spec: ModelSpec, tensor: TensorSpec, shape: tuple[int, ...], max_batch: int) -> None:
+    dims, given = tensor.dims, shape[1:] if max_batch > 0 else shape  # dim 0 of a batched model: below
+    fits = len(shape) == len(dims) + (max_batch > 0) and all(e == -1 or e == s for e, s in zip(dims, given))
     if not fits:
         raise InvalidInput(
-            f"input {tensor.name!r}: shape {_shape_text(shape)} does not match the model's {_shape_text(expected)}"
+            f"input {tensor.name!r}: shape {_shape_text(shape)} does not match the model's {_shape_text(spec.full_shape(tensor))}"
         )
-    if spec.max_batch_size > 0:
+    if max_batch > 0:
         if shape[0] < 1:
             raise InvalidInput(f"input {tensor.name!r}: batch size (dim 0) must be at least 1")
-        if shape[0] > spec.max_batch_size:
+        if shape[0] > max_batch:
             raise InvalidInput(
-                f"input {tensor.name!r}: batch size {shape[0]} exceeds the model's max_batch_size {spec.max_batch_size}"
+                f"input {tensor.name!r}: batch size {shape[0]} exceeds the model's max_batch_size {max_batch}"
             )
 
 

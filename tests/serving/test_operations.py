@@ -65,6 +65,44 @@ def test_metrics_scraped_over_http(stub, served):
     assert re.search(r'dnnzoo_model_loaded\{model="doubler",providers="[A-Za-z,]*CPUExecutionProvider",version="1"\} 1', text)
 
 
+def _scraped(served, model: str) -> dict[str, float]:
+    """The pixels model's samples on /metrics, by sample name (failures summed over reasons)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{served.server.metrics_port}/metrics", timeout=10).read().decode()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("model") == model and "le" not in sample.labels:
+                values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    return values
+
+
+def test_metrics_agree_with_model_statistics(stub, served):
+    """/metrics is read from the statistics ModelStatistics reports: after N calls both say the same."""
+    before = _scraped(served, "pixels").get("dnnzoo_request_success_total", 0.0)
+    for rows in (1, 2, 3, 1, 4):
+        stub.ModelInfer(raw_request("pixels", images=("UINT8", np.ones((rows, 3), np.uint8))))
+    for _ in range(3):
+        with pytest.raises(grpc.RpcError):
+            stub.ModelInfer(raw_request("pixels", images=("UINT8", np.ones((1, 4), np.uint8))))
+    scraped = _scraped(served, "pixels")
+    stats = stub.ModelStatistics(pb.ModelStatisticsRequest(name="pixels")).model_stats[0]
+    phases = stats.inference_stats
+    assert scraped["dnnzoo_request_success_total"] == phases.success.count == before + 5
+    assert scraped["dnnzoo_request_failure_total"] == phases.fail.count >= 3
+    assert scraped["dnnzoo_request_duration_seconds_count"] == phases.success.count + phases.fail.count
+    assert scraped["dnnzoo_request_duration_seconds_sum"] == pytest.approx((phases.success.ns + phases.fail.ns) / 1e9)
+    assert scraped["dnnzoo_queue_duration_seconds_count"] == phases.queue.count
+    assert scraped["dnnzoo_queue_duration_seconds_sum"] == pytest.approx(phases.queue.ns / 1e9)
+    compute_ns = phases.compute_input.ns + phases.compute_infer.ns + phases.compute_output.ns
+    assert scraped["dnnzoo_compute_duration_seconds_count"] == phases.compute_infer.count
+    assert scraped["dnnzoo_compute_duration_seconds_sum"] == pytest.approx(compute_ns / 1e9)
+    assert scraped["dnnzoo_batch_size_count"] == stats.execution_count
+    assert scraped["dnnzoo_batch_size_sum"] == stats.inference_count
+    assert scraped["dnnzoo_requests_in_flight"] == 0
+
+
 def test_two_servers_in_one_process_keep_separate_metrics(repository):
     second = start_server(server_config(repository, providers="cpu"))
     try:
