@@ -23,18 +23,12 @@ from protos import contract
 from serving.errors import InvalidInput, Unsupported
 from serving.limits import shown
 from serving.tasks.catalog import Catalog
+from serving.tasks.classification import ClassScore
 
 TASK = contract.TABULAR
 SERVICE = "Predict"
 MISSING = None  # a cell value meaning "missing"
 SHOWN_COLUMNS = 12  # column names listed in an error message, at most
-
-
-@dataclass(frozen=True)
-class ClassScore:
-    label: str
-    class_id: int
-    score: float
 
 
 @dataclass(frozen=True)

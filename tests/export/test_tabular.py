@@ -51,13 +51,17 @@ def test_config_takes_raw_columns_and_the_folder_holds_readable_vocabularies(exp
     assert (folder / "labels.txt").read_text().split() == ["Adelie", "Chinstrap", "Gentoo"]
 
 
-def test_unseen_and_missing_categories_take_their_slots_in_the_graph_as_in_pytorch(exported):
-    run, folder = exported
+def _trained(run):
+    """The run's checkpoint, its network in eval mode and its column schema."""
     ckpt = checkpoint.load(run)
     model = tabular.build_model(**ckpt["model_args"])
     model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    schema = Schema.from_plain(ckpt["extra"]["schema"])
+    return ckpt, model.eval(), Schema.from_plain(ckpt["extra"]["schema"])
+
+
+def test_unseen_and_missing_categories_take_their_slots_in_the_graph_as_in_pytorch(exported):
+    run, folder = exported
+    ckpt, model, schema = _trained(run)
     session = _session(folder)
     reference = graph.reference(model, schema, "probabilities", ckpt["extra"]["labels"])
     for island, sex in [("Biscoe", "male"), ("DESERT", "male"), ("", "NA"), ("Dream", "?"), ("Atlantis", "unknown")]:
@@ -78,11 +82,7 @@ def test_unseen_and_missing_categories_take_their_slots_in_the_graph_as_in_pytor
 
 def test_training_rows_agree_with_pytorch_in_a_batch(exported):
     run, folder = exported
-    ckpt = checkpoint.load(run)
-    model = tabular.build_model(**ckpt["model_args"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    schema = Schema.from_plain(ckpt["extra"]["schema"])
+    ckpt, model, schema = _trained(run)
     case = graph._case(schema, ckpt["extra"]["sample_rows"], np.arange(40))
     got = _session(folder).run(["probabilities"], case)[0]
     want = graph.reference(model, schema, "probabilities", ckpt["extra"]["labels"])(case)["probabilities"]

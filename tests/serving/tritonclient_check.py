@@ -9,22 +9,15 @@ import sys
 
 import numpy as np
 import tritonclient.grpc as triton
-from tritonclient.utils import triton_to_np_dtype
+
+from triton_samples import sample_inputs
 
 
 def inputs_for(metadata, config) -> list:
-    batch = config["config"].get("max_batch_size", 0)
     tensors = []
-    for spec in metadata["inputs"]:
-        shape = [int(d) for d in spec["shape"]]
-        if batch:
-            shape[0] = batch  # a full batch runs at once, whatever the model's queue delay
-        shape = [1 if d == -1 else d for d in shape]
-        tensor = triton.InferInput(spec["name"], shape, spec["datatype"])
-        if spec["datatype"] == "BYTES":
-            tensor.set_data_from_numpy(np.full(shape, b"a", dtype=object))
-        else:
-            tensor.set_data_from_numpy(np.ones(shape, dtype=triton_to_np_dtype(spec["datatype"])))
+    for name, shape, datatype, values in sample_inputs(metadata, config["config"].get("max_batch_size", 0)):
+        tensor = triton.InferInput(name, shape, datatype)
+        tensor.set_data_from_numpy(values)
         tensors.append(tensor)
     return tensors
 

@@ -9,23 +9,16 @@ import sys
 
 import numpy as np
 import tritonclient.http as triton
-from tritonclient.utils import InferenceServerException, triton_to_np_dtype
+from tritonclient.utils import InferenceServerException
+
+from triton_samples import sample_inputs
 
 
 def inputs_for(metadata, config, binary: bool) -> list:
-    batch = config.get("max_batch_size", 0)
     tensors = []
-    for spec in metadata["inputs"]:
-        shape = [int(d) for d in spec["shape"]]
-        if batch:
-            shape[0] = batch  # a full batch runs at once, whatever the model's queue delay
-        shape = [1 if d == -1 else d for d in shape]
-        tensor = triton.InferInput(spec["name"], shape, spec["datatype"])
-        if spec["datatype"] == "BYTES":
-            tensor.set_data_from_numpy(np.full(shape, b"a", dtype=object), binary_data=binary)
-        else:
-            values = np.arange(int(np.prod(shape))).reshape(shape) % 3 + 1
-            tensor.set_data_from_numpy(values.astype(triton_to_np_dtype(spec["datatype"])), binary_data=binary)
+    for name, shape, datatype, values in sample_inputs(metadata, config.get("max_batch_size", 0)):
+        tensor = triton.InferInput(name, shape, datatype)
+        tensor.set_data_from_numpy(values, binary_data=binary)
         tensors.append(tensor)
     return tensors
 
