@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "similar": ("serving.commands.similar", "nearest words and analogies from a served word2vec model"),
     "forecast": ("serving.commands.forecast", "forecast a series with a served sequence model"),
     "generate": ("serving.commands.generate", "generate images with a served GAN into a grid PNG"),
+    "samples": ("training.samples", "write sample inputs (digit.png, scene.png, series.csv) for these commands"),
     "health": ("serving.commands.health", "exit 0 only when the server's health service says SERVING"),
 }
 
