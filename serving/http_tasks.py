@@ -157,7 +157,7 @@ def _multipart(content_type: str, body: bytes) -> tuple[dict, list[ImageInput]]:
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
     if not message.is_multipart():
-        raise InvalidInput("the multipart body could not be read (no boundary?)")
+        raise InvalidInput("the multipart form holds no parts; send each picture in an 'image' file field")
     fields, images = {}, []
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
