@@ -14,6 +14,7 @@ A request that names no model uses the first ready model of the endpoint's task,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import email.parser
@@ -28,6 +29,7 @@ from aiohttp import web
 
 from serving.commands import drawing
 from serving.errors import InvalidInput, ModelNotFound
+from serving.limits import INLINE_PAYLOAD_BYTES
 from serving.tasks import autoencoding, classification, detection, generation, sequences, words
 from serving.tasks.catalog import Catalog
 from serving.tasks.images import EncodedImage, ImageInput, RawPixels, png
@@ -44,23 +46,26 @@ class Body:
         self.fields, self.images_given = fields, images
 
     @classmethod
-    def parse(cls, request: web.Request, body: bytes) -> Body:
-        fields: dict = dict(request.query)
-        kind = request.content_type
+    def parse(cls, content_type: str, query: dict, body: bytes) -> Body:
+        """`content_type` is the whole header (a multipart boundary is in it); images are decoded
+        from base64 here, so that a large body is all parsed off the event loop."""
+        kind = content_type.partition(";")[0].strip().lower()
         if kind == "multipart/form-data":
-            parsed, images = _multipart(request.headers.get("Content-Type", ""), body)
-            return cls({**fields, **parsed}, images)
+            parsed, images = _multipart(content_type, body)
+            return cls({**query, **parsed}, images)
         if kind.startswith("image/"):
-            return cls(fields, [EncodedImage(body)])
+            return cls(query, [EncodedImage(body)])
         if not body.strip():
-            return cls(fields, None)
+            return cls(query, None)
         try:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidInput(f"the body is not JSON, a multipart form or an image ({str(exc)[:80]})") from None
         if not isinstance(document, dict):
             raise InvalidInput("the JSON body must be an object")
-        return cls({**fields, **document}, None)
+        items = document.get("images")
+        images = [_image(item, i) for i, item in enumerate(items)] if isinstance(items, list) and items else None
+        return cls({**query, **document}, images)
 
     def _get(self, key: str, kinds: tuple[type, ...], what: str, default, convert=None):
         value = self.fields.get(key)
@@ -114,14 +119,11 @@ class Body:
         return value
 
     def images(self) -> list[ImageInput]:
-        if self.images_given is not None:
-            if not self.images_given:
-                raise InvalidInput("the form has no 'image' file field")
-            return self.images_given
-        items = self.fields.get("images")
-        if not isinstance(items, list) or not items:
+        if self.images_given is None:
             raise InvalidInput("give 'images': a list of base64-encoded image files (or {\"raw\": base64, \"shape\": [H, W]})")
-        return [_image(item, i) for i, item in enumerate(items)]
+        if not self.images_given:
+            raise InvalidInput("the form has no 'image' file field")
+        return self.images_given
 
 
 def _truth(text: str) -> bool:
@@ -206,7 +208,11 @@ class TaskRoutes:
         )
 
     async def _body(self, request: web.Request) -> Body:
-        return Body.parse(request, await self.read_body(request))
+        body = await self.read_body(request)
+        content_type, query = request.headers.get("Content-Type", ""), dict(request.query)
+        if len(body) > INLINE_PAYLOAD_BYTES:  # parsed off the event loop, as the /v2 routes do
+            return await asyncio.get_running_loop().run_in_executor(self.catalog.plane.heavy, Body.parse, content_type, query, body)
+        return Body.parse(content_type, query, body)
 
     def _model(self, body: Body, task: str) -> tuple[str, str]:
         """The model the request names, else the first ready one (by name) whose task is `task`."""
@@ -240,7 +246,7 @@ class TaskRoutes:
             raise InvalidInput(f"format=png answers one image; this request has {len(images)}")
         result = await detection.detect(self.catalog, model, version, images, body.number("score_threshold"),
                                         body.number("iou_threshold"), body.integer("max_detections"))
-        drawn = [_drawn(image.data, boxes) for image, boxes in zip(images, result.results)] if draw else None
+        drawn = await asyncio.to_thread(lambda: [_drawn(i.data, b) for i, b in zip(images, result.results)]) if draw else None
         if answer_png:
             return _png_response(drawn[0])
         results = []
@@ -290,7 +296,7 @@ class TaskRoutes:
             scale = body.integer("scale", 4)
             if not 1 <= scale <= 8:
                 raise InvalidInput(f"'scale' must be between 1 and 8, got {scale}")
-            return _png_response(_grid_png(result.images, scale))
+            return _png_response(await asyncio.to_thread(_grid_png, result.images, scale))
         return _json({"model": result.model, "model_version": result.version, "seed": result.seed, "seeded": result.seeded,
                       "latent_size": result.latent_size, "images": [_b64png(image) for image in result.images]})
 

@@ -3,6 +3,7 @@ test breaks when the README drifts) against the real server on the tiny reposito
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -51,3 +53,31 @@ def test_samples_are_the_same_every_time(tmp_path):
     assert Image.open(tmp_path / "a" / "digit.png").size == (112, 112)
     assert Image.open(tmp_path / "a" / "scene.png").size == (256, 256)
     assert (tmp_path / "a" / "series.csv").read_text().splitlines()[0] == "step,value"
+
+
+@pytest.mark.slow
+def test_the_quickstart_answers_what_its_comments_say_on_quick_models(quick_build, tmp_path):
+    """On quick-profile models the sample digit is read as the digit it is, and the analogy in the
+    README answers the word its comment names."""
+    from tests.serving.conftest import server_config, start_server
+    from training.samples import DIGIT_SHOWN, write_samples
+
+    write_samples(tmp_path)
+    analogy = next(c for c in quickstart_commands() if c[1] == "similar" and "--minus" in c)
+    line = next(line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith(shlex.join(analogy)))
+    promised = re.search(r"\((\w+)\)\s*$", line).group(1)
+    running = start_server(server_config(quick_build.repository, providers="cpu"))
+    try:
+        env = {**os.environ, "DNNZOO_SERVER": running.address,
+               "PYTHONPATH": os.pathsep.join([str(README.parent), os.environ.get("PYTHONPATH", "")])}
+
+        def run(*args: str):
+            done = subprocess.run([sys.executable, "-m", "dnnzoo", *args, "--json"], cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr[-2000:]
+            return json.loads(done.stdout)
+
+        assert run("classify", "digit.png")[0]["classes"][0]["label"] == str(DIGIT_SHOWN)
+        assert run(*analogy[1:])[0]["word"] == promised
+    finally:
+        running.stop()
