@@ -18,7 +18,6 @@ import asyncio
 import base64
 import binascii
 import email.parser
-import email.policy
 import io
 import json
 import math
@@ -156,12 +155,12 @@ def _image(item, index: int) -> ImageInput:
 
 def _multipart(content_type: str, body: bytes) -> tuple[dict, list[ImageInput]]:
     """Form fields (text) and the `image` file parts of a multipart/form-data body."""
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+    message = email.parser.BytesParser().parsebytes(  # the compat32 policy: ten times faster than HTTP's here
         b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
     if not message.is_multipart():
         raise InvalidInput("the multipart form holds no parts; send each picture in an 'image' file field")
     fields, images = {}, []
-    for part in message.iter_parts():
+    for part in message.get_payload():
         name = part.get_param("name", header="content-disposition")
         data = part.get_payload(decode=True) or b""
         if name == "image":

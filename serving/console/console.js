@@ -57,14 +57,45 @@ function pad(canvas, onDone) {
     return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height]; };
   canvas.addEventListener("pointerdown", (e) => {
     drawing = true; canvas.setPointerCapture(e.pointerId);
-    ctx.strokeStyle = "white"; ctx.lineWidth = canvas.width / 11; ctx.lineCap = ctx.lineJoin = "round";
+    ctx.strokeStyle = "white"; ctx.lineWidth = canvas.width / 9; ctx.lineCap = ctx.lineJoin = "round";
     ctx.beginPath(); ctx.moveTo(...at(e)); ctx.lineTo(...at(e)); ctx.stroke();
   });
   canvas.addEventListener("pointermove", (e) => { if (drawing) { ctx.lineTo(...at(e)); ctx.stroke(); } });
   const end = () => { if (drawing) { drawing = false; onDone(); } };
   canvas.addEventListener("pointerup", end);
   canvas.addEventListener("pointerleave", end);
-  return { clear, ctx, png: () => canvas.toDataURL("image/png") };
+  return { clear, ctx, png: () => canvas.toDataURL("image/png"), digit: () => framed(canvas) };
+}
+
+// The drawing as the training digits look: scikit-learn's 8×8 digits fill their frame from top to
+// bottom, so the ink's bounding box is cut out, centred in a square as tall as the ink, and sent.
+function framed(canvas) {
+  const { width, height } = canvas;
+  const data = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+  let top = height, bottom = -1, left = width, right = -1;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (data[(y * width + x) * 4] > 32) {
+        top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
+      }
+    }
+  }
+  if (bottom < 0) return canvas.toDataURL("image/png");
+  const side = Math.max(bottom - top, right - left) + 1;
+  const cx = (left + right) / 2, cy = (top + bottom) / 2;
+  // through 8×8, the resolution of the training digits, then up again, so strokes blur as theirs did
+  const small = document.createElement("canvas");
+  small.width = small.height = 8;
+  const s = small.getContext("2d");
+  s.imageSmoothingQuality = "high";
+  s.fillStyle = "black"; s.fillRect(0, 0, 8, 8);
+  s.drawImage(canvas, cx - side / 2, cy - side / 2, side, side, 0, 0, 8, 8);
+  const out = document.createElement("canvas");
+  out.width = out.height = 112;
+  const ctx = out.getContext("2d");
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(small, 0, 0, 112, 112);
+  return out.toDataURL("image/png");
 }
 
 // -- classify ----------------------------------------------------------------------------------------
@@ -73,10 +104,12 @@ const digitPad = pad($("pad"), classify);
 $("clear-pad").addEventListener("click", () => { digitPad.clear(); $("bars").replaceChildren(); });
 
 async function classify() {
-  const answer = await api("/v1/classify", { images: [digitPad.png()], top_k: 5 });
+  const image = digitPad.digit();
+  const answer = await api("/v1/classify", { images: [image], top_k: 5 });
   $("classify-model").textContent = answer.model + " v" + answer.model_version;
   const bars = $("bars");
   bars.replaceChildren();
+  bars.dataset.sent = image;
   answer.results[0].classes.forEach((c, i) => {
     const bar = document.createElement("div");
     bar.className = "bar" + (i === 0 ? " best" : "");

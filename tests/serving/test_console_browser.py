@@ -72,20 +72,51 @@ def open_page(driver, base: str, page: str) -> None:
     wait_for(driver, f"document.getElementById('page-{page}').classList.contains('shown')", f"the {page} page")
 
 
-def test_draw_a_digit_and_see_the_classes(browser, base):
+# Digits drawn as one pointer stroke each: the start (from the pad's centre), then each move.
+STROKES = {
+    "7": [(-80, -90), (80, 0), (80, 0), (-50, 90), (-50, 90)],
+    "1": [(0, -100), (0, 100), (0, 100)],
+    "2": [(-60, -60), (30, -40), (50, 10), (20, 40), (-50, 70), (-50, 70), (100, 0), (30, 0)],
+    "3": [(-60, -90), (90, 0), (0, 0), (-60, 80), (60, 10), (10, 60), (-40, 40), (-60, -10)],
+    "0": [(0, -100), (-50, 20), (-15, 60), (15, 60), (50, 20), (50, -20), (15, -60), (-15, -60), (-50, -20)],
+}
+
+
+def draw(browser, digit: str) -> list[str]:
+    """Clear the pad, draw `digit`'s stroke, and return the labels of the bars the page then shows."""
     from selenium.webdriver.common.action_chains import ActionChains
 
-    open_page(browser, base, "classify")
-    pad = browser.find_element("id", "pad")
-    # a "7": across the top, then down to the lower left (offsets from the pad's centre)
-    ActionChains(browser).move_to_element_with_offset(pad, -80, -90).click_and_hold() \
-        .move_by_offset(80, 0).move_by_offset(80, 0).move_by_offset(-50, 90).move_by_offset(-50, 90).release().perform()
+    browser.find_element("id", "clear-pad").click()
+    start, *moves = STROKES[digit]
+    chain = ActionChains(browser).move_to_element_with_offset(browser.find_element("id", "pad"), *start).click_and_hold()
+    for move in moves:
+        chain = chain.move_by_offset(*move)
+    chain.release().perform()
     wait_for(browser, "document.querySelectorAll('#bars .bar').length === 5", "five bars")
-    shown = browser.execute_script("return [...document.querySelectorAll('#bars .bar')].map(b => b.dataset.label)")
-    drawn = browser.execute_script("return document.getElementById('pad').toDataURL('image/png')")
-    expected = post(base, "/v1/classify", {"images": [drawn], "top_k": 5})["results"][0]["classes"]
+    return browser.execute_script("return [...document.querySelectorAll('#bars .bar')].map(b => b.dataset.label)")
+
+
+def test_draw_a_digit_and_see_the_classes(browser, base):
+    open_page(browser, base, "classify")
+    shown = draw(browser, "7")
+    sent = browser.execute_script("return document.getElementById('bars').dataset.sent")
+    expected = post(base, "/v1/classify", {"images": [sent], "top_k": 5})["results"][0]["classes"]
     assert shown == [c["label"] for c in expected]
     shot(browser, "classify")
+
+
+@pytest.mark.slow
+def test_drawn_digits_get_their_class_from_the_quick_classifier(browser, quick_build):
+    from tests.serving.conftest import server_config, start_server
+
+    running = start_server(server_config(quick_build.repository, providers="cpu"))
+    try:
+        open_page(browser, f"http://127.0.0.1:{running.server.http_port}", "classify")
+        answers = {digit: draw(browser, digit)[0] for digit in STROKES}
+        shot(browser, "classify-quick")
+    finally:
+        running.stop()
+    assert answers == {digit: digit for digit in STROKES}
 
 
 def test_upload_a_scene_and_see_boxes(browser, base, tmp_path):
