@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,14 @@ def main(argv: list[str], prog: str = "dnnzoo samples") -> int:
                                 "(digit.png, digits/N.png, scene.png, series.csv). Needs the training extra.")
     p.add_argument("folder", nargs="?", type=Path, default=Path("."), metavar="DIR", help="where to write them (default: here)")
     args = p.parse_args(argv)
-    for path in write_samples(args.folder):
+    try:
+        written = write_samples(args.folder)
+    except ImportError as exc:  # a serving-only install has neither torch nor scikit-learn
+        print(f"{prog}: needs the training extra (pip install 'dnnzoo[train]'): {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
         print(path)
     return 0
