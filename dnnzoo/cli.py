@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "forecast": ("serving.commands.forecast", "forecast a series with a served sequence model"),
     "generate": ("serving.commands.generate", "generate images with a served GAN into a grid PNG"),
     "predict": ("serving.commands.predict", "predict classes or values for table rows with a served tabular model"),
+    "samples": ("training.samples", "write sample inputs (digit.png, scene.png, series.csv) for these commands"),
     "health": ("serving.commands.health", "exit 0 only when the server's health service says SERVING"),
 }
 

@@ -38,7 +38,9 @@ from serving.grpc_inference import InferenceServicer
 from serving.grpc_tasks import SERVICE_NAMES as TASK_SERVICES
 from serving.grpc_tasks import add_task_servicers
 from serving.health import SERVER_SERVICES, Health
+from serving.console import console_routes
 from serving.http_front import HttpFront
+from serving.http_tasks import TaskRoutes
 from serving.limits import RequestLimits
 from serving.metrics import Metrics
 from serving.models import ModelManager
@@ -193,7 +195,8 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
     inference = InferenceServicer(plane)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(inference, ours)
     limits = TaskLimits(**{f.name: getattr(config, f.name) for f in fields(TaskLimits)})
-    task_services = add_task_servicers(Catalog(plane, limits), ours)
+    catalog = Catalog(plane, limits)
+    task_services = add_task_servicers(catalog, ours)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, grpc_server)
     services = (
         pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
@@ -228,6 +231,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
     http = None
     if config.http_port >= 0:
         http = HttpFront(plane, guard, limit, config.http_read_seconds, config.grace_seconds)
+        http.extra_routes = (*TaskRoutes(catalog).rows(http.read_body), *console_routes())  # they read bodies through the front
         await http.start(config.host, config.http_port)
     plane.accepting = True
     await health.server_ready(True)

@@ -4,7 +4,9 @@ One session per loaded model version; `InferenceSession.run` is thread-safe, so 
 `instance_group.count` batches on it at once. Providers follow `--providers` and the config's
 instance_group kind, in the order TensorRT, CUDA, CPU. onnxruntime-gpu lists CUDA and TensorRT as
 available even where they cannot start, so the providers a session really got are read back from
-`session.get_providers()`, logged when they differ from the ones asked for, and reported.
+`session.get_providers()`, logged when they differ from the ones asked for, and reported. Where
+the CUDA driver finds no GPU (`serving.gpu`) they are not asked for at all: one plain log line
+instead of ONNX Runtime's failed CUDA start and its warning.
 
 Threads: the execution plan (serving/plan.py) sizes the session's intra-op pool, from the config's
 `intra_op_thread_count` when given (as Triton's ONNX Runtime backend reads it, with
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from serving import gpu_options
+from serving import gpu, gpu_options
 from serving.errors import InvalidInput, ModelRunFailed, ServingError, TooLarge
 from serving.limits import ORT_SESSION_ENTRIES, shown, without_paths
 from serving.plan import int_parameter, plan_for
@@ -36,6 +38,7 @@ PREFERENCES = {
     "cuda": (CUDA, CPU),
     "cpu": (CPU,),
 }
+GPU_PROVIDERS = (TENSORRT, CUDA)
 KIND_GPU, KIND_CPU = 1, 2  # ModelInstanceGroup.Kind values
 # ONNX Runtime writes an ERROR line to stderr for every run that fails; those failures are the
 # client's (answered INVALID_ARGUMENT), so a bad client could flood the log, and a full stderr pipe
@@ -125,6 +128,7 @@ class ProviderChoice:
 
     choice: str = "auto"
     failed: set[str] = field(default_factory=set)
+    _gpu_checked: bool = False
 
     def wanted(self, spec: ModelSpec) -> list[str]:
         """Providers to ask for, best first: the flag, narrowed by instance_group kind and the build."""
@@ -132,7 +136,13 @@ class ProviderChoice:
         if {group.kind for group in spec.config.instance_group} == {KIND_CPU}:
             order = [CPU]
         available = ort.get_available_providers()
-        return [p for p in order if p in available and p not in self.failed] or [CPU]
+        order = [p for p in order if p in available and p not in self.failed]
+        if not self._gpu_checked and any(p in GPU_PROVIDERS for p in order):
+            self._gpu_checked = True
+            if not gpu.present():  # said once, in one line, instead of ONNX Runtime's failed CUDA start
+                log.info("no NVIDIA GPU found (no CUDA driver or no device): models run on %s", CPU)
+                self.failed.update(GPU_PROVIDERS)
+        return [p for p in order if p not in self.failed] or [CPU]
 
     def learn(self, wanted: list[str], used: tuple[str, ...]) -> None:
         for provider in wanted:

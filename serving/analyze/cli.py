@@ -36,7 +36,8 @@ from serving.analyze.grid import Plan, apply_plan, best, grid, plan_of
 from serving.analyze.sweep import LocalServers, load, sweep, write_config
 from serving.config import PROVIDER_CHOICES, ServeConfig
 from serving.plan import usable_cores
-from serving.repository import CONFIG_FILE, Repository
+from protos.contract import CONFIG_FILE
+from serving.repository import Repository
 
 
 def _integers(text: str) -> list[int]:

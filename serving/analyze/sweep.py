@@ -24,7 +24,7 @@ from protos.model_config_pb2 import ModelConfig
 
 from serving import child_server, loadgen
 from serving.analyze.grid import Plan, apply_plan
-from serving.repository import CONFIG_FILE
+from protos.contract import CONFIG_FILE
 
 FIGURES = ("items_s", "p50_ms", "p99_ms", "cpu")
 

@@ -13,7 +13,7 @@ def main(argv: list[str], prog: str = "dnnzoo generate") -> int:
     p.add_argument("--count", type=int, default=16, help="images to generate (default 16; the server caps it)")
     p.add_argument("--seed", type=int, help="the same seed gives the same images (default: the server draws one)")
     p.add_argument("--out", type=Path, required=True, metavar="GRID.png", help="where to write the grid")
-    p.add_argument("--scale", type=int, default=2, help="pixel scale of the grid (default 2)")
+    p.add_argument("--scale", type=int, default=4, help="pixel scale of the grid (default 4: a 28-pixel digit is shown at 112)")
     args = p.parse_args(argv)
 
     def body() -> int:
