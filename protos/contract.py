@@ -132,6 +132,7 @@ STATE_INPUTS = "dnnzoo.state.inputs"
 STATE_OUTPUTS = "dnnzoo.state.outputs"
 STATE_SHAPE = "dnnzoo.state.shape"
 STATE_INITIAL = "dnnzoo.state.initial"
+AR_ORDER = "dnnzoo.ar_order"  # inputs of the linear path beside the recurrent head (0: none)
 # tables
 TABULAR_KIND = "dnnzoo.tabular.kind"  # "classification" or "regression"
 TABULAR_TARGET = "dnnzoo.tabular.target"  # the column the model predicts
@@ -159,6 +160,12 @@ MAX_REQUEST_ELEMENTS = "dnnzoo.max_request_elements"
 PROVIDERS = "dnnzoo.providers"  # written by the server into the effective config it reports
 FILE_KEYS = (LABELS_FILE_KEY, VOCAB_FILE_KEY)  # parameters that name a side file of the model folder
 FINGERPRINTS = (VOCAB_HASH, EXPORT_ID)  # equal in a model and its companions when one export wrote both
+
+
+def state_shape_key(state: str) -> str:
+    """`dnnzoo.state.shape.<state>`: one state tensor's own shape where it differs from `dnnzoo.state.shape`
+    (the sequence step's `past`: the last p inputs of its linear path)."""
+    return f"{STATE_SHAPE}.{state}"
 
 
 def companion_key(key: str) -> str:

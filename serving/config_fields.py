@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protos import contract
 from protos.model_config_pb2 import ModelConfig
 
 from serving.gpu_options import CUDA_PARAMETERS
@@ -157,7 +158,7 @@ def review(config: ModelConfig) -> Review:
         elif kind == IGNORED:
             ignored.setdefault(shown, f"{shown} ({why})")
     for key in sorted(config.parameters):
-        if not (key.startswith("dnnzoo.") or key in READ_PARAMETERS or key in ORT_SESSION_ENTRIES):
+        if not (key.startswith(contract.PREFIX) or key in READ_PARAMETERS or key in ORT_SESSION_ENTRIES):
             ignored.setdefault(f"parameters.{key}", f"parameters[{key[:80]!r}] (not read by this server)")
     return Review(tuple(refused.values()), tuple(ignored.values()))
 

@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 from aiohttp import web
 
+from protos import contract
+
 from serving.commands import drawing
 from serving.errors import InvalidInput, ModelNotFound
 from serving.limits import INLINE_PAYLOAD_BYTES
@@ -220,7 +222,7 @@ class TaskRoutes:
             return name, version
         for entry in sorted(self.catalog.plane.index(ready_only=True), key=lambda e: e.name):
             try:
-                if self.catalog.plane.handle(entry.name, "").parameter("dnnzoo.task", "") == task:
+                if self.catalog.plane.handle(entry.name, "").parameter(contract.TASK, "") == task:
                     return entry.name, ""
             except Exception:  # noqa: BLE001 - unloaded between the index and now: not a candidate
                 continue
@@ -319,7 +321,7 @@ class TaskRoutes:
             task = ""
             if entry.state == "READY":
                 try:
-                    task = self.catalog.plane.handle(entry.name, entry.version).parameter("dnnzoo.task", "") or ""
+                    task = self.catalog.plane.handle(entry.name, entry.version).parameter(contract.TASK, "") or ""
                 except Exception:  # noqa: BLE001 - unloaded meanwhile
                     pass
             rows.append({"name": entry.name, "version": entry.version, "state": entry.state, "reason": entry.reason, "task": task})

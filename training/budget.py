@@ -42,3 +42,10 @@ def plan(config: TrainConfig, steps_per_epoch: int) -> Budget:
     if epochs < 1:
         raise UserError(f"--epochs/--steps must be at least 1 (got {config.epochs if config.epochs is not None else config.steps})")
     return Budget(epochs, max(1, math.ceil(MIN_STEPS_PER_ROUND / steps_per_epoch)), steps_per_epoch)
+
+
+def grown(steps: int, items: int, items_per_budget: int, cap: float) -> int:
+    """A profile's step budget, sized for `items_per_budget` training items, grown in proportion to
+    `items` (never below the budget, at most `cap` times it): more distinct examples take more steps to
+    learn, while the embedded data keeps the profile's budget (and CI its time)."""
+    return round(steps * min(cap, max(1.0, items / items_per_budget)))

@@ -56,6 +56,7 @@ class Options:
     column: str | None = None
     seq2seq: bool | None = None
     residual: bool | None = None
+    ar_order: int | None = None
 
 
 PROFILES = {
@@ -80,13 +81,17 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
                        help="forecast the change from the last value instead of the value itself "
                             "(default: on with --data, where a level that wanders is better forecast as a change; off for the book's waves)")
+    group.add_argument("--ar-order", type=int,
+                       help="p of a linear path from the last p inputs to the forecast, trained with the network "
+                            "(which then learns a correction to a line); 0 for none (default with --data: the AR baseline's order, "
+                            "chosen by AIC on the training values; 0 for the book's waves)")
 
 
 class SequencePredictor(nn.Module):
     """A recurrent stack and a linear head; see the module docstring for the two entry points."""
 
     def __init__(self, cell: str = "lstm", hidden_size: int = 32, num_layers: int = 2, horizon: int = series_data.HORIZON,
-                 dropout: float = 0.0, mean: float = 0.0, std: float = 1.0, residual: bool = False):
+                 dropout: float = 0.0, mean: float = 0.0, std: float = 1.0, residual: bool = False, ar_order: int = 0):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
@@ -94,6 +99,11 @@ class SequencePredictor(nn.Module):
         self.residual = residual
         self.rnn = CELLS[cell](1, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
         self.head = nn.Linear(hidden_size, horizon)
+        self.ar_order = ar_order
+        self.ar = nn.Linear(ar_order, horizon) if ar_order else None
+        if self.ar is not None:  # starts as the head's baseline (the last value, or the mean) and learns the line
+            nn.init.zeros_(self.ar.weight)
+            nn.init.zeros_(self.ar.bias)
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
 
@@ -101,14 +111,27 @@ class SequencePredictor(nn.Module):
         """Head outputs (normalised units) -> values: a change from `last` (residual) or a level."""
         return head * self.std + (last if self.residual else self.mean)
 
+    def _linear(self, z: torch.Tensor) -> torch.Tensor | float:
+        """Normalised [N, T, 1] -> the linear path's [N, T, horizon]: a line through the last `ar_order`
+        inputs at every step (zeros, the training mean, stand in for values before the first)."""
+        if self.ar is None:
+            return 0.0
+        padded = nn.functional.pad(z[..., 0], (self.ar_order - 1, 0))
+        return self.ar(padded.unfold(1, self.ar_order, 1))
+
     def forecasts(self, series: torch.Tensor) -> torch.Tensor:
         """[N, T, 1] -> the next `horizon` values after every step, [N, T, horizon] (the training target)."""
-        hidden, _ = self.rnn((series - self.mean) / self.std)
-        return self._values(self.head(hidden), series)
+        z = (series - self.mean) / self.std
+        hidden, _ = self.rnn(z)
+        return self._values(self.head(hidden) + self._linear(z), series)
 
     def forward(self, series: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden, _ = self.rnn((series - self.mean) / self.std)
-        ahead = self._values(self.head(hidden[:, -1]), series[:, -1])
+        z = (series - self.mean) / self.std
+        hidden, _ = self.rnn(z)
+        head = self.head(hidden[:, -1])
+        if self.ar is not None:  # the last step's line only (ONNX has no Unfold): the last p inputs, mean-padded
+            head = head + self.ar(nn.functional.pad(z[..., 0], (self.ar_order - 1, 0))[:, -self.ar_order :])
+        ahead = self._values(head, series[:, -1])
         return ahead[:, :1], ahead
 
     def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,12 +139,14 @@ class SequencePredictor(nn.Module):
         zeros = torch.zeros(batch, self.num_layers, self.hidden_size, device=self.mean.device)
         return zeros, zeros.clone()
 
-    def step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None = None):
-        """One value per stream: x [N, 1], h and c [N, layers, hidden] -> (next, next10, h, c).
+    def step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None = None, past: torch.Tensor | None = None):
+        """One value per stream: x [N, 1], h and c [N, layers, hidden], past [N, ar_order] -> (next, next10, h, c, past).
 
-        Feeding a series one value at a time from `initial_state` gives the same predictions as
-        `forward` on the prefix seen so far. GRU and simple RNN cells have no cell state: for them
-        `c` is ignored and returned as given, so every cell streams with the same signature.
+        Feeding a series one value at a time from `initial_state` (and zero `past`) gives the same
+        predictions as `forward` on the prefix seen so far. GRU and simple RNN cells have no cell state:
+        for them `c` is ignored and returned as given, so every cell streams with the same signature.
+        `past` holds the linear path's last `ar_order` normalised inputs (oldest first); without that
+        path (`ar_order` 0) it is ignored and returned as given.
         """
         z = ((x - self.mean) / self.std).unsqueeze(1)
         h0 = h.transpose(0, 1).contiguous()
@@ -130,8 +155,12 @@ class SequencePredictor(nn.Module):
             c = c1.transpose(0, 1)
         else:
             out, h1 = self.rnn(z, h0)
-        ahead = self._values(self.head(out[:, -1]), x)
-        return ahead[:, :1], ahead, h1.transpose(0, 1), c
+        head = self.head(out[:, -1])
+        if self.ar is not None:
+            past = torch.cat([past[:, 1:], z[:, 0]], dim=1)
+            head = head + self.ar(past)
+        ahead = self._values(head, x)
+        return ahead[:, :1], ahead, h1.transpose(0, 1), c, past
 
 
 def build_model(**model_args) -> SequencePredictor:
@@ -228,6 +257,8 @@ def train(config: TrainConfig, options: Options) -> dict:
         raise UserError(f"--dropout acts between recurrent layers: it needs --num-layers 2 or more (this run has {options.num_layers})")
     if options.residual is None:  # measured: README, "Sunspots"
         options = dataclasses.replace(options, residual=config.data is not None)
+    if options.ar_order is not None and not 0 <= options.ar_order <= options.window:
+        raise UserError(f"--ar-order must be between 0 (no linear path) and --window ({options.window}), got {options.ar_order}")
     generator = devices.seed_everything(config.seed)
     devices.set_threads(config.threads)
     device = devices.pick(config.device)
@@ -241,9 +272,13 @@ def train(config: TrainConfig, options: Options) -> dict:
     x, y, m = (torch.from_numpy(np.concatenate(p)) for p in zip(*parts))
     values = data.train_values()
     mean, std = float(values.mean()), float(values.std()) or 1.0
+    ar = series_baselines.fit_ar(data.train_runs, window)  # the AR baseline; its order (AIC, training values) sizes the linear path
+    if options.ar_order is None:  # measured: README, "Sunspots"
+        options = dataclasses.replace(options, ar_order=ar.order if config.data is not None else 0)
 
     model_args = {"cell": options.cell, "hidden_size": options.hidden_size, "num_layers": options.num_layers,
-                  "horizon": horizon, "dropout": config.dropout or 0.0, "mean": mean, "std": std, "residual": options.residual}
+                  "horizon": horizon, "dropout": config.dropout or 0.0, "mean": mean, "std": std, "residual": options.residual,
+                  "ar_order": options.ar_order or 0}
     model = build_model(**model_args)
     initialize(model.head, None, config.init, config.init_distribution)
     if config.init_from:
@@ -265,7 +300,7 @@ def train(config: TrainConfig, options: Options) -> dict:
 
     valid = evaluate(model, data.next_valid, data.ahead_valid, window, device)
     test = evaluate(model, data.next_test, data.ahead_test, window, device)
-    ar, period = series_baselines.fit_ar(data.train_runs, window), series_baselines.season(data.train_runs, window)
+    period = series_baselines.season(data.train_runs, window)
     records = [baselines.compare(name, f"val_{metric}", valid[metric], value)
                for name, figures in series_baselines.scores(data, horizon, ar, period).items() for metric, value in figures.items()]
     final = {

@@ -3,7 +3,9 @@ companion `NAME_step`, one value per stream with the recurrent state as explicit
 
 The step model's state is batch-first ([N, layers, hidden]; the module transposes to the RNN's
 layer-first layout inside), so a server may batch streams along dimension 0 with max_batch_size > 0.
-GRU and simple RNN cells have no cell state: their step model has `h` only.
+GRU and simple RNN cells have no cell state: their step model has `h` only. A model with a linear
+path (`ar_order` p > 0) also carries `past` [N, p], its last p normalised inputs, whose shape
+`dnnzoo.state.shape.past` gives (`dnnzoo.state.shape` is h's and c's).
 """
 
 from __future__ import annotations
@@ -33,13 +35,17 @@ def _series(n: int, steps: int, seed: int) -> np.ndarray:
 
 
 class Step(nn.Module):
-    def __init__(self, model: sequence.SequencePredictor):
-        super().__init__()
-        self.model = model
+    """The module's `step` with the state tensors `names` (h, then c, then past, as the model has them) in and out."""
 
-    def forward(self, value: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None = None):
-        nxt, ahead, h, c = self.model.step(value, h, c)
-        return (nxt, ahead, h) if c is None else (nxt, ahead, h, c)
+    def __init__(self, model: sequence.SequencePredictor, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, value: torch.Tensor, *state: torch.Tensor):
+        given = dict(zip(self.names, state))
+        nxt, ahead, h, c, past = self.model.step(value, given["h"], given.get("c"), given.get("past"))
+        out = {"h": h, "c": c, "past": past}
+        return (nxt, ahead, *(out[n] for n in self.names))
 
 
 def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
@@ -67,26 +73,28 @@ def specs(checkpoint: dict, run_dir: Path) -> list[ExportSpec]:
         extra_cases=[{"series": _series(3, max(2, window // 2 + 3), seed=3)}, {"series": _series(2, 2 * window, seed=4)}],
         parameters={contract.TASK: contract.SEQUENCE, contract.MIN_LENGTH: "1", **common},
     )
-    state = ["h", "c"] if lstm else ["h"]
+    shapes = {"h": (layers, hidden), **({"c": (layers, hidden)} if lstm else {}), **({"past": (model.ar_order,)} if model.ar_order else {})}
+    state = list(shapes)
     state_out = [f"{s}_next" for s in state]
 
     def step_samples(n: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(21 + n)
-        case = {"value": _series(n, 1, seed=n)[:, 0], **{s: rng.normal(0, 0.5, (n, layers, hidden)).astype(np.float32) for s in state}}
+        case = {"value": _series(n, 1, seed=n)[:, 0], **{s: rng.normal(0, 0.5, (n, *shape)).astype(np.float32) for s, shape in shapes.items()}}
         return case
 
     step = ExportSpec(
         suffix="_step",
-        module=Step(model).eval(),
-        inputs=[TensorSpec("value", np.float32, (1,))] + [TensorSpec(s, np.float32, (layers, hidden)) for s in state],
+        module=Step(model, state).eval(),
+        inputs=[TensorSpec("value", np.float32, (1,))] + [TensorSpec(s, np.float32, shapes[s]) for s in state],
         outputs=[TensorSpec("next", np.float32, (1,)), TensorSpec(ahead, np.float32, (horizon,))]
-        + [TensorSpec(s, np.float32, (layers, hidden)) for s in state_out],
+        + [TensorSpec(o, np.float32, shapes[s]) for s, o in zip(state, state_out)],
         max_batch_size=MAX_BATCH,
         samples=step_samples,
         parameters={
             contract.TASK: contract.SEQUENCE_STEP, **common,
             contract.STATE_INPUTS: ",".join(state), contract.STATE_OUTPUTS: ",".join(state_out),
             contract.STATE_SHAPE: f"{layers},{hidden}", contract.STATE_INITIAL: "zeros",
+            **({contract.state_shape_key("past"): str(model.ar_order), contract.AR_ORDER: str(model.ar_order)} if model.ar_order else {}),
         },
     )  # fmt: skip
     return [whole, step]

@@ -7,8 +7,8 @@ again, as often as needed; the reply says so, because errors then compound. Each
 whole grown series again, so the model steps of a call (`feedback_steps`) are capped by the largest
 one-pass call the operator allows: --max-series series of --max-series-length values.
 
-A stream (`ForecastStream`) runs the companion `NAME_step` graph, whose recurrent state (`h`, `c`)
-is an explicit input and output: this object holds that state for one stream, starting from zeros,
+A stream (`ForecastStream`) runs the companion `NAME_step` graph, whose recurrent state (`h`, `c`,
+and `past` for a model with a linear path, shaped by `dnnzoo.state.shape.past`) is an explicit input and output: this object holds that state for one stream, starting from zeros,
 and is simply dropped when the stream ends. Feeding a series value by value gives the same
 forecasts as Forecast on every prefix (the export checks the step graph against the module).
 """
@@ -156,6 +156,7 @@ def open_stream(catalog: Catalog, model: str, version: str) -> ForecastStream:
     if not inputs or len(inputs) != len(outputs) or not shape:
         raise Unsupported(f"model {step.name!r} does not describe its recurrent state (dnnzoo.state.*)")
     trained = catalog.number(step, contract.HORIZON, int)
-    state = {name: np.zeros((1, *shape), np.float32) for name in inputs}
+    shapes = {name: tuple(int(d) for d in (step.parameter(contract.state_shape_key(name)) or "").split(",") if d) or shape for name in inputs}
+    state = {name: np.zeros((1, *shapes[name]), np.float32) for name in inputs}
     ahead = step.parameter(contract.OUTPUT_AHEAD) or f"next{trained}"
     return ForecastStream(catalog, model, step, inputs, outputs, ahead, state)

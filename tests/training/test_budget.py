@@ -89,3 +89,8 @@ def test_max_norm_holds_every_unit_through_fit(max_norm):
         assert norms.min() > 1.0  # the target needs ‖w‖ ≈ 3.8: unconstrained training gets there
     else:
         assert norms.max() <= max_norm + 1e-6
+
+
+@pytest.mark.parametrize("items, steps", [(500, 1000), (1300, 1000), (1950, 1500), (2600, 2000), (9000, 2000)])
+def test_a_budget_grows_with_the_data_up_to_its_cap(items, steps):
+    assert budget.grown(1000, items, items_per_budget=1300, cap=2.0) == steps

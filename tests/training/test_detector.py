@@ -334,6 +334,22 @@ def test_a_short_run_beats_an_untrained_model_on_held_out_digits(tmp_path):
     assert learned > chance + 0.05, (learned, chance)
 
 
+def test_the_profiles_budget_grows_with_the_training_digits_and_a_users_does_not(tmp_path, monkeypatch):
+    """The embedded set's 1,257 training digits keep the profile's steps; more digits get more, up to the cap
+    (here the embedded digits stand in for a larger set by lowering the digits a budget is for)."""
+    small = dict(progress=False, threads=1, train_scenes=64, val_scenes=8, test_scenes=8)
+    scenes = {k: small.pop(k) for k in ("train_scenes", "val_scenes", "test_scenes")}
+    steps = lambda out: json.loads((out / "metrics.json").read_text())["final"]["steps"]  # noqa: E731
+    tiny = det.PROFILES["tiny"]["steps"]
+    det.train(TrainConfig(family="detector", profile="tiny", out=tmp_path / "a", **small), det.Options(**scenes))
+    assert steps(tmp_path / "a") == tiny
+    monkeypatch.setattr(det, "STEPS_ARE_FOR_DIGITS", 1257 * 2 // 3)  # 1.5× as many digits as the budget is for
+    det.train(TrainConfig(family="detector", profile="tiny", out=tmp_path / "b", **small), det.Options(**scenes))
+    assert steps(tmp_path / "b") == round(tiny * 1.5)
+    det.train(TrainConfig(family="detector", profile="tiny", out=tmp_path / "c", steps=tiny, **small), det.Options(**scenes))
+    assert steps(tmp_path / "c") == tiny
+
+
 def test_held_out_scenes_show_only_digits_training_never_saw():
     from training.data import images
 

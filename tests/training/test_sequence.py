@@ -95,16 +95,20 @@ def test_seq2seq_targets_are_the_following_values_masked_at_the_end():
     assert m[0, :4].sum() == 0 and m[0, 4].sum() == 3
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_step_by_step_equals_forward_on_every_prefix(cell):
+@pytest.mark.parametrize("cell, ar_order", [("lstm", 0), ("gru", 0), ("rnn", 0), ("lstm", 5), ("gru", 5)])
+def test_step_by_step_equals_forward_on_every_prefix(cell, ar_order):
     torch.manual_seed(0)
-    model = sequence.build_model(cell=cell, hidden_size=6, num_layers=2, horizon=10, mean=0.3, std=2.0).eval()
+    model = sequence.build_model(cell=cell, hidden_size=6, num_layers=2, horizon=10, mean=0.3, std=2.0, residual=bool(ar_order),
+                                 ar_order=ar_order).eval()  # fmt: skip
+    if ar_order:
+        torch.nn.init.normal_(model.ar.weight)  # it starts at zero: give the linear path something to say
     series = torch.randn(3, 12, 1)
     h, c = model.initial_state(3)
+    past = torch.zeros(3, ar_order)
     assert h.shape == (3, 2, 6)
     with torch.no_grad():
-        for t in range(12):
-            nxt, ahead, h, c = model.step(series[:, t], h, c)
+        for t in range(12):  # prefixes shorter than ar_order too: both pad with the training mean
+            nxt, ahead, h, c, past = model.step(series[:, t], h, c, past)
             want_next, want_ahead = model(series[:, : t + 1])
             torch.testing.assert_close(nxt, want_next, atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(ahead, want_ahead, atol=1e-5, rtol=1e-5)
@@ -117,9 +121,30 @@ def test_step_ignores_c_for_cells_without_one():
     h, _ = model.initial_state(2)
     marker = torch.full((2, 1, 4), 7.0)
     with torch.no_grad():
-        *_, c = model.step(torch.zeros(2, 1), h, marker)
+        *_, c, past = model.step(torch.zeros(2, 1), h, marker)
         a = model.step(torch.zeros(2, 1), h, None)
-    assert c is marker and a[3] is None
+    assert c is marker and a[3] is None and past is None
+
+
+def test_the_linear_path_is_a_line_through_the_last_inputs_and_starts_silent():
+    torch.manual_seed(0)
+    model = sequence.build_model(cell="gru", hidden_size=4, num_layers=1, ar_order=3, residual=True, mean=1.0, std=2.0).eval()
+    series = torch.randn(2, 8, 1)
+    without = sequence.build_model(cell="gru", hidden_size=4, num_layers=1, residual=True, mean=1.0, std=2.0).eval()
+    without.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("ar.")})
+    with torch.no_grad():
+        torch.testing.assert_close(model(series)[1], without(series)[1])  # zero-initialised: the network alone
+        model.ar.weight.copy_(torch.arange(30.0).reshape(10, 3) / 30)
+        model.ar.bias.fill_(0.5)
+        z = (series[:, -3:, 0] - 1.0) / 2.0  # the last 3 inputs, normalised, oldest first
+        line = (z @ model.ar.weight.T + 0.5) * 2.0
+        torch.testing.assert_close(model(series)[1], without(series)[1] + line)
+
+
+def test_ar_order_beyond_the_window_is_refused(tmp_path):
+    config = TrainConfig(family="sequence", profile="tiny", out=tmp_path / "run", progress=False)
+    with pytest.raises(UserError, match="--ar-order must be between 0"):
+        sequence.train(config, sequence.Options(ar_order=21))
 
 
 def write_csv(path, values, column="load"):
@@ -197,6 +222,26 @@ def test_cli_trains_a_gru_on_a_csv_column_and_rejects_a_missing_one(tmp_path, ca
     assert train_main(argv) == 0
     model, ckpt = rebuild(out)
     assert ckpt["extra"]["cell"] == "gru" and ckpt["extra"]["normalization"]["mean"] == pytest.approx(100, abs=2)
+    order = ckpt["model_args"]["ar_order"]  # a CSV's defaults: a change from the last value, and a line of the AR baseline's order
+    assert order == read_metrics(out)["final"]["ar_order"] >= 1 and ckpt["model_args"]["residual"]
+    from export.pipeline import export_run  # the step graph carries the line's inputs as state; export checks it against step()
+    import onnxruntime as ort
+    from protos import config_text
+
+    export_run(out, tmp_path / "repo", name="s")
+    step = config_text.parse_config((tmp_path / "repo" / "s_step" / "config.pbtxt").read_text(), source="s_step").parameters
+    assert step["dnnzoo.state.inputs"].string_value == "h,past" and step["dnnzoo.state.shape.past"].string_value == str(order)
+    # A stream from zero state of the declared shapes, as the server opens one, forecasts what forward does.
+    session = ort.InferenceSession(str(tmp_path / "repo" / "s_step" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    shape = [int(d) for d in step["dnnzoo.state.shape"].string_value.split(",")]
+    state = {"h": np.zeros((1, *shape), np.float32), "past": np.zeros((1, order), np.float32)}
+    values = (100 + 20 * np.sin(np.arange(30) / 5.0)).astype(np.float32)
+    for v in values:
+        nxt, _, *after = session.run(None, {"value": np.array([[v]], np.float32), **state})
+        state = dict(zip(("h", "past"), after))
+    with torch.no_grad():
+        want = model(torch.from_numpy(values)[None, :, None])[0]
+    np.testing.assert_allclose(nxt, want.numpy(), rtol=1e-4, atol=1e-3)
     assert train_main(argv[:5] + ["--column", "nope", "--out", str(tmp_path / "bad")]) == 2
     assert "no column 'nope'" in capsys.readouterr().err
 
