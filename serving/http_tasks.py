@@ -7,8 +7,9 @@ method it stands for, so it shares that method's bearer token and error mapping 
 
 Images come as a multipart upload (`image` file fields, options as form fields), as a JSON body
 (`images`: base64 strings of encoded files, or `{"raw": base64, "shape": [H, W(, C)]}`), or as a bare
-image body (`Content-Type: image/…`, options in the query string). Options may also be given in the
-query string. Images go back as base64 PNG in JSON, or as one PNG with `format=png`.
+image body (`Content-Type: image/…`, options in the query string). Table rows come as JSON (`rows`:
+column -> value maps, or `csv`: CSV text) or as a bare `text/csv` body. Options may also be given in
+the query string. Images go back as base64 PNG in JSON, or as one PNG with `format=png`.
 A request that names no model uses the first ready model of the endpoint's task, by name.
 """
 
@@ -30,8 +31,8 @@ from protos import contract
 
 from serving.commands import drawing
 from serving.errors import InvalidInput, ModelNotFound
-from serving.limits import INLINE_PAYLOAD_BYTES
-from serving.tasks import autoencoding, classification, detection, generation, sequences, words
+from serving.limits import INLINE_PAYLOAD_BYTES, shown
+from serving.tasks import autoencoding, classification, detection, generation, sequences, tabular, words
 from serving.tasks.catalog import Catalog
 from serving.tasks.images import EncodedImage, ImageInput, RawPixels, png
 
@@ -56,6 +57,11 @@ class Body:
             return cls({**query, **parsed}, images)
         if kind.startswith("image/"):
             return cls(query, [EncodedImage(body)])
+        if kind == "text/csv":
+            try:
+                return cls({**query, "csv": body.decode("utf-8-sig")}, None)
+            except UnicodeDecodeError:
+                raise InvalidInput("the CSV body is not UTF-8 text") from None
         if not body.strip():
             return cls(query, None)
         try:
@@ -117,6 +123,22 @@ class Body:
         for i, row in enumerate(value):
             if not isinstance(row, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
                 raise InvalidInput(f"{key!r}: item {i} is not a list of numbers")
+        return value
+
+    def rows(self) -> list[dict] | None:
+        """Table rows (column -> string, number or null); None when the body has no 'rows'."""
+        value = self.fields.get("rows")
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise InvalidInput("'rows' must be a list of objects (column -> string, number or null)")
+        for i, row in enumerate(value):
+            if not isinstance(row, dict):
+                raise InvalidInput(f"'rows': item {i} is not an object (column -> string, number or null)")
+            for column, cell in row.items():
+                if cell is not None and (isinstance(cell, bool) or not isinstance(cell, (str, int, float))):
+                    raise InvalidInput(f"row {i}: column {shown(column)} must be a string, a number or null, "
+                                       f"got {type(cell).__name__}")
         return value
 
     def images(self) -> list[ImageInput]:
@@ -205,6 +227,7 @@ class TaskRoutes:
             ("POST", "/v1/generate", self.generate, _V1 + "ImageGeneration/Generate"),
             ("POST", "/v1/encode", self.encode, _V1 + "Autoencoding/Encode"),
             ("POST", "/v1/reconstruct", self.reconstruct, _V1 + "Autoencoding/Reconstruct"),
+            ("POST", "/v1/predict", self.predict, _V1 + "TabularPrediction/Predict"),
             ("GET", "/v1/models", self.models, "/inference.GRPCInferenceService/ModelStatistics"),
         )
 
@@ -313,6 +336,18 @@ class TaskRoutes:
         result = await autoencoding.reconstruct(self.catalog, model, version, body.images())
         return _json({"model": result.model, "model_version": result.version, "reconstructions": [
             {"png": _b64png(image), "error": float(error)} for image, error in zip(result.images, result.errors)]})
+
+    async def predict(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        model, version = self._model(body, tabular.TASK)
+        result = await tabular.predict(self.catalog, model, version, body.rows(), body.text("csv"), body.integer("top_k"))
+        if result.kind == "classification":
+            answers = [{"label": r.label, "classes": [{"label": c.label, "class_id": c.class_id, "score": c.score} for c in r.classes]}
+                       for r in result.rows]
+        else:
+            answers = [{"value": r.value} for r in result.rows]
+        return _json({"model": result.model, "model_version": result.version, "kind": result.kind, "target": result.target,
+                      "predictions": answers})
 
     async def models(self, request: web.Request) -> web.Response:
         """Every model with its version, state, reason and task (the console's models page)."""
