@@ -253,7 +253,7 @@ class TaskRoutes:
 
     async def classify(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, classification.TASK)
+        model, version = self._model(body, contract.CLASSIFICATION)
         result = await classification.classify(self.catalog, model, version, body.images(), body.integer("top_k"))
         return _json({"model": result.model, "model_version": result.version, "results": [
             {"classes": [{"label": s.label, "class_id": s.class_id, "score": s.score} for s in scores]}
@@ -261,7 +261,7 @@ class TaskRoutes:
 
     async def detect(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, detection.TASK)
+        model, version = self._model(body, contract.DETECTION)
         images, answer_png = body.images(), body.text("format", "json") == "png"
         draw = body.flag("draw") or answer_png
         if draw and any(not isinstance(image, EncodedImage) for image in images):
@@ -286,7 +286,7 @@ class TaskRoutes:
 
     async def similar(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, words.TASK)
+        model, version = self._model(body, contract.WORD_VECTORS)
         result = await words.most_similar(self.catalog, model, version, body.strings("positive"), body.strings("negative"),
                                           body.integer("top_k"), body.flag("exclude_inputs", True))
         return _json({"model": result.model, "model_version": result.version,
@@ -294,14 +294,14 @@ class TaskRoutes:
 
     async def vectors(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, words.TASK)
+        model, version = self._model(body, contract.WORD_VECTORS)
         result = await words.get_vectors(self.catalog, model, version, body.strings("words"), body.flag("unit"))
         return _json({"model": result.model, "model_version": result.version, "vectors": [
             {"word": v.word, "token": v.token, "values": v.values.tolist()} for v in result.vectors]})
 
     async def forecast(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, sequences.TASK)
+        model, version = self._model(body, contract.SEQUENCE)
         series = body.numbers("series")
         for i, row in enumerate(series):
             if not all(math.isfinite(v) for v in row):
@@ -313,7 +313,7 @@ class TaskRoutes:
 
     async def generate(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, generation.TASK)
+        model, version = self._model(body, contract.GENERATION)
         latents = body.numbers("latents") if "latents" in body.fields else None
         result = await generation.generate(self.catalog, model, version, body.integer("count", 1), body.integer("seed"), latents)
         if body.text("format", "json") == "png":
@@ -326,20 +326,20 @@ class TaskRoutes:
 
     async def encode(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, autoencoding.TASK)
+        model, version = self._model(body, contract.AUTOENCODING)
         result = await autoencoding.encode(self.catalog, model, version, body.images())
         return _json({"model": result.model, "model_version": result.version, "codes": [c.tolist() for c in result.codes]})
 
     async def reconstruct(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, autoencoding.TASK)
+        model, version = self._model(body, contract.AUTOENCODING)
         result = await autoencoding.reconstruct(self.catalog, model, version, body.images())
         return _json({"model": result.model, "model_version": result.version, "reconstructions": [
             {"png": _b64png(image), "error": float(error)} for image, error in zip(result.images, result.errors)]})
 
     async def predict(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, tabular.TASK)
+        model, version = self._model(body, contract.TABULAR)
         result = await tabular.predict(self.catalog, model, version, body.rows(), body.text("csv"), body.integer("top_k"))
         if result.kind == "classification":
             answers = [{"label": r.label, "classes": [{"label": c.label, "class_id": c.class_id, "score": c.score} for c in r.classes]}
