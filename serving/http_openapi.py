@@ -68,6 +68,9 @@ NUMBERS = _list({"type": "number"})
 CLASS = _object({"label": {"type": "string"}, "class_id": {"type": "integer"}, "score": {"type": "number"}})
 DETECTION = _object({"label": {"type": "string"}, "class_id": {"type": "integer"}, "score": {"type": "number"},
                      "box": {**NUMBERS, "description": "x_min, y_min, x_max, y_max in the image's own pixels"}})
+CELL = {"type": ["string", "number", "null"], "description": "null (or a CSV cell the model's schema calls missing): missing"}
+PENGUIN = {"island": "Biscoe", "bill_length_mm": 48.6, "bill_depth_mm": 16.0, "flipper_length_mm": 230,
+           "body_mass_g": 5800, "sex": "male", "year": 2009}  # the penguins_tabular model's columns
 NEIGHBOR = _object({"word": {"type": "string"}, "id": {"type": "integer"}, "score": {"type": "number"}})
 
 
@@ -124,7 +127,18 @@ def schema() -> dict:
             "Each image through the autoencoder, with its mean squared error",
             _object({**_MODEL, **_IMAGES}, ("images",)), {"images": [TINY_PNG]},
             _answer(reconstructions=_list(_object({"png": _PNG, "error": {"type": "number"}})))),
+        "/v1/predict": _endpoint(
+            "Classes (top-k with scores) or a value for each table row, from a tabular model",
+            _object({**_MODEL, "rows": _list({"type": "object", "additionalProperties": CELL, "description": "column -> value"}),
+                     "csv": {"type": "string", "description": "CSV text with a header row, instead of rows"},
+                     "top_k": {"type": "integer", "minimum": 1}}),
+            {"rows": [PENGUIN, {**PENGUIN, "sex": None}], "top_k": 2},
+            _answer(kind={"enum": ["classification", "regression"]}, target={"type": "string"},
+                    predictions=_list(_object({"label": {"type": "string"}, "classes": _list(CLASS),
+                                               "value": {"type": "number", "description": "regression only"}})))),
     }
+    paths["/v1/predict"]["post"]["requestBody"]["content"]["text/csv"] = {
+        "schema": {"type": "string"}, "description": "the rows as CSV with a header row; options in the query string"}
     paths["/v1/models"] = {"get": {"summary": "Every model: version, state, reason, task", "responses": {"200": {
         "description": "the models", "content": {"application/json": {"schema": _object({"models": _list(_object({
             k: {"type": "string"} for k in ("name", "version", "state", "reason", "task")}))})}}}}}}

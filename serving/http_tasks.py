@@ -7,8 +7,9 @@ method it stands for, so it shares that method's bearer token and error mapping 
 
 Images come as a multipart upload (`image` file fields, options as form fields), as a JSON body
 (`images`: base64 strings of encoded files, or `{"raw": base64, "shape": [H, W(, C)]}`), or as a bare
-image body (`Content-Type: image/…`, options in the query string). Options may also be given in the
-query string. Images go back as base64 PNG in JSON, or as one PNG with `format=png`.
+image body (`Content-Type: image/…`, options in the query string). Table rows come as JSON (`rows`:
+column -> value maps, or `csv`: CSV text) or as a bare `text/csv` body. Options may also be given in
+the query string. Images go back as base64 PNG in JSON, or as one PNG with `format=png`.
 A request that names no model uses the first ready model of the endpoint's task, by name.
 """
 
@@ -30,8 +31,8 @@ from protos import contract
 
 from serving.commands import drawing
 from serving.errors import InvalidInput, ModelNotFound
-from serving.limits import INLINE_PAYLOAD_BYTES
-from serving.tasks import autoencoding, classification, detection, generation, sequences, words
+from serving.limits import INLINE_PAYLOAD_BYTES, shown
+from serving.tasks import autoencoding, classification, detection, generation, sequences, tabular, words
 from serving.tasks.catalog import Catalog
 from serving.tasks.images import EncodedImage, ImageInput, RawPixels, png
 
@@ -56,6 +57,11 @@ class Body:
             return cls({**query, **parsed}, images)
         if kind.startswith("image/"):
             return cls(query, [EncodedImage(body)])
+        if kind == "text/csv":
+            try:
+                return cls({**query, "csv": body.decode("utf-8-sig")}, None)
+            except UnicodeDecodeError:
+                raise InvalidInput("the CSV body is not UTF-8 text") from None
         if not body.strip():
             return cls(query, None)
         try:
@@ -117,6 +123,22 @@ class Body:
         for i, row in enumerate(value):
             if not isinstance(row, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
                 raise InvalidInput(f"{key!r}: item {i} is not a list of numbers")
+        return value
+
+    def rows(self) -> list[dict] | None:
+        """Table rows (column -> string, number or null); None when the body has no 'rows'."""
+        value = self.fields.get("rows")
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise InvalidInput("'rows' must be a list of objects (column -> string, number or null)")
+        for i, row in enumerate(value):
+            if not isinstance(row, dict):
+                raise InvalidInput(f"'rows': item {i} is not an object (column -> string, number or null)")
+            for column, cell in row.items():
+                if cell is not None and (isinstance(cell, bool) or not isinstance(cell, (str, int, float))):
+                    raise InvalidInput(f"row {i}: column {shown(column)} must be a string, a number or null, "
+                                       f"got {type(cell).__name__}")
         return value
 
     def images(self) -> list[ImageInput]:
@@ -205,6 +227,7 @@ class TaskRoutes:
             ("POST", "/v1/generate", self.generate, _V1 + "ImageGeneration/Generate"),
             ("POST", "/v1/encode", self.encode, _V1 + "Autoencoding/Encode"),
             ("POST", "/v1/reconstruct", self.reconstruct, _V1 + "Autoencoding/Reconstruct"),
+            ("POST", "/v1/predict", self.predict, _V1 + "TabularPrediction/Predict"),
             ("GET", "/v1/models", self.models, "/inference.GRPCInferenceService/ModelStatistics"),
         )
 
@@ -230,7 +253,7 @@ class TaskRoutes:
 
     async def classify(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, classification.TASK)
+        model, version = self._model(body, contract.CLASSIFICATION)
         result = await classification.classify(self.catalog, model, version, body.images(), body.integer("top_k"))
         return _json({"model": result.model, "model_version": result.version, "results": [
             {"classes": [{"label": s.label, "class_id": s.class_id, "score": s.score} for s in scores]}
@@ -238,7 +261,7 @@ class TaskRoutes:
 
     async def detect(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, detection.TASK)
+        model, version = self._model(body, contract.DETECTION)
         images, answer_png = body.images(), body.text("format", "json") == "png"
         draw = body.flag("draw") or answer_png
         if draw and any(not isinstance(image, EncodedImage) for image in images):
@@ -263,7 +286,7 @@ class TaskRoutes:
 
     async def similar(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, words.TASK)
+        model, version = self._model(body, contract.WORD_VECTORS)
         result = await words.most_similar(self.catalog, model, version, body.strings("positive"), body.strings("negative"),
                                           body.integer("top_k"), body.flag("exclude_inputs", True))
         return _json({"model": result.model, "model_version": result.version,
@@ -271,14 +294,14 @@ class TaskRoutes:
 
     async def vectors(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, words.TASK)
+        model, version = self._model(body, contract.WORD_VECTORS)
         result = await words.get_vectors(self.catalog, model, version, body.strings("words"), body.flag("unit"))
         return _json({"model": result.model, "model_version": result.version, "vectors": [
             {"word": v.word, "token": v.token, "values": v.values.tolist()} for v in result.vectors]})
 
     async def forecast(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, sequences.TASK)
+        model, version = self._model(body, contract.SEQUENCE)
         series = body.numbers("series")
         for i, row in enumerate(series):
             if not all(math.isfinite(v) for v in row):
@@ -290,7 +313,7 @@ class TaskRoutes:
 
     async def generate(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, generation.TASK)
+        model, version = self._model(body, contract.GENERATION)
         latents = body.numbers("latents") if "latents" in body.fields else None
         result = await generation.generate(self.catalog, model, version, body.integer("count", 1), body.integer("seed"), latents)
         if body.text("format", "json") == "png":
@@ -303,16 +326,28 @@ class TaskRoutes:
 
     async def encode(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, autoencoding.TASK)
+        model, version = self._model(body, contract.AUTOENCODING)
         result = await autoencoding.encode(self.catalog, model, version, body.images())
         return _json({"model": result.model, "model_version": result.version, "codes": [c.tolist() for c in result.codes]})
 
     async def reconstruct(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        model, version = self._model(body, autoencoding.TASK)
+        model, version = self._model(body, contract.AUTOENCODING)
         result = await autoencoding.reconstruct(self.catalog, model, version, body.images())
         return _json({"model": result.model, "model_version": result.version, "reconstructions": [
             {"png": _b64png(image), "error": float(error)} for image, error in zip(result.images, result.errors)]})
+
+    async def predict(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        model, version = self._model(body, contract.TABULAR)
+        result = await tabular.predict(self.catalog, model, version, body.rows(), body.text("csv"), body.integer("top_k"))
+        if result.kind == "classification":
+            answers = [{"label": r.label, "classes": [{"label": c.label, "class_id": c.class_id, "score": c.score} for c in r.classes]}
+                       for r in result.rows]
+        else:
+            answers = [{"value": r.value} for r in result.rows]
+        return _json({"model": result.model, "model_version": result.version, "kind": result.kind, "target": result.target,
+                      "predictions": answers})
 
     async def models(self, request: web.Request) -> web.Response:
         """Every model with its version, state, reason and task (the console's models page)."""

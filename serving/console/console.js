@@ -268,6 +268,53 @@ $("ae-gan").addEventListener("click", async () => {
   await reconstruct();
 });
 
+// -- table -----------------------------------------------------------------------------------------
+// The form is built from the model's inputs (its columns): FP32 columns take numbers, BYTES text.
+
+let tableModel = null;
+async function table() {
+  const index = await api("/v1/models");
+  const ready = index.models.find((m) => m.task === "tabular" && m.state === "READY");
+  if (!ready) { showError("no ready tabular model on this server"); return; }
+  if (tableModel === ready.name) return;
+  const metadata = await api("/v2/models/" + encodeURIComponent(ready.name));
+  const fields = $("table-fields");
+  fields.replaceChildren();
+  metadata.inputs.forEach((input) => {
+    const label = document.createElement("label");
+    label.textContent = input.name + " ";
+    const field = document.createElement("input");
+    field.name = input.name;
+    field.dataset.numeric = input.datatype === "FP32" ? "1" : "";
+    field.placeholder = input.datatype === "FP32" ? "number" : "text";
+    if (input.datatype === "FP32") field.inputMode = "decimal";
+    label.appendChild(field);
+    fields.appendChild(label);
+  });
+  tableModel = ready.name;
+  $("table-model").textContent = "model: " + ready.name + " v" + ready.version;
+}
+
+$("table-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const row = {};
+  for (const field of $("table-fields").querySelectorAll("input")) {
+    const text = field.value.trim();
+    row[field.name] = text === "" ? null : field.dataset.numeric ? Number(text) : text;
+    if (field.dataset.numeric && text !== "" && !Number.isFinite(row[field.name])) { showError(field.name + ": give a number"); return; }
+  }
+  const answer = await api("/v1/predict", { model: tableModel, rows: [row] });
+  const p = answer.predictions[0];
+  if (answer.kind === "classification") {
+    $("table-answer").textContent = answer.target + ": " + p.label;
+    fillTable($("table-classes"), ["class", "score"], p.classes.map((c) => [c.label, c.score.toFixed(4)]));
+  } else {
+    $("table-answer").textContent = answer.target + ": " + p.value.toPrecision(6);
+    $("table-classes").replaceChildren();
+  }
+  $("table-answer").dataset.label = p.label || String(p.value);
+});
+
 // -- models ------------------------------------------------------------------------------------------
 
 async function models() {
@@ -287,7 +334,7 @@ async function models() {
 
 // -- pages -------------------------------------------------------------------------------------------
 
-const onShow = { generate, models };
+const onShow = { generate, table, models };
 function show() {
   const name = (location.hash || "#classify").slice(1);
   document.querySelectorAll(".page").forEach((p) => p.classList.toggle("shown", p.id === "page-" + name));

@@ -101,7 +101,7 @@ def columns(rows: Sequence[Mapping[str, object]], inputs, missing: frozenset[str
             raise InvalidInput(f"{SERVICE}: row {i}: unknown column {shown(unknown[0])}; the model's columns are {_listed(names)}")
         absent = [n for n in names if n not in row]
         if absent:
-            raise InvalidInput(f"{SERVICE}: row {i}: no value for column {shown(absent[0])} (a missing value is sent as missing, "
+            raise InvalidInput(f"{SERVICE}: row {i}: no value for column {shown(absent[0])} (a missing value is sent as missing, null in JSON, "
                                f"or an empty CSV cell); the model's columns are {_listed(names)}")  # fmt: skip
         for tensor in inputs:
             value = row[tensor.name]

@@ -194,3 +194,22 @@ def test_models_page_lists_every_model(browser, base):
         expected = [[m["name"], m["state"]] for m in json.load(answer)["models"]]
     assert rows == expected
     shot(browser, "models")
+
+
+def test_a_table_row_form_is_built_from_the_columns_and_predicts(browser, base):
+    open_page(browser, base, "table")
+    wait_for(browser, "document.querySelectorAll('#table-fields input').length > 0", "the column fields")
+    model = browser.find_element("id", "table-model").text.split()[1]
+    with urllib.request.urlopen(f"{base}/v2/models/{model}", timeout=30) as answer:
+        columns = [i["name"] for i in json.load(answer)["inputs"]]
+    assert browser.execute_script("return [...document.querySelectorAll('#table-fields input')].map(f => f.name)") == columns
+    row = {"island": "Biscoe", "bill_length_mm": 48.6, "flipper_length_mm": 230, "sex": "male"}
+    for name, value in row.items():
+        browser.find_element("css selector", f"#table-fields input[name={name}]").send_keys(str(value))
+    browser.find_element("css selector", "#table-form button").click()
+    wait_for(browser, "document.getElementById('table-answer').dataset.label", "a prediction")
+    expected = post(base, "/v1/predict", {"model": model, "rows": [{c: row.get(c) for c in columns}]})["predictions"][0]
+    assert browser.find_element("id", "table-answer").get_attribute("data-label") == expected["label"]
+    shown = browser.execute_script("return [...document.querySelectorAll('#table-classes tr')].slice(1).map(r => r.cells[0].textContent)")
+    assert shown == [c["label"] for c in expected["classes"]]
+    shot(browser, "table")

@@ -28,5 +28,7 @@ def test_task_endpoints_need_the_token_and_pages_do_not(guarded_http):
     assert "no ready 'classification' model" in guarded_http.error(
         404, guarded_http.post("/v1/classify", {"images": ["aGVsbG8="]}, headers=bearer))
     assert guarded_http.call("GET", "/v1/models", headers=bearer)[0] == 200
+    assert guarded_http.post("/v1/predict", {"rows": [{"a": 1}]})[0] == 401
+    assert "no ready 'tabular' model" in guarded_http.error(404, guarded_http.post("/v1/predict", {"rows": [{"a": 1}]}, headers=bearer))
     for path in ("/", "/openapi.json", "/console/console.js"):
         assert guarded_http.get(path)[0] == 200, path
