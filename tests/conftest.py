@@ -3,6 +3,8 @@
 `quick_build` trains the quick profile of every family at most once per session (only when a slow
 test asks for it) with `dnnzoo build`'s own code, and exports the default repository from it; the
 quality-bar tests and the end-to-end serving tests on quick models all read that one build.
+`shared_build` is how every such build is made: once per run, however many pytest-xdist workers
+ask (the first trains under a file lock; the others then find it up to date, as `dnnzoo build` does).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from dnnzoo.openmp import passive_wait
 
@@ -30,14 +33,26 @@ class QuickBuild:
 _timings: list[tuple[str, float, float]] = []
 
 
-@pytest.fixture(scope="session")
-def quick_build(tmp_path_factory) -> QuickBuild:
+def shared_build(tmp_path_factory, profile: str) -> tuple[Path, Path, list]:
+    """(runs, repository, build steps) of `profile`, built once for the whole test run: a folder
+    beside the session's own temp folder, which every xdist worker of this run shares."""
+    import torch
+
     from export.build import build
 
-    root = tmp_path_factory.mktemp("quick")
-    runs, repository = root / "runs", root / "repository"
-    steps = build("quick", repository, runs, opset=17, force=False, instance_kind="auto", progress=False, out=lambda _: None)
-    _timings.extend((s.family, s.trained_seconds or 0.0, s.export_seconds) for s in steps)
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if base.name.startswith("popen-gw") else base) / f"build-{profile}"
+    with FileLock(f"{root}.lock"):
+        torch.set_num_threads(1)
+        runs, repository = root / "runs", root / "repository"
+        steps = build(profile, repository, runs, opset=17, force=False, instance_kind="auto", progress=False, out=lambda _: None)
+    return runs, repository, steps
+
+
+@pytest.fixture(scope="session")
+def quick_build(tmp_path_factory) -> QuickBuild:
+    runs, repository, steps = shared_build(tmp_path_factory, "quick")
+    _timings.extend((s.family, s.trained_seconds or 0.0, s.export_seconds) for s in steps if s.trained_seconds)
     return QuickBuild(runs, repository, steps)
 
 

@@ -1,4 +1,5 @@
-"""One tiny-profile run of every family and the repository built from them, shared by the export tests."""
+"""One tiny-profile run of every family and the repository built from them (tests.conftest.shared_build:
+the same build the serving tests use)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,9 @@ class Built:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> Built:
-    import torch
+    from tests.conftest import shared_build
 
-    from export.build import build
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("export")
-    runs, repository = root / "runs", root / "repository"
-    steps = build("tiny", repository, runs, opset=17, force=False, instance_kind="auto", progress=False, out=lambda _: None)
-    return Built(runs, repository, steps)
+    return Built(*shared_build(tmp_path_factory, "tiny"))
 
 
 @pytest.fixture

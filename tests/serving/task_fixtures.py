@@ -21,21 +21,12 @@ class Exported:
     repository: Path
 
 
-def export_profile(root: Path, profile: str) -> Exported:
-    """Train every family at `profile` and export the default repository under `root` (`dnnzoo build`'s code)."""
-    import torch
-
-    from export.build import build
-
-    torch.set_num_threads(1)
-    runs, repository = root / "runs", root / "repository"
-    build(profile, repository, runs, opset=17, force=False, instance_kind="auto", progress=False, out=lambda _: None)
-    return Exported(runs, repository)
-
-
 @pytest.fixture(scope="session")
 def tiny_exported(tmp_path_factory) -> Exported:
-    return export_profile(tmp_path_factory.mktemp("tasks-tiny"), "tiny")
+    from tests.conftest import shared_build
+
+    runs, repository, _ = shared_build(tmp_path_factory, "tiny")
+    return Exported(runs, repository)
 
 
 @pytest.fixture(scope="session")
