@@ -43,7 +43,8 @@ def shared_build(tmp_path_factory, profile: str) -> tuple[Path, Path, list]:
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if base.name.startswith("popen-gw") else base) / f"build-{profile}"
     with FileLock(f"{root}.lock"):
-        torch.set_num_threads(1)
+        if profile == "tiny":  # one thread, as the tiny-run tests use; the quick profile gets every core
+            torch.set_num_threads(1)
         runs, repository = root / "runs", root / "repository"
         steps = build(profile, repository, runs, opset=17, force=False, instance_kind="auto", progress=False, out=lambda _: None)
     return runs, repository, steps
