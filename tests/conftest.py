@@ -9,6 +9,7 @@ ask (the first trains under a file lock; the others then find it up to date, as 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +44,13 @@ def shared_build(tmp_path_factory, profile: str) -> tuple[Path, Path, list]:
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if base.name.startswith("popen-gw") else base) / f"build-{profile}"
     with FileLock(f"{root}.lock"):
-        if profile == "tiny":  # one thread, as the tiny-run tests use; the quick profile gets every core
-            torch.set_num_threads(1)
+        previous = torch.get_num_threads()
+        # one thread for the tiny runs, as their tests use; the quick profile gets every core
+        torch.set_num_threads(1 if profile == "tiny" else len(os.sched_getaffinity(0)))
         runs, repository = root / "runs", root / "repository"
         steps = build(profile, repository, runs, opset=17, force=False, instance_kind="auto", progress=False, out=lambda _: None)
+        if profile != "tiny":
+            torch.set_num_threads(previous)
     return runs, repository, steps
 
 
