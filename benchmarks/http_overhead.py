@@ -57,6 +57,19 @@ def inputs(connection: http.client.HTTPConnection, model: str, batch: int) -> li
     return tensors
 
 
+def interleaved_latencies(calls: dict, rounds: int, per_round: int, desc: str) -> dict[str, list[float]]:
+    """Seconds of each call, `per_round` calls of every kind in turn, `rounds` times: the kinds share
+    whatever else the machine is doing, so their ratios are fair on a noisy machine."""
+    times: dict[str, list[float]] = {kind: [] for kind in calls}
+    for _ in tqdm(range(rounds), desc=desc, leave=False):
+        for kind, call in calls.items():
+            for _ in range(per_round):
+                began = time.perf_counter()
+                call()
+                times[kind].append(time.perf_counter() - began)
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
@@ -94,16 +107,10 @@ def main() -> int:
                 "rest-binary": lambda: rest(binary, {"Inference-Header-Content-Length": str(len(header))}),
                 "rest-json": lambda: rest(as_json, {}),
             }
-            times: dict[str, list[float]] = {k: [] for k in kinds}
             for call in kinds.values():  # warm up
                 for _ in range(20):
                     call()
-            for _ in tqdm(range(args.rounds), desc=f"batch {batch}", leave=False):
-                for kind, call in kinds.items():
-                    for _ in range(args.calls):
-                        began = time.perf_counter()
-                        call()
-                        times[kind].append(time.perf_counter() - began)
+            times = interleaved_latencies(kinds, args.rounds, args.calls, f"batch {batch}")
             base = statistics.median(times["grpc"])
             for kind, values in times.items():
                 median = statistics.median(values)

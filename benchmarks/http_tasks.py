@@ -17,16 +17,14 @@ import io
 import json
 import statistics
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.http_overhead import start  # noqa: E402 - one way to start the server for both benchmarks
+from benchmarks.http_overhead import interleaved_latencies, start  # noqa: E402 - shared by both benchmarks
 from serving.client import Client  # noqa: E402
 
 
@@ -72,13 +70,7 @@ def main() -> int:
         calls = {"gRPC Classify": lambda: client.classify(args.model, [png]), **{k: (lambda k=k: rest(k)) for k in bodies}}
         for call in calls.values():  # warm up every path
             call()
-        times: dict[str, list[float]] = {kind: [] for kind in calls}
-        for _ in tqdm(range(args.rounds), desc="rounds"):
-            for kind, call in calls.items():
-                for _ in range(args.calls):
-                    began = time.perf_counter()
-                    call()
-                    times[kind].append(time.perf_counter() - began)
+        times = interleaved_latencies(calls, args.rounds, args.calls, "rounds")
         base = statistics.median(times["gRPC Classify"])
         print(f"{'path':<18} {'median ms':>10} {'vs gRPC':>8}")
         for kind, values in times.items():
