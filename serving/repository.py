@@ -17,7 +17,7 @@ from protos.contract import TensorSpec
 from protos.config_text import from_config, parse_config
 from protos.model_config_pb2 import ModelConfig
 
-from serving import config_fields, limits
+from serving import autocomplete, config_fields, limits
 from serving.batching import BatchPolicy
 from serving.plan import plan_for
 
@@ -97,18 +97,26 @@ class Repository:
         if name not in self.scan():
             return ModelSource(name, error=f"no model folder named {name!r} in the repository")
         folder = self.root / name
+        text: str | None = None
         if override is None:
             try:
                 text = (folder / contract.CONFIG_FILE).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = None  # completed from the graph, as Triton does
             except (OSError, UnicodeDecodeError) as exc:
                 return ModelSource(name, error=f"cannot read {contract.CONFIG_FILE}: {_reason(exc)}")
             fingerprint = [_stat(folder / contract.CONFIG_FILE)]
         else:
             fingerprint = [("override", override.SerializeToString(deterministic=True))]
         try:
-            config = parse_config(text, f"{name}/{contract.CONFIG_FILE}") if override is None else override
+            if override is not None:
+                config = override
+            else:
+                config = parse_config(text, f"{name}/{contract.CONFIG_FILE}") if text is not None else ModelConfig()
             if not config.name:
                 config.name = name
+            if autocomplete.needed(config):
+                config = _completed(config, folder, has_file=override is not None or text is not None, fingerprint=fingerprint)
             spec = _spec(config, folder, name, fingerprint)
         except ValueError as exc:
             return ModelSource(name, error=str(exc), fingerprint=tuple(fingerprint))
@@ -129,6 +137,21 @@ class Repository:
             return path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"cannot read {file_name!r} of model {name!r}: {_reason(exc)}") from None
+
+
+def _completed(config: ModelConfig, folder: Path, has_file: bool, fingerprint: list) -> ModelConfig:
+    """The config with its tensors (and, without a file, batching) read from the latest version's graph."""
+    present = contract.versions(folder)
+    if not present:
+        raise ValueError(f"no {contract.CONFIG_FILE} and no numeric version folder (e.g. 1/) to complete one from")
+    file_name = _plain_file_name(config.default_model_filename or contract.MODEL_FILE, "default_model_filename")
+    path = folder / str(present[-1]) / file_name
+    if path.is_dir():
+        path = path / file_name
+    if not path.is_file():
+        raise ValueError(f"no inputs and outputs in the config, and version {present[-1]} has no {file_name} to read them from")
+    fingerprint.append(_stat(path))
+    return autocomplete.complete(config, path, has_file)
 
 
 def _reason(exc: BaseException) -> str:
