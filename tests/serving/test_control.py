@@ -142,7 +142,7 @@ def test_explicit_load_errors(explicit):
     expect_error(explicit.RepositoryModelUnload, pb.RepositoryModelUnloadRequest(model_name="ghost"),
                  grpc.StatusCode.NOT_FOUND)
     request = pb.RepositoryModelLoadRequest(model_name="doubler")
-    request.parameters["config"].string_param = "{}"  # valid JSON, but no inputs or outputs
+    request.parameters["config"].string_param = '{"input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [4]}]}'  # no outputs
     expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.UNAVAILABLE, "inputs and outputs", "still serving")
     request.parameters["config"].string_param = "{not json"
     expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.INVALID_ARGUMENT, "JSON")
