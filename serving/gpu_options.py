@@ -110,6 +110,25 @@ def instance_devices(config: ModelConfig, instances: int, visible: int) -> list[
     return [devices[i % len(devices)] for i in range(instances)]
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where one instance runs: its own session on GPU `device`, or (None) the version's shared session."""
+
+    device: int | None
+    cpu_only: bool = False  # the shared session asks for the CPU provider alone (KIND_CPU beside GPU groups)
+
+
+def placements(config: ModelConfig, instances: int, visible: int, on_gpu: bool) -> list[Placement]:
+    """Each instance's placement. Off the GPU (a CPU build, no GPU, `--providers cpu`) every instance
+    shares one session, as before; on it, each KIND_GPU instance gets its own session on its GPU."""
+    if not on_gpu:
+        return [Placement(None)] * instances
+    devices = instance_devices(config, instances, visible)
+    shared_kinds = {group.kind for group in config.instance_group if None in group_devices(group, visible)}
+    cpu_only = shared_kinds == {ModelInstanceGroup.KIND_CPU}
+    return [Placement(device, cpu_only and device is None) for device in devices]
+
+
 def gpu_groups(config: ModelConfig) -> list[str]:
     """The KIND_GPU groups of a config, as text for a log line ("KIND_GPU gpus [0, 1] count 2")."""
     return [f"KIND_GPU gpus {list(group.gpus)} count {group.count or 1}" if group.gpus else f"KIND_GPU count {group.count or 1}"

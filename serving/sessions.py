@@ -212,24 +212,22 @@ def open_instances(path: Path, spec: ModelSpec, providers: ProviderChoice, label
     wanted = providers.wanted(spec)
     instances = plan_for(spec.config).instances
     on_gpu = wanted[0] in GPU_PROVIDERS
-    devices = gpu_options.instance_devices(spec.config, instances, gpu.count()) if on_gpu else [None] * instances
     asked = gpu_options.gpu_groups(spec.config)
     if asked and not on_gpu:
         log.warning("%s: instance_group asks for %s, but %s: its %d instances run on %s",
                     label, "; ".join(asked), providers.why_not_gpu(), instances, ", ".join(wanted))
-    kinds = {group.kind for group in spec.config.instance_group if None in gpu_options.group_devices(group, gpu.count())}
-    shared_wanted = [CPU] if on_gpu and kinds == {KIND_CPU} else wanted  # KIND_CPU groups beside GPU ones
     shared: LoadedSession | None = None
     fallback: LoadedSession | None = None  # a GPU instance that got no GPU: the others share it
     out = []
-    for number, device in enumerate(devices):
-        if device is None:
-            shared = shared or open_session(path, spec, providers, label, shared_wanted)
+    for number, place in enumerate(gpu_options.placements(spec.config, instances, gpu.count(), on_gpu)):
+        if place.device is None:
+            shared = shared or open_session(path, spec, providers, label, [CPU] if place.cpu_only else wanted)
             out.append(shared)
         elif fallback is not None:
             out.append(fallback)
         else:
-            loaded = open_session(path, spec, providers, f"{label} instance {number + 1} (GPU {device})", providers.wanted(spec), device)
+            instance = f"{label} instance {number + 1} (GPU {place.device})"
+            loaded = open_session(path, spec, providers, instance, providers.wanted(spec), place.device)
             if loaded.providers[0] not in GPU_PROVIDERS:
                 fallback = loaded
             out.append(loaded)
