@@ -14,8 +14,8 @@ What Triton's ONNX Runtime backend reads, and what it becomes here:
   session with that `device_id` (serving.sessions).
 - `parameters` keys of the CUDA provider as the backend names them (`cudnn_conv_algo_search`,
   `gpu_mem_limit`, `arena_extend_strategy`, `do_copy_in_default_stream`) -> CUDA options.
-- `parameters { key: "io_binding" }` (dnnzoo's; Triton's backend always binds) -> whether a GPU
-  session runs through an IOBinding with its outputs on the device (the default) or plain `run`.
+- `parameters { key: "io_binding" }` (dnnzoo's; Triton's backend always binds) -> "true": a GPU
+  session runs through an IOBinding with its outputs on the device; default: plain `run`.
 - `model_warmup` -> the warm-up batches (zero, random or file data) instead of one zero batch.
 
 Nothing here opens a session, so every mapping is tested on a CPU-only machine; the session code
@@ -38,7 +38,7 @@ PRECISION_MODES = {"FP32": {}, "FP16": {"trt_fp16_enable": "True"}, "INT8": {"tr
 TENSORRT_RENAMED = {"max_workspace_size_bytes": "trt_max_workspace_size", "int8_calibration_table_name": "trt_int8_calibration_table_name",
                     "int8_use_native_calibration_table": "trt_int8_use_native_calibration_table"}  # fmt: skip
 CUDA_PARAMETERS = ("cudnn_conv_algo_search", "gpu_mem_limit", "arena_extend_strategy", "do_copy_in_default_stream")
-IO_BINDING = "io_binding"  # parameters key: "false" runs GPU sessions with plain `run` (serving.sessions)
+IO_BINDING = "io_binding"  # parameters key: "true" runs GPU sessions through an IOBinding (serving.sessions)
 CUDA_ACCELERATOR_KEYS = ("cudnn_conv_use_max_workspace", "use_ep_level_unified_stream", "use_tf32", "enable_cuda_graph")
 WARMUP_FOLDER = "warmup"
 MAX_WARMUP_RUNS = 64
@@ -153,12 +153,13 @@ def provider_options(providers: list[str], config: ModelConfig, model_dir: Path,
 
 
 def io_binding(config: ModelConfig) -> bool:
-    """Whether a GPU session binds its outputs on the device (default yes); ValueError on a bad value."""
+    """Whether a GPU session binds its outputs on the device (default no: see serving.sessions);
+    ValueError on a value that is not a yes or a no."""
     entry = config.parameters.get(IO_BINDING)
     value = entry.string_value.strip().lower() if entry is not None else ""
-    if value in ("", "true", "1", "on", "yes"):
+    if value in ("true", "1", "on", "yes"):
         return True
-    if value in ("false", "0", "off", "no"):
+    if value in ("", "false", "0", "off", "no"):
         return False
     raise ValueError(f"parameter {IO_BINDING!r} must be true or false, got {value[:20]!r}")
 

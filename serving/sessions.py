@@ -9,9 +9,12 @@ the CUDA driver finds no GPU (`serving.gpu`) they are not asked for at all: one 
 instead of ONNX Runtime's failed CUDA start and its warning.
 
 Devices: each KIND_GPU instance gets its own session on its own GPU, as Triton places them
-(`open_instances`); a GPU session runs through an IOBinding whose outputs stay on the device until
-one copy into the response's arrays (`parameters { key: "io_binding" value { string_value: "false" } }`
-turns that off). The CPU path is a plain shared `run`: on the CPU an IOBinding saves nothing.
+(`open_instances`); instances without a GPU share one session. Sessions run with plain `run`: it
+already copies each input to the device once and each output back once, into a host buffer that
+the returned array wraps. `parameters { key: "io_binding" value { string_value: "true" } }` runs a
+GPU session through an IOBinding instead (outputs allocated on the device, copied once to the
+host): the same copies, kept for `benchmarks/io_binding.py` to measure on a GPU. On the CPU an
+IOBinding cost 1.2-2x the time of `run` per call here (small models, batch 1), so it is never used there.
 
 Threads: the execution plan (serving/plan.py) sizes the session's intra-op pool, from the config's
 `intra_op_thread_count` when given (as Triton's ONNX Runtime backend reads it, with
@@ -50,6 +53,12 @@ KIND_GPU, KIND_CPU = 1, 2  # ModelInstanceGroup.Kind values
 # would stall the instance thread writing it. Runs log nothing; the failure goes to the client.
 _RUN_OPTIONS = ort.RunOptions()
 _RUN_OPTIONS.log_severity_level = 4
+# onnxruntime 1.31's `run_with_iobinding` looks up the run's `gpu_graph_id` and, when it is unset,
+# pays ~0.1 ms for the exception its lookup raises (measured here: 2.5x the whole run of a small
+# model). Set to 0, the id ONNX Runtime assumes when none is given, the lookup is free.
+_BOUND_RUN_OPTIONS = ort.RunOptions()
+_BOUND_RUN_OPTIONS.log_severity_level = 4
+_BOUND_RUN_OPTIONS.add_run_config_entry("gpu_graph_id", "0")
 _ALLOCATION_MARKERS = ("bad_alloc", "Failed to allocate", "out of memory", "OUT_OF_MEMORY")
 
 
@@ -93,16 +102,20 @@ class LoadedSession:
 
 
     def _run_bound(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """A GPU run through an IOBinding: inputs bound from host memory (ONNX Runtime copies them to
-        the device as it binds), outputs allocated on the device and copied to new host arrays once.
-        A binding per run: several instance threads may run one session at a time."""
+        """A run through an IOBinding: inputs bound from host memory (ONNX Runtime copies them to the
+        device as it binds), outputs allocated on the session's device, then copied once into new
+        host arrays (`copy_outputs_to_cpu`); on the CPU they are wrapped, not copied (that call
+        would copy them). A binding per run: several instance threads may run one session at once."""
         binding = self.session.io_binding()
         for name, array in inputs.items():
             binding.bind_cpu_input(name, array)
+        on_gpu = self.providers[0] in GPU_PROVIDERS
         for name in self._output_names:
-            binding.bind_output(name, "cuda", self.device or 0)
-        self.session.run_with_iobinding(binding, _RUN_OPTIONS)
-        return binding.copy_outputs_to_cpu()
+            binding.bind_output(name, "cuda" if on_gpu else "cpu", self.device or 0)
+        self.session.run_with_iobinding(binding, _BOUND_RUN_OPTIONS)
+        if on_gpu:
+            return binding.copy_outputs_to_cpu()
+        return [value.numpy() for value in binding.get_outputs()]
 
 
 def run_failure(model: str, exc: BaseException) -> ServingError:

@@ -97,10 +97,10 @@ def test_off_the_gpu_every_instance_shares_one_session():
     assert g.placements(config, 4, visible=0, on_gpu=False) == [g.Placement(None)] * 4
 
 
-def test_io_binding_is_on_unless_the_parameter_turns_it_off():
+def test_io_binding_is_off_unless_the_parameter_turns_it_on():
     parameter = 'parameters { key: "io_binding" value { string_value: "%s" } }'
-    assert g.io_binding(_config("")) and g.io_binding(_config(parameter % "true"))
-    assert not g.io_binding(_config(parameter % "false")) and not g.io_binding(_config(parameter % "0"))
+    assert not g.io_binding(_config("")) and not g.io_binding(_config(parameter % "false"))
+    assert g.io_binding(_config(parameter % "true")) and g.io_binding(_config(parameter % "1"))
     with pytest.raises(ValueError, match="'io_binding' must be true or false"):
         g.io_binding(_config(parameter % "sometimes"))
 
@@ -131,3 +131,24 @@ def test_warmup_files_must_be_plain_names_and_large_enough(tmp_path):
         g.warmup_runs(_config(bad % "short.bin"), tmp_path)
     with pytest.raises(ValueError, match="above max_batch_size"):
         g.warmup_runs(_config('model_warmup [ { name: "big" batch_size: 9 } ]'), tmp_path)
+
+
+def test_the_iobinding_run_answers_as_plain_run_does(tmp_path):
+    """The binding path of LoadedSession, checked on the CPU (on a GPU its outputs are bound on the
+    device and copied once instead; benchmarks/gpu.sh compares the two there)."""
+    from dataclasses import replace
+
+    from serving.repository import Repository
+    from serving.sessions import ProviderChoice, open_session
+    from tests.serving.builders import write_model
+
+    write_model(tmp_path, "doubler")
+    source = Repository(tmp_path).read("doubler")
+    plain = open_session(source.versions[1], source.spec, ProviderChoice("cpu"), "doubler")
+    bound = replace(plain, bind_outputs=True)
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    want, got = plain.run({"x": x}), bound.run({"x": x})
+    assert not plain.bind_outputs and list(got) == ["y", "probabilities"]
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    np.testing.assert_array_equal(got["y"], x * 2)
