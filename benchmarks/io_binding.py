@@ -6,6 +6,10 @@ both paths on the same session: outputs must agree (to 1e-6; the same kernels ru
 timed in interleaved rounds (each round runs both, the order alternating) so that a noisy machine
 moves both alike; the ratio bound/plain is what to read.
 
+On a GPU it also asks whether this onnxruntime hands Python pinned host memory for the CUDA provider
+(an OrtEpDevice's HOST_ACCESSIBLE memory; `OrtValue.ortvalue_from_numpy` offers no pinned device
+type) and, where it does, times inputs bound from pinned buffers against plain host arrays.
+
     python benchmarks/io_binding.py REPOSITORY [--providers cpu|cuda|tensorrt] [--model NAME ...] [--seconds 1] [--rounds 5]
 """
 
@@ -19,10 +23,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from benchmarks.gpu_check import inputs
 from serving.repository import Repository
-from serving.sessions import ProviderChoice, open_session
+from serving.sessions import BOUND_RUN_OPTIONS, ProviderChoice, open_session
 
 
 def rate(loaded, feed: dict[str, np.ndarray], rows: int, seconds: float) -> float:
@@ -31,6 +36,46 @@ def rate(loaded, feed: dict[str, np.ndarray], rows: int, seconds: float) -> floa
         loaded.run(dict(feed))
         calls += 1
     return calls * rows / (time.perf_counter() - started)
+
+
+def pinned_probe(loaded, feed: dict[str, np.ndarray], seconds: float) -> str:
+    """Whether pinned host memory is reachable from Python here, and what binding inputs from it gives."""
+    devices = [d for d in ort.get_ep_devices() if d.ep_name == "CUDAExecutionProvider"]
+    info = devices[0].memory_info(ort.OrtDeviceMemoryType.HOST_ACCESSIBLE) if devices else None
+    if info is None:
+        return "pinned: no CUDA device with HOST_ACCESSIBLE memory listed by get_ep_devices()"
+    session, names = loaded.session, [t.name for t in loaded.spec.outputs]
+    try:
+        pinned = {}
+        for name, array in feed.items():
+            pinned[name] = ort.OrtValue.ortvalue_from_shape_and_type(list(array.shape), array.dtype.type, memory_info=info)
+            pinned[name].update_inplace(array)
+    except Exception as exc:  # noqa: BLE001 - the probe reports what this build does
+        return f"pinned: allocation failed ({str(exc).splitlines()[0][:200]})"
+
+    def run(from_pinned: bool) -> list[np.ndarray]:
+        binding = session.io_binding()
+        for name, array in feed.items():
+            if from_pinned:
+                pinned[name].update_inplace(array)  # the copy a server would make into its pinned buffer
+                binding.bind_ortvalue_input(name, pinned[name])
+            else:
+                binding.bind_cpu_input(name, array)
+        for name in names:
+            binding.bind_output(name, "cuda", loaded.device or 0)
+        session.run_with_iobinding(binding, BOUND_RUN_OPTIONS)
+        return binding.copy_outputs_to_cpu()
+
+    same = all(np.array_equal(a, b) for a, b in zip(run(True), run(False)))
+    rates = {}
+    for label, flag in (("host", False), ("pinned", True), ("host", False), ("pinned", True)):
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            run(flag)
+            calls += 1
+        rates.setdefault(label, []).append(calls / (time.perf_counter() - started))
+    host, pin = statistics.median(rates["host"]), statistics.median(rates["pinned"])
+    return f"pinned: {pin:,.0f} runs/s from pinned inputs, {host:,.0f} from host arrays (ratio {pin / host:.3f}); same outputs: {same}"
 
 
 def main() -> int:
@@ -72,6 +117,8 @@ def main() -> int:
             p, q = statistics.median(rates["plain"]), statistics.median(rates["bound"])
             print(f"{'ok  ' if ok else 'FAIL'} {name} b{size} on {loaded.providers[0]}: max |bound - plain| {worst:.3g}; "
                   f"run {p:,.0f} items/s, IOBinding {q:,.0f} items/s, ratio {q / p:.3f}", flush=True)
+            if loaded.providers[0] == "CUDAExecutionProvider":
+                print(f"     {name} b{size} {pinned_probe(loaded, feed, args.seconds)}", flush=True)
     return 1 if failed else 0
 
 

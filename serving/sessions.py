@@ -56,9 +56,9 @@ _RUN_OPTIONS.log_severity_level = 4
 # onnxruntime 1.31's `run_with_iobinding` looks up the run's `gpu_graph_id` and, when it is unset,
 # pays ~0.1 ms for the exception its lookup raises (measured here: 2.5x the whole run of a small
 # model). Set to 0, the id ONNX Runtime assumes when none is given, the lookup is free.
-_BOUND_RUN_OPTIONS = ort.RunOptions()
-_BOUND_RUN_OPTIONS.log_severity_level = 4
-_BOUND_RUN_OPTIONS.add_run_config_entry("gpu_graph_id", "0")
+BOUND_RUN_OPTIONS = ort.RunOptions()
+BOUND_RUN_OPTIONS.log_severity_level = 4
+BOUND_RUN_OPTIONS.add_run_config_entry("gpu_graph_id", "0")
 _ALLOCATION_MARKERS = ("bad_alloc", "Failed to allocate", "out of memory", "OUT_OF_MEMORY")
 
 
@@ -112,7 +112,7 @@ class LoadedSession:
         on_gpu = self.providers[0] in GPU_PROVIDERS
         for name in self._output_names:
             binding.bind_output(name, "cuda" if on_gpu else "cpu", self.device or 0)
-        self.session.run_with_iobinding(binding, _BOUND_RUN_OPTIONS)
+        self.session.run_with_iobinding(binding, BOUND_RUN_OPTIONS)
         if on_gpu:
             return binding.copy_outputs_to_cpu()
         return [value.numpy() for value in binding.get_outputs()]
@@ -271,6 +271,7 @@ def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: 
         log.info("%s: running on %s", label, ", ".join(used))
     check_graph(session, spec)
     bind = bind and used[0] in GPU_PROVIDERS and not any(t.datatype.name == "BYTES" for t in (*spec.inputs, *spec.outputs))
+    device = device if used[0] in GPU_PROVIDERS else None  # a GPU session that fell back runs on the CPU
     loaded = LoadedSession(session, spec, used, options.intra_op_num_threads, options.inter_op_num_threads, device, bind)
     try:
         runs = gpu_options.warmup_runs(spec.config, model_dir)
