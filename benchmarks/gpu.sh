@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU evidence for issue 14, one prepared script of about 8 minutes (steps 3-4 add about 1) (written without a GPU machine:
+# GPU evidence for issue 14, one prepared script of about 9 minutes (written without a GPU machine:
 # not yet run). On a CUDA machine whose Python has a CPU-only onnxruntime, it installs
 # onnxruntime-gpu itself, then:
 #   1. builds the quick classifier and detector with FP16/INT8 variants (or uses REPO if it exists);
