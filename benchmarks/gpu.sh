@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# GPU evidence for issue 14, one prepared script of about 8 minutes (written without a GPU machine:
+# GPU evidence for issue 14, one prepared script of about 9 minutes (written without a GPU machine:
 # not yet run). On a CUDA machine whose Python has a CPU-only onnxruntime, it installs
 # onnxruntime-gpu itself, then:
 #   1. builds the quick classifier and detector with FP16/INT8 variants (or uses REPO if it exists);
 #   2. checks that every model's outputs on CUDA (and TensorRT where it loads) match the CPU;
-#   3. measures dynamic batching on vs off at c=16, and server vs in-process at batch 32, on CUDA,
+#   3. IOBinding (outputs on the device, one copy back) against plain run on one CUDA session: same
+#      outputs, items/s at b1/b32, and whether pinned host memory is reachable (benchmarks/io_binding.py);
+#   4. Triton's instance placement: KIND_GPU count 1 and 2 on every visible GPU, each instance its own
+#      session with its device_id, answers as the CPU's, count 1 vs 2 items/s (benchmarks/gpu_instances.py);
+#   5. measures dynamic batching on vs off at c=16, and server vs in-process at batch 32, on CUDA,
 #      for the FP32, FP16 and INT8 classifier (benchmarks/serving_throughput.py, DNNZOO_PROVIDERS=cuda).
 # Usage: bash benchmarks/gpu.sh [OUT_DIR]      (REPO=path reuses a built repository)
 set -euo pipefail
@@ -38,6 +42,14 @@ $PY -m dnnzoo repo check "$REPO" --report | tee -a "$OUT/gpu.log"
 log "outputs: CUDA vs CPU, then TensorRT vs CPU (where it loads)"
 $PY benchmarks/gpu_check.py "$REPO" --provider cuda --seconds 2 | tee -a "$OUT/gpu.log"
 timeout 120 $PY benchmarks/gpu_check.py "$REPO" --provider tensorrt --seconds 2 2>&1 | tail -20 | tee -a "$OUT/gpu.log" || log "tensorrt did not run"
+
+log "IOBinding vs run on CUDA (same outputs; items/s; pinned inputs where reachable)"
+timeout 90 $PY benchmarks/io_binding.py "$REPO" --providers cuda --model digits_classifier --model digits_detector \
+  --seconds 0.5 --rounds 3 2>&1 | grep -v "^\s*$" | tail -12 | tee -a "$OUT/gpu.log" || log "io_binding: failed or timed out"
+
+log "instances: KIND_GPU count 1 / 2 per GPU, a session each on its own GPU"
+timeout 90 $PY benchmarks/gpu_instances.py "$REPO" --model digits_classifier --seconds 1 --rounds 2 \
+  2>&1 | grep -E "^(ok|FAIL|items|no GPU)|Error" | tee -a "$OUT/gpu.log" || log "gpu_instances: failed or timed out"
 
 for model in digits_classifier digits_classifier_fp16 digits_classifier_int8; do
   [ -d "$REPO/$model" ] || continue

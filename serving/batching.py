@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -102,8 +102,10 @@ class Batcher:
     `submit` (asyncio) are the ways in; `start` and `close` bracket its life."""
 
     def __init__(self, run: RunFn, policy: BatchPolicy, label: str = "model",
-                 on_execution: Callable[[int, int, int, int], None] | None = None) -> None:
-        self.run = run
+                 on_execution: Callable[[int, int, int, int], None] | None = None,
+                 instance_runs: Sequence[RunFn] | None = None) -> None:
+        self.run = run  # a caller running a batch on an instance's behalf uses this one
+        self.instance_runs = instance_runs  # instance i's own run (its own session on its GPU), if given
         self.policy = policy
         self.label = label  # for messages: "model 'name' version v"
         self.on_execution = on_execution  # rows, input/infer/output ns; on an instance thread
@@ -121,7 +123,8 @@ class Batcher:
     def start(self) -> None:
         """Start the instance threads; if one cannot start, stop those that did and raise."""
         for number in range(max(1, self.policy.instances)):
-            thread = threading.Thread(target=self._instance, name=f"dnnzoo {self.label} #{number}", daemon=True)
+            run = self.instance_runs[number % len(self.instance_runs)] if self.instance_runs else None
+            thread = threading.Thread(target=self._instance, args=(run,), name=f"dnnzoo {self.label} #{number}", daemon=True)
             try:
                 thread.start()
             except RuntimeError as exc:  # the process is out of threads
@@ -194,14 +197,14 @@ class Batcher:
 
     # -- on the instance threads ------------------------------------------------------------
 
-    def _instance(self) -> None:
+    def _instance(self, run: RunFn | None) -> None:
         batch: list[Ticket] = []
         try:
             while True:
                 batch = self._take() or []
                 if not batch:
                     return
-                self._execute(batch)
+                self._execute(batch, run)
         except BaseException as exc:  # noqa: BLE001 - a bug: take the model out of service, loudly
             log.critical("%s: an instance thread stopped: %r", self.label, exc, exc_info=exc)
             reason = f"an instance thread stopped ({type(exc).__name__}); see the server log"
@@ -275,14 +278,14 @@ class Batcher:
             wait = min(wait, max(0.0, min(deadlines) - time.monotonic()) + 1e-4)
         return wait
 
-    def _execute(self, batch: list[Ticket]) -> None:
+    def _execute(self, batch: list[Ticket], run: RunFn | None = None) -> None:
         """Run a taken batch, free its instance, then answer each request (on this thread).
 
         If a merged batch fails, its requests are run again one by one, so that only the request
         that caused the failure fails (Triton fails the whole batch)."""
         started = time.monotonic_ns()
         try:
-            outputs, input_ns, infer_ns, output_ns = self._run_batch(batch)
+            outputs, input_ns, infer_ns, output_ns = self._run_batch(batch, run)
         except Exception as exc:  # noqa: BLE001 - answered below, alone or request by request
             if len(batch) == 1:
                 self._free()
@@ -290,16 +293,16 @@ class Batcher:
                 return
             log.info("%s: a batch of %d requests failed (%s); running them one by one", self.label, len(batch), type(exc).__name__)
             for ticket in batch:
-                self._execute_alone(ticket)
+                self._execute_alone(ticket, run)
             self._free()
             return
         self._finish(batch, started, outputs, input_ns, infer_ns, output_ns, free=True)
 
-    def _execute_alone(self, ticket: Ticket) -> None:
+    def _execute_alone(self, ticket: Ticket, run: RunFn | None) -> None:
         """One request of a failed batch, run by itself on this (still taken) instance."""
         started = time.monotonic_ns()
         try:
-            outputs, input_ns, infer_ns, output_ns = self._run_batch([ticket])
+            outputs, input_ns, infer_ns, output_ns = self._run_batch([ticket], run)
         except Exception as exc:  # noqa: BLE001 - this request's own failure
             _deliver(ticket, exc)
             return
@@ -329,7 +332,7 @@ class Batcher:
             if self._queue:
                 self._changed.notify()  # another idle instance may take what is left
 
-    def _run_batch(self, batch: list[Ticket]) -> tuple[list[Arrays], int, int, int]:
+    def _run_batch(self, batch: list[Ticket], run: RunFn | None) -> tuple[list[Arrays], int, int, int]:
         """Concatenate along dim 0, run, slice each request's rows back out."""
         t0 = time.monotonic_ns()
         if len(batch) == 1:
@@ -337,7 +340,7 @@ class Batcher:
         else:
             merged = {name: np.concatenate([t.inputs[name] for t in batch], axis=0) for name in batch[0].inputs}
         t1 = time.monotonic_ns()
-        outputs = self.run(merged)
+        outputs = (run or self.run)(merged)
         t2 = time.monotonic_ns()
         if len(batch) == 1:
             split = [outputs]

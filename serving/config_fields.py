@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from protos import contract
 from protos.model_config_pb2 import ModelConfig
 
-from serving.gpu_options import CUDA_PARAMETERS
+from serving.gpu_options import CUDA_PARAMETERS, IO_BINDING
 from serving.limits import ORT_SESSION_ENTRIES
 
 HONOURED, REFUSED, IGNORED = "honoured", "refused", "ignored"
@@ -77,8 +77,8 @@ FIELDS: dict[str, tuple[str, str]] = {
     "instance_group": (HONOURED, "kind and count; the rest as listed"),
     "instance_group.name": (HONOURED, "a label"),
     "instance_group.kind": (HONOURED, "KIND_CPU: CPU only; KIND_GPU/KIND_AUTO: the provider preference"),
-    "instance_group.count": (HONOURED, "instance threads"),
-    "instance_group.gpus": (HONOURED, "device_id of the version's session: the first GPU listed (one session per version)"),
+    "instance_group.count": (HONOURED, "instance threads (per GPU for KIND_GPU)"),
+    "instance_group.gpus": (HONOURED, "count instances on each GPU listed (every visible GPU when none is), each its own session with that device_id"),
     "instance_group.rate_limiter": (IGNORED, "no rate limiter"),
     "instance_group.secondary_devices": (IGNORED, "no secondary devices"),
     "instance_group.profile": (IGNORED, "TensorRT optimisation profiles are not selected"),
@@ -102,7 +102,7 @@ HONOURED_WHOLE = ("version_policy", "input.reshape", "output.reshape", "model_wa
                   "optimization.execution_accelerators.gpu_execution_accelerator")
 # `parameters` keys read here besides dnnzoo.* and the allowed ONNX Runtime session entries; any
 # other key is warned about.
-READ_PARAMETERS = ("intra_op_thread_count", "inter_op_thread_count", "execution_mode", *CUDA_PARAMETERS)
+READ_PARAMETERS = ("intra_op_thread_count", "inter_op_thread_count", "execution_mode", IO_BINDING, *CUDA_PARAMETERS)
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,23 @@ import functools
 _DRIVER_LIBRARIES = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
 
 
-@functools.cache
 def present() -> bool:
     """True when the CUDA driver loads and counts at least one device (cached for the process)."""
+    return count() > 0
+
+
+@functools.cache
+def count() -> int:
+    """GPUs the CUDA driver shows this process (CUDA_VISIBLE_DEVICES applies); 0 without a driver."""
     for name in _DRIVER_LIBRARIES:
         try:
             driver = ctypes.CDLL(name)
         except OSError:
             continue
-        count = ctypes.c_int(0)
+        number = ctypes.c_int(0)
         try:
-            return driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+            ok = driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(number)) == 0
         except AttributeError:  # not the driver after all
-            return False
-    return False
+            return 0
+        return max(0, number.value) if ok else 0
+    return 0

@@ -9,10 +9,13 @@ What Triton's ONNX Runtime backend reads, and what it becomes here:
   Triton: a repository is often mounted read-only), and when on it lives in the model's folder
   (`trt_cache/`, or the last part of the path given), never elsewhere on the host;
   `{ name: "cuda" }` parameters -> CUDAExecutionProvider options.
-- `instance_group { kind: KIND_GPU gpus: [...] count: N }` -> `device_id`: N instances on each
-  listed GPU, as Triton places them.
+- `instance_group { kind: KIND_GPU gpus: [...] count: N }` -> N instances on each listed GPU (on
+  every visible GPU when none is listed), as Triton places them; each GPU instance opens its own
+  session with that `device_id` (serving.sessions).
 - `parameters` keys of the CUDA provider as the backend names them (`cudnn_conv_algo_search`,
   `gpu_mem_limit`, `arena_extend_strategy`, `do_copy_in_default_stream`) -> CUDA options.
+- `parameters { key: "io_binding" }` (dnnzoo's; Triton's backend always binds) -> "true": a GPU
+  session runs through an IOBinding with its outputs on the device; default: plain `run`.
 - `model_warmup` -> the warm-up batches (zero, random or file data) instead of one zero batch.
 
 Nothing here opens a session, so every mapping is tested on a CPU-only machine; the session code
@@ -35,6 +38,7 @@ PRECISION_MODES = {"FP32": {}, "FP16": {"trt_fp16_enable": "True"}, "INT8": {"tr
 TENSORRT_RENAMED = {"max_workspace_size_bytes": "trt_max_workspace_size", "int8_calibration_table_name": "trt_int8_calibration_table_name",
                     "int8_use_native_calibration_table": "trt_int8_use_native_calibration_table"}  # fmt: skip
 CUDA_PARAMETERS = ("cudnn_conv_algo_search", "gpu_mem_limit", "arena_extend_strategy", "do_copy_in_default_stream")
+IO_BINDING = "io_binding"  # parameters key: "true" runs GPU sessions through an IOBinding (serving.sessions)
 CUDA_ACCELERATOR_KEYS = ("cudnn_conv_use_max_workspace", "use_ep_level_unified_stream", "use_tf32", "enable_cuda_graph")
 WARMUP_FOLDER = "warmup"
 MAX_WARMUP_RUNS = 64
@@ -83,16 +87,52 @@ def accelerators(config: ModelConfig) -> list[str]:
     return names
 
 
-def device_ids(config: ModelConfig) -> list[int | None]:
-    """One entry per instance: the GPU it runs on (None: the provider's default or the CPU)."""
-    out: list[int | None] = []
-    for group in config.instance_group:
-        count = group.count or 1
-        if group.kind == ModelInstanceGroup.KIND_GPU and group.gpus:
-            out += [int(gpu) for gpu in group.gpus for _ in range(count)]
-        else:
-            out += [None] * count
-    return out
+def group_devices(group: ModelInstanceGroup, visible: int) -> list[int | None]:
+    """The devices one instance_group places `count` instances on, each: its `gpus` for KIND_GPU, or
+    every visible GPU when it lists none (as Triton); [None] otherwise (the CPU, or no GPU to use)."""
+    if group.kind == ModelInstanceGroup.KIND_GPU:
+        gpus = [int(gpu) for gpu in group.gpus] or list(range(visible))
+        if gpus:
+            return gpus
+    return [None]
+
+
+def device_ids(config: ModelConfig, visible: int = 0) -> list[int | None]:
+    """One entry per instance the groups ask for: the GPU it runs on (None: the provider's default or the CPU)."""
+    return [device for group in config.instance_group for device in group_devices(group, visible) for _ in range(group.count or 1)]
+
+
+def instance_devices(config: ModelConfig, instances: int, visible: int) -> list[int | None]:
+    """The device of each of the plan's `instances` instance threads. When the config gives counts the
+    plan counts them the same way (serving.plan), so this is `device_ids`; a config without counts
+    gets the plan's number of instances, placed over the groups' devices in turn."""
+    devices = device_ids(config, visible) or [None]
+    return [devices[i % len(devices)] for i in range(instances)]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one instance runs: its own session on GPU `device`, or (None) the version's shared session."""
+
+    device: int | None
+    cpu_only: bool = False  # the shared session asks for the CPU provider alone (KIND_CPU beside GPU groups)
+
+
+def placements(config: ModelConfig, instances: int, visible: int, on_gpu: bool) -> list[Placement]:
+    """Each instance's placement. Off the GPU (a CPU build, no GPU, `--providers cpu`) every instance
+    shares one session, as before; on it, each KIND_GPU instance gets its own session on its GPU."""
+    if not on_gpu:
+        return [Placement(None)] * instances
+    devices = instance_devices(config, instances, visible)
+    shared_kinds = {group.kind for group in config.instance_group if None in group_devices(group, visible)}
+    cpu_only = shared_kinds == {ModelInstanceGroup.KIND_CPU}
+    return [Placement(device, cpu_only and device is None) for device in devices]
+
+
+def gpu_groups(config: ModelConfig) -> list[str]:
+    """The KIND_GPU groups of a config, as text for a log line ("KIND_GPU gpus [0, 1] count 2")."""
+    return [f"KIND_GPU gpus {list(group.gpus)} count {group.count or 1}" if group.gpus else f"KIND_GPU count {group.count or 1}"
+            for group in config.instance_group if group.kind == ModelInstanceGroup.KIND_GPU]
 
 
 def provider_options(providers: list[str], config: ModelConfig, model_dir: Path, device_id: int | None) -> list[dict[str, str]]:
@@ -110,6 +150,18 @@ def provider_options(providers: list[str], config: ModelConfig, model_dir: Path,
             options["device_id"] = str(device_id)
         out.append(options)
     return out
+
+
+def io_binding(config: ModelConfig) -> bool:
+    """Whether a GPU session binds its outputs on the device (default no: see serving.sessions);
+    ValueError on a value that is not a yes or a no."""
+    entry = config.parameters.get(IO_BINDING)
+    value = entry.string_value.strip().lower() if entry is not None else ""
+    if value in ("true", "1", "on", "yes"):
+        return True
+    if value in ("", "false", "0", "off", "no"):
+        return False
+    raise ValueError(f"parameter {IO_BINDING!r} must be true or false, got {value[:20]!r}")
 
 
 @dataclass(frozen=True)

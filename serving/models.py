@@ -25,7 +25,7 @@ from serving.batching import Batcher
 from serving.errors import LoadFailed, ModelNotFound, ModelNotReady, Unsupported
 from serving.limits import shown
 from serving.repository import ModelSource, ModelSpec, Repository
-from serving.sessions import LoadedSession, ProviderChoice, open_session
+from serving.sessions import LoadedSession, ProviderChoice, open_instances
 from serving.statistics import VersionStatistics
 
 log = logging.getLogger(__name__)
@@ -35,15 +35,16 @@ READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNL
 
 @dataclass
 class LoadedVersion:
-    """One servable model version: its session, batcher and statistics."""
+    """One servable model version: its sessions, batcher and statistics."""
 
     name: str
     version: int
     spec: ModelSpec
-    runtime: LoadedSession
+    runtime: LoadedSession  # the first instance's session (on the CPU, every instance's)
     batcher: Batcher
     stats: VersionStatistics
     fingerprint: tuple
+    instances: tuple[LoadedSession, ...] = ()  # each instance thread's session (GPU instances: their own)
 
 
 @dataclass
@@ -248,7 +249,9 @@ class ModelManager:
             entry.reason = "; ".join(errors.values()) or "no version to serve"
         self.on_state(name, entry.state == READY)
         for number in sorted(fresh):
-            log.info("loaded model %r version %d on %s", name, number, ", ".join(fresh[number].runtime.providers))
+            devices = [s.device for s in fresh[number].instances if s.device is not None]
+            on = f" (instances on GPUs {', '.join(map(str, devices))})" if devices else ""
+            log.info("loaded model %r version %d on %s%s", name, number, ", ".join(fresh[number].runtime.providers), on)
         if old:
             await asyncio.gather(*(v.batcher.close() for v in old))
             log.info("unloaded model %r versions %s", name, sorted(v.version for v in old))
@@ -256,12 +259,14 @@ class ModelManager:
 
     async def _open(self, source: ModelSource, number: int, path) -> LoadedVersion:
         label = f"model {source.name!r} version {number}"
-        runtime = await asyncio.to_thread(open_session, path, source.spec, self.providers, label)
+        instances = await asyncio.to_thread(open_instances, path, source.spec, self.providers, label)
+        runtime = instances[0]
         stats = self.new_statistics(source.name, str(number))
-        batcher = Batcher(runtime.run, source.spec.batch_policy(), label)
+        own = [s.run for s in instances] if any(s is not runtime for s in instances) else None  # one shared session: no list
+        batcher = Batcher(runtime.run, source.spec.batch_policy(), label, instance_runs=own)
         loaded = LoadedVersion(
             source.name, number, source.spec, runtime, batcher, stats,
-            (source.fingerprint, source.version_fingerprints.get(number)),
+            (source.fingerprint, source.version_fingerprints.get(number)), tuple(instances),
         )
 
         loop = asyncio.get_running_loop()

@@ -2,7 +2,7 @@
 each ONNX Runtime run may use.
 
 Triton's semantics first: a config's `instance_group` count and its `intra_op_thread_count`
-parameter win when given. What a config leaves out is chosen from the cores this process may use
+parameter win when given (a KIND_GPU group's count is per GPU it lists, or per visible GPU). What a config leaves out is chosen from the cores this process may use
 (its CPU affinity, and a cgroup CPU quota such as a Kubernetes limit):
 
 - neither given (a plain config): DEFAULT_INSTANCES instance threads share one session whose
@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protos.model_config_pb2 import ModelConfig
+
+from serving import gpu
+from serving.gpu_options import group_devices
 
 DEFAULT_INSTANCES = 2
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -63,10 +66,13 @@ def int_parameter(config: ModelConfig, key: str) -> int | None:
         raise ValueError(f"parameter {key!r} must be an integer, got {entry.string_value!r}") from None
 
 
-def plan_for(config: ModelConfig, cores: int | None = None) -> ExecutionPlan:
-    """The plan for a model with this config on `cores` cores (default: usable_cores())."""
+def plan_for(config: ModelConfig, cores: int | None = None, gpus: int | None = None) -> ExecutionPlan:
+    """The plan for a model with this config on `cores` cores (default: usable_cores()) and `gpus`
+    visible GPUs (default: serving.gpu.count())."""
     cores = cores or usable_cores()
-    count = sum(group.count for group in config.instance_group) or None  # groups without a count: the plan's
+    visible = gpu.count() if gpus is None else gpus
+    # Triton's instance count: `count` on each device a group lists (groups without a count: the plan's)
+    count = sum(group.count * len(group_devices(group, visible)) for group in config.instance_group) or None
     threads = int_parameter(config, "intra_op_thread_count")
     inter = int_parameter(config, "inter_op_thread_count") or 1
     if threads is not None and threads <= 0:  # ONNX Runtime's "0 = its own choice": one per core

@@ -1,12 +1,20 @@
 """ONNX Runtime sessions: providers, thread settings, a check against the config, and warm-up.
 
-One session per loaded model version; `InferenceSession.run` is thread-safe, so the batcher may run
-`instance_group.count` batches on it at once. Providers follow `--providers` and the config's
+On the CPU one session per loaded model version; `InferenceSession.run` is thread-safe, so the
+batcher may run `instance_group.count` batches on it at once. Providers follow `--providers` and the config's
 instance_group kind, in the order TensorRT, CUDA, CPU. onnxruntime-gpu lists CUDA and TensorRT as
 available even where they cannot start, so the providers a session really got are read back from
 `session.get_providers()`, logged when they differ from the ones asked for, and reported. Where
 the CUDA driver finds no GPU (`serving.gpu`) they are not asked for at all: one plain log line
 instead of ONNX Runtime's failed CUDA start and its warning.
+
+Devices: each KIND_GPU instance gets its own session on its own GPU, as Triton places them
+(`open_instances`); instances without a GPU share one session. Sessions run with plain `run`: it
+already copies each input to the device once and each output back once, into a host buffer that
+the returned array wraps. `parameters { key: "io_binding" value { string_value: "true" } }` runs a
+GPU session through an IOBinding instead (outputs allocated on the device, copied once to the
+host): the same copies, kept for `benchmarks/io_binding.py` to measure on a GPU. On the CPU an
+IOBinding cost 1.2-2x the time of `run` per call here (small models, batch 1), so it is never used there.
 
 Threads: the execution plan (serving/plan.py) sizes the session's intra-op pool, from the config's
 `intra_op_thread_count` when given (as Triton's ONNX Runtime backend reads it, with
@@ -45,6 +53,12 @@ KIND_GPU, KIND_CPU = 1, 2  # ModelInstanceGroup.Kind values
 # would stall the instance thread writing it. Runs log nothing; the failure goes to the client.
 _RUN_OPTIONS = ort.RunOptions()
 _RUN_OPTIONS.log_severity_level = 4
+# onnxruntime 1.31's `run_with_iobinding` looks up the run's `gpu_graph_id` and, when it is unset,
+# pays ~0.1 ms for the exception its lookup raises (measured here: more than a whole run of the small
+# autoencoder). Set to 0, the id ONNX Runtime assumes when none is given, the lookup costs ~2 us.
+BOUND_RUN_OPTIONS = ort.RunOptions()
+BOUND_RUN_OPTIONS.log_severity_level = 4
+BOUND_RUN_OPTIONS.add_run_config_entry("gpu_graph_id", "0")
 _ALLOCATION_MARKERS = ("bad_alloc", "Failed to allocate", "out of memory", "OUT_OF_MEMORY")
 
 
@@ -57,6 +71,8 @@ class LoadedSession:
     providers: tuple[str, ...]
     intra_op_threads: int
     inter_op_threads: int
+    device: int | None = None  # the GPU this session runs on (None: the provider's default, or the CPU)
+    bind_outputs: bool = False  # run through an IOBinding, outputs left on the GPU and copied once
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Before queueing: ONNX Runtime string tensors hold UTF-8 text, so BYTES become str here
@@ -77,12 +93,28 @@ class LoadedSession:
         if self._reshaped:
             inputs = {t.name: _to_model_shape(inputs[t.name], t, batched) for t in self.spec.inputs if t.name in inputs}
         try:
-            values = self.session.run(self._output_names, inputs, _RUN_OPTIONS)
+            values = self._run_bound(inputs) if self.bind_outputs else self.session.run(self._output_names, inputs, _RUN_OPTIONS)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types; the input is the cause
             raise run_failure(self.spec.name, exc) from None
         if not self._reshaped:
             return dict(zip(self._output_names, values))
         return {t.name: _to_client_shape(v, t, batched) for t, v in zip(self.spec.outputs, values)}
+
+    def _run_bound(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """A run through an IOBinding: inputs bound from host memory (ONNX Runtime copies them to the
+        device as it binds), outputs allocated on the session's device, then copied once into new
+        host arrays (`copy_outputs_to_cpu`); on the CPU they are wrapped, not copied (that call
+        would copy them). A binding per run: several instance threads may run one session at once."""
+        binding = self.session.io_binding()
+        for name, array in inputs.items():
+            binding.bind_cpu_input(name, array)
+        on_gpu = self.providers[0] in GPU_PROVIDERS
+        for name in self._output_names:
+            binding.bind_output(name, "cuda" if on_gpu else "cpu", self.device or 0)
+        self.session.run_with_iobinding(binding, BOUND_RUN_OPTIONS)
+        if on_gpu:
+            return binding.copy_outputs_to_cpu()
+        return [value.numpy() for value in binding.get_outputs()]
 
 
 def run_failure(model: str, exc: BaseException) -> ServingError:
@@ -144,6 +176,16 @@ class ProviderChoice:
                 self.failed.update(GPU_PROVIDERS)
         return [p for p in order if p not in self.failed] or [CPU]
 
+    def why_not_gpu(self) -> str:
+        """Why a model asking for GPUs runs on the CPU, in words for its log line."""
+        if self.choice == "cpu":
+            return "--providers is cpu"
+        if not any(p in ort.get_available_providers() for p in GPU_PROVIDERS):
+            return "this ONNX Runtime build has no GPU provider"
+        if not gpu.present():
+            return "this machine has no usable GPU"
+        return "the GPU providers could not start earlier in this process"
+
     def learn(self, wanted: list[str], used: tuple[str, ...]) -> None:
         for provider in wanted:
             if provider == used[0]:
@@ -174,15 +216,46 @@ def session_options(spec: ModelSpec) -> ort.SessionOptions:
     return options
 
 
-def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: str) -> LoadedSession:
-    """Create, check and warm up a session; ValueError with a readable reason if any step fails."""
-    options = session_options(spec)
+def open_instances(path: Path, spec: ModelSpec, providers: ProviderChoice, label: str) -> list[LoadedSession]:
+    """A session for each of the plan's instances, as Triton places them: every KIND_GPU instance its
+    own session on its own GPU (`device_id`); the instances without a GPU share one session, as on
+    the CPU, where one session serves every instance thread. A model asking for GPUs where none is
+    used says so in one log line and serves on the CPU."""
     wanted = providers.wanted(spec)
+    instances = plan_for(spec.config).instances
+    on_gpu = wanted[0] in GPU_PROVIDERS
+    asked = gpu_options.gpu_groups(spec.config)
+    if asked and not on_gpu:
+        log.warning("%s: instance_group asks for %s, but %s: its %d instances run on %s",
+                    label, "; ".join(asked), providers.why_not_gpu(), instances, ", ".join(wanted))
+    shared: LoadedSession | None = None
+    fallback: LoadedSession | None = None  # a GPU instance that got no GPU: the others share it
+    out = []
+    for number, place in enumerate(gpu_options.placements(spec.config, instances, gpu.count(), on_gpu)):
+        if place.device is None:
+            shared = shared or open_session(path, spec, providers, label, [CPU] if place.cpu_only else wanted)
+            out.append(shared)
+        elif fallback is not None:
+            out.append(fallback)
+        else:
+            instance = f"{label} instance {number + 1} (GPU {place.device})"
+            loaded = open_session(path, spec, providers, instance, providers.wanted(spec), place.device)
+            if loaded.providers[0] not in GPU_PROVIDERS:
+                fallback = loaded
+            out.append(loaded)
+    return out
+
+
+def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: str,
+                 wanted: list[str] | None = None, device: int | None = None) -> LoadedSession:
+    """Create, check and warm up one session; ValueError with a readable reason if any step fails."""
+    options = session_options(spec)
+    wanted = wanted or providers.wanted(spec)
     model_dir = path.parent.parent if path.parent.name.isdigit() else path.parent.parent.parent  # NAME/1/model.onnx[/model.onnx]
     try:
         gpu_options.accelerators(spec.config)
-        device = next((d for d in gpu_options.device_ids(spec.config) if d is not None), None)  # one session: the first GPU listed
         provider_options = gpu_options.provider_options(wanted, spec.config, model_dir, device)
+        bind = gpu_options.io_binding(spec.config)
     except ValueError as exc:
         raise ValueError(f"GPU settings: {exc}") from None
     try:
@@ -196,7 +269,9 @@ def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: 
     else:
         log.info("%s: running on %s", label, ", ".join(used))
     check_graph(session, spec)
-    loaded = LoadedSession(session, spec, used, options.intra_op_num_threads, options.inter_op_num_threads)
+    bind = bind and used[0] in GPU_PROVIDERS and not any(t.datatype.name == "BYTES" for t in (*spec.inputs, *spec.outputs))
+    device = device if used[0] in GPU_PROVIDERS else None  # a GPU session that fell back runs on the CPU
+    loaded = LoadedSession(session, spec, used, options.intra_op_num_threads, options.inter_op_num_threads, device, bind)
     try:
         runs = gpu_options.warmup_runs(spec.config, model_dir)
     except (ValueError, OSError) as exc:

@@ -159,6 +159,29 @@ def test_each_instance_is_a_thread_that_runs_and_answers():
     assert answered[0] in threads  # the callback ran on the instance thread that ran the batch
 
 
+def test_each_instance_runs_its_own_session_when_it_has_one():
+    """GPU instances each hold a session on their own device: instance i runs batches on its own."""
+    both_running = threading.Barrier(2, timeout=10)  # passes only with one request on each instance
+
+    def session(tag: float):
+        def run(inputs):
+            both_running.wait()
+            return {"y": np.full_like(inputs["x"], tag)}
+        return run
+
+    async def main():
+        policy = BatchPolicy(max_batch_size=1, dynamic=True, instances=2)
+        batcher = Batcher(session(-1.0), policy, "test", instance_runs=[session(10.0), session(20.0)])
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(rows(i)) for i in range(2)))
+        finally:
+            await batcher.close()
+
+    answers = asyncio.run(main())
+    assert sorted(float(outputs["y"][0, 0]) for outputs, _ in answers) == [10.0, 20.0]
+
+
 def test_a_lone_cheap_request_to_an_idle_model_may_run_on_the_callers_thread():
     """The native front offers its dispatch thread for a call that arrived alone: one thread
     wake-up less, taken only when nothing else waits and the model is measured to be cheap."""

@@ -66,6 +66,45 @@ def test_instance_groups_place_count_instances_on_each_listed_gpu():
     assert g.device_ids(config) == [0, 0, 3, 3, None]
 
 
+def test_a_gpu_group_without_gpus_places_count_instances_on_every_visible_gpu():
+    config = _config("instance_group [ { kind: KIND_GPU count: 2 } ]")
+    assert g.device_ids(config, visible=3) == [0, 0, 1, 1, 2, 2]
+    assert g.device_ids(config, visible=0) == [None, None]  # no GPU: the CPU, as the providers decide
+
+
+@pytest.mark.parametrize("text, instances, visible, devices", [
+    ("instance_group [ { kind: KIND_GPU count: 2 gpus: [ 0, 1 ] } ]", 4, 2, [0, 0, 1, 1]),
+    ("instance_group [ { kind: KIND_GPU gpus: [ 2 ] } ]", 2, 4, [2, 2]),        # no count: the plan's, on GPU 2
+    ("instance_group [ { kind: KIND_GPU gpus: [ 0, 1 ] } ]", 3, 2, [0, 1, 0]),  # in turn over the groups' GPUs
+    ("instance_group [ { kind: KIND_AUTO } ]", 2, 2, [None, None]),             # the provider's default device
+    ("", 2, 1, [None, None]),
+])  # fmt: skip
+def test_each_of_the_plans_instances_gets_a_device(text, instances, visible, devices):
+    assert g.instance_devices(_config(text), instances, visible) == devices
+
+
+def test_each_gpu_instance_gets_its_own_session_options_and_cpu_instances_share_one(tmp_path):
+    config = _config("instance_group [ { kind: KIND_GPU count: 2 gpus: [ 0, 1 ] }, { kind: KIND_CPU count: 1 } ]")
+    places = g.placements(config, 5, visible=2, on_gpu=True)
+    assert places == [g.Placement(0), g.Placement(0), g.Placement(1), g.Placement(1), g.Placement(None, cpu_only=True)]
+    wanted = [g.CUDA, "CPUExecutionProvider"]
+    per_instance = [g.provider_options(wanted, config, tmp_path, place.device)[0].get("device_id") for place in places]
+    assert per_instance == ["0", "0", "1", "1", None]
+
+
+def test_off_the_gpu_every_instance_shares_one_session():
+    config = _config("instance_group [ { kind: KIND_GPU count: 2 gpus: [ 0, 1 ] } ]")
+    assert g.placements(config, 4, visible=0, on_gpu=False) == [g.Placement(None)] * 4
+
+
+def test_io_binding_is_off_unless_the_parameter_turns_it_on():
+    parameter = 'parameters { key: "io_binding" value { string_value: "%s" } }'
+    assert not g.io_binding(_config("")) and not g.io_binding(_config(parameter % "false"))
+    assert g.io_binding(_config(parameter % "true")) and g.io_binding(_config(parameter % "1"))
+    with pytest.raises(ValueError, match="'io_binding' must be true or false"):
+        g.io_binding(_config(parameter % "sometimes"))
+
+
 def test_provider_options_follow_the_provider_order_with_the_device(tmp_path):
     options = g.provider_options([g.TENSORRT, g.CUDA, "CPUExecutionProvider"], _config(TRT), tmp_path, 3)
     assert [o.get("device_id") for o in options] == ["3", "3", None] and options[2] == {}
@@ -92,3 +131,24 @@ def test_warmup_files_must_be_plain_names_and_large_enough(tmp_path):
         g.warmup_runs(_config(bad % "short.bin"), tmp_path)
     with pytest.raises(ValueError, match="above max_batch_size"):
         g.warmup_runs(_config('model_warmup [ { name: "big" batch_size: 9 } ]'), tmp_path)
+
+
+def test_the_iobinding_run_answers_as_plain_run_does(tmp_path):
+    """The binding path of LoadedSession, checked on the CPU (on a GPU its outputs are bound on the
+    device and copied once instead; benchmarks/gpu.sh compares the two there)."""
+    from dataclasses import replace
+
+    from serving.repository import Repository
+    from serving.sessions import ProviderChoice, open_session
+    from tests.serving.builders import write_model
+
+    write_model(tmp_path, "doubler")
+    source = Repository(tmp_path).read("doubler")
+    plain = open_session(source.versions[1], source.spec, ProviderChoice("cpu"), "doubler")
+    bound = replace(plain, bind_outputs=True)
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    want, got = plain.run({"x": x}), bound.run({"x": x})
+    assert not plain.bind_outputs and list(got) == ["y", "probabilities"]
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    np.testing.assert_array_equal(got["y"], x * 2)

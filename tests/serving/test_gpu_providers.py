@@ -43,3 +43,29 @@ def test_provider_choice_without_a_gpu_is_the_cpu_alone():
     spec = ModelSpec(config=ModelConfig(name="m"), inputs=(), outputs=())
     assert ProviderChoice("auto").wanted(spec) == [CPU]
     assert ProviderChoice("tensorrt").wanted(spec) == [CPU]
+
+
+def test_a_model_asking_for_gpus_serves_on_the_cpu_and_says_why_in_one_line(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    from serving.client import Client
+    from tests.serving.builders import write_model
+    from tests.serving.conftest import server_config, start_server
+    from tests.serving.test_isolation import TABLE, ids, lookup_config, lookup_graph
+
+    groups = "dynamic_batching { }\ninstance_group [ { kind: KIND_GPU count: 1 gpus: [ 0, 1 ] } ]"
+    write_model(tmp_path / "repo", "ongpu", graph=lookup_graph, config=lookup_config("ongpu", groups))
+    caplog.set_level(logging.INFO, logger="serving")
+    running = start_server(server_config(tmp_path / "repo"))
+    try:
+        with Client(running.address, timeout=10) as client:
+            np.testing.assert_array_equal(client.infer("ongpu", ids(1, 2))["vectors"][:, 0], TABLE[[1, 2]])
+        loaded = running.server.models.resolve("ongpu")
+    finally:
+        running.stop()
+    lines = [r.getMessage() for r in caplog.records if "instance_group asks for" in r.getMessage()]
+    assert len(lines) == 1 and "KIND_GPU gpus [0, 1] count 1" in lines[0] and "its 2 instances run on CPUExecutionProvider" in lines[0]
+    assert loaded.batcher.policy.instances == 2  # Triton's count: one on each GPU listed
+    assert loaded.runtime.providers == ("CPUExecutionProvider",) and all(s is loaded.runtime for s in loaded.instances)

@@ -31,6 +31,16 @@ def test_a_configs_choices_win_and_the_rest_spans_the_cores(text, cores, instanc
     assert (chosen.instances, chosen.intra_op_threads) == (instances, threads)
 
 
+@pytest.mark.parametrize("text, gpus, instances", [
+    ("instance_group [{ kind: KIND_GPU count: 2 gpus: [ 0, 1 ] }]", 0, 4),   # Triton: count on each GPU listed
+    ("instance_group [{ kind: KIND_GPU count: 3 }]", 2, 6),                  # none listed: on each visible GPU
+    ("instance_group [{ kind: KIND_GPU count: 3 }]", 0, 3),                  # none visible: the count, on the CPU
+    ("instance_group [{ kind: KIND_GPU count: 1 gpus: [ 0 ] }, { kind: KIND_CPU count: 2 }]", 1, 3),
+])  # fmt: skip
+def test_gpu_groups_count_their_instances_per_gpu(text, gpus, instances):
+    assert plan_for(_config(text), 8, gpus=gpus).instances == instances
+
+
 def test_a_bad_thread_count_names_the_parameter():
     with pytest.raises(ValueError, match="intra_op_thread_count"):
         plan_for(_config('parameters { key: "intra_op_thread_count" value { string_value: "many" } }'), 2)
