@@ -5,7 +5,10 @@ Each recipe (export.precision.Int8Recipe) quantises the run's exported FP32 grap
 calibration (training images), is judged on the run's held-out data as `dnnzoo export` judges it,
 then every model is timed call by call in turn: on one intra-op thread (the thread's CPU time, which
 a busy neighbour does not inflate) and on the server's pool (all usable cores, wall time). With
---profile, ONNX Runtime's profiler gives each model's kernel time per operator at batch 32.
+--profile, ONNX Runtime's profiler gives each model's kernel time per operator at batch 32; it
+times each node in wall time, so on a loaded machine a long float convolution is preempted more
+often than a short int8 one: read its table for where each model's time goes, and the CPU-time
+speed-ups for how the models compare.
 
     python benchmarks/int8_variants.py RUN [RUN ...] [--recipes a,b] [--repeats 15] [--profile RUNS]
 """
@@ -21,11 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.precision import _by_op  # noqa: E402 - one reading of ORT's profile
+from benchmarks.precision import kernel_ms_by_op  # noqa: E402 - one reading of ORT's profile
 from export import convert, precision, precision_data  # noqa: E402
 from export.families import graphs  # noqa: E402
 from export.pipeline import _metrics  # noqa: E402
@@ -93,9 +95,9 @@ def _profile(models: dict[str, bytes], sample, batch: int, runs: int) -> None:
         for _ in range(runs + 1):
             for s in sessions.values():
                 s.run(None, feeds)
-        tables = {n: _by_op(s.end_profiling(), runs + 1) for n, s in sessions.items()}
+        tables = {n: kernel_ms_by_op(s.end_profiling(), runs + 1) for n, s in sessions.items()}
     ops = sorted({op for t in tables.values() for op in t}, key=lambda op: -max(t.get(op, 0) for t in tables.values()))
-    print(f"  kernel ms per call at batch {batch}, one thread (ORT profiler)")
+    print(f"  kernel ms per call at batch {batch}, one thread (ORT profiler; wall time per node, median of {runs})")
     print(f"    {'operator':26s}" + "".join(f"{n[:13]:>14s}" for n in models))
     for op in ops[:14]:
         print(f"    {op:26s}" + "".join(f"{tables[n].get(op, 0):14.3f}" for n in models))
