@@ -146,12 +146,13 @@ class _Reader:
 @dataclass(frozen=True)
 class Int8Recipe:
     """How `to_int8` quantises: the knobs of onnxruntime.quantization that change speed or accuracy
-    on a CPU (benchmarks/int8_variants.py measures each against FP32 in one interleaved run)."""
+    on a CPU. benchmarks/int8_variants.py measures each against FP32 in one interleaved run; the
+    defaults are the fastest within tolerance there (README, "Reduced precision")."""
 
-    quant_format: str = "QDQ"  # or "QOperator" (QLinearConv nodes written directly)
-    ops: tuple[str, ...] = INT8_OPS
-    reduce_range: bool = True
-    weight_type: str = "QInt8"  # QUInt8: u8xu8 kernels
+    quant_format: str = "QDQ"  # "QOperator" writes QLinearConv directly: ORT fuses QDQ into the same kernels
+    ops: tuple[str, ...] = INT8_OPS  # Conv/Gemm alone breaks the int8 chain at every Add and Relu (slower)
+    reduce_range: bool = True  # full-range weights were no faster and lost more held-out mAP
+    weight_type: str = "QInt8"  # QUInt8: u8xu8 kernels, slower
     activation_type: str = "QUInt8"
     per_channel: bool = True
     min_reduction: int = MIN_INT8_REDUCTION  # convolutions with a smaller reduction stay in float
