@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -29,13 +30,17 @@ def _session(path: Path, prefix: str) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _by_op(profile: str, runs: int) -> dict[str, float]:
-    """Milliseconds per run spent in each operator type's kernels."""
-    per = collections.Counter()
+def kernel_ms_by_op(profile: str, runs: int) -> dict[str, float]:
+    """Milliseconds per run spent in each operator type's kernels: each node's median over the runs
+    (a neighbour's burst inflates some runs, not the median), summed by operator type."""
+    per_node: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
     for event in json.loads(Path(profile).read_text()):
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            per[event["args"]["op_name"]] += event["dur"]
-    return {op: us / runs / 1000 for op, us in per.most_common()}
+            per_node[(event["args"]["op_name"], event["name"])].append(event["dur"])
+    per = collections.Counter()
+    for (op, _), durations in per_node.items():
+        per[op] += statistics.median(durations) * len(durations) / runs
+    return {op: us / 1000 for op, us in per.most_common()}
 
 
 def main() -> None:
@@ -61,7 +66,7 @@ def main() -> None:
             for _ in range(args.runs):
                 for session in sessions.values():
                     session.run(None, feeds)
-            tables = {n: _by_op(s.end_profiling(), args.runs + 1) for n, s in sessions.items()}
+            tables = {n: kernel_ms_by_op(s.end_profiling(), args.runs + 1) for n, s in sessions.items()}
             ops = sorted({op for t in tables.values() for op in t}, key=lambda op: -max(t.get(op, 0) for t in tables.values()))
             print(f"\n{base}: kernel ms per run at batch {args.batch}, one thread (ORT profiler)")
             print(f"  {'operator':24s}" + "".join(f"{n.removeprefix(base) or '_fp32':>12s}" for n in names))

@@ -143,34 +143,78 @@ class _Reader:
         pass
 
 
-def to_int8(model: onnx.ModelProto, calibration: Iterable[Arrays]) -> onnx.ModelProto:
-    """Static QDQ quantisation: per-channel int8 weights, uint8 activations with MinMax scales from
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How `to_int8` quantises: the knobs of onnxruntime.quantization that change speed or accuracy
+    on a CPU. benchmarks/int8_variants.py measures each against FP32 in one interleaved run; the
+    defaults are the fastest within tolerance there (README, "Reduced precision")."""
+
+    quant_format: str = "QDQ"  # "QOperator" writes QLinearConv directly: ORT fuses QDQ into the same kernels
+    ops: tuple[str, ...] = INT8_OPS  # Conv/Gemm alone breaks the int8 chain at every Add and Relu (slower)
+    reduce_range: bool = True  # full-range weights were no faster and lost more held-out mAP
+    weight_type: str = "QInt8"  # QUInt8: u8xu8 kernels, slower
+    activation_type: str = "QUInt8"
+    per_channel: bool = True
+    min_reduction: int = MIN_INT8_REDUCTION  # convolutions with a smaller reduction stay in float
+    keep_last_gemm: bool = False  # leave the classifier's final Gemm in float
+    # What follows the last Conv/Gemm/MatMul (the detector's box decode) stays float: int8 Adds there
+    # cost a Quantize/Dequantize pair each and rounded the boxes; float was faster at batch 1 and 32.
+    float_tail: bool = True
+    preprocess: bool = True  # quant_pre_process: ORT's optimiser before quantising
+    extra_options: tuple[tuple[str, object], ...] = ()
+
+
+def to_int8(model: onnx.ModelProto, calibration: Iterable[Arrays], recipe: Int8Recipe | None = None) -> onnx.ModelProto:
+    """Static quantisation: per-channel int8 weights, uint8 activations with MinMax scales from
     `calibration`. reduce_range (7-bit weights) because this machine's AVX2 has no VNNI: its u8×s8
     kernels add pairs of products in 16 bits, which full-range weights can saturate."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    recipe = recipe or INT8
     with tempfile.TemporaryDirectory(prefix="dnnzoo-int8-") as tmp:
         source, prepared, out = Path(tmp, "fp32.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
         onnx.save(model, source)
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        excluded = _small_convolutions(onnx.load(prepared))
+        if recipe.preprocess:
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        else:
+            prepared = source
+        graph = onnx.load(prepared)
+        excluded = _small_convolutions(graph, recipe.min_reduction) + (_last_gemm(graph) if recipe.keep_last_gemm else [])
+        excluded += _tail(graph) if recipe.float_tail else []
         quantize_static(
-            str(prepared), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
-            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=list(INT8_OPS), nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
+            str(prepared), str(out), _Reader(calibration), quant_format=QuantFormat[recipe.quant_format],
+            per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
+            activation_type=QuantType[recipe.activation_type], weight_type=QuantType[recipe.weight_type],
+            op_types_to_quantize=list(recipe.ops), nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
+            extra_options=dict(recipe.extra_options),
         )  # fmt: skip
         return onnx.load(out)
 
 
-def _small_convolutions(model: onnx.ModelProto) -> list[str]:
+INT8 = Int8Recipe()  # what `--precision int8` writes
+
+
+def _small_convolutions(model: onnx.ModelProto, min_reduction: int = MIN_INT8_REDUCTION) -> list[str]:
     weights = {i.name: i.dims for i in model.graph.initializer}
     small = []
     for node in model.graph.node:
         dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        if dims is not None and len(dims) >= 3 and int(np.prod(dims[1:])) < MIN_INT8_REDUCTION:
+        if dims is not None and len(dims) >= 3 and int(np.prod(dims[1:])) < min_reduction:
             small.append(node.name)
     return small
+
+
+def _tail(model: onnx.ModelProto) -> list[str]:
+    """The nodes after the last matrix product (graph order is topological): post-processing."""
+    nodes = list(model.graph.node)
+    last = max((i for i, node in enumerate(nodes) if node.op_type in ("Conv", "Gemm", "MatMul")), default=len(nodes))
+    return [node.name for node in nodes[last + 1 :]]
+
+
+def _last_gemm(model: onnx.ModelProto) -> list[str]:
+    gemms = [node.name for node in model.graph.node if node.op_type in ("Gemm", "MatMul")]
+    return gemms[-1:]
 
 
 def latency_ms(model_bytes: list[bytes], sample: Callable[[int], Arrays], batches=LATENCY_BATCHES,

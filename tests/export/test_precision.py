@@ -76,6 +76,10 @@ def test_detector_int8_keeps_nms_in_float_and_is_judged_by_held_out_map(run_of, 
     producers = {out: n.op_type for n in graph.node for out in n.output}
     assert len(nms) == 1 and [producers.get(i) for i in nms[0].input[:2]] != ["DequantizeLinear"] * 2
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+    # The box decode after the head convolution runs in float: the head's output is the last tensor quantised.
+    index = {out: i for i, n in enumerate(graph.node) for out in n.output}
+    head = max(i for i, n in enumerate(graph.node) if n.op_type == "Conv")
+    assert max(index.get(n.input[0], -1) for n in graph.node if n.op_type == "QuantizeLinear") == head
 
 
 @pytest.mark.parametrize("family", sorted(precision_data.REFUSED))
