@@ -2,6 +2,7 @@
 
     python benchmarks/http_stacks.py                      # 3 interleaved rounds x 5 s, c1 and c16
     python benchmarks/http_stacks.py --rounds 1 --seconds 2
+    python benchmarks/http_stacks.py --targets dnnzoo-rest,dnnzoo-grpc --tree base=../main   # a change, A/B
 
 Every stack serves the same minimal KServe-style app (`http_stacks_apps.py`: parse a small JSON or
 binary request, answer ten floats per item, no model) in a process of its own:
@@ -127,10 +128,20 @@ def main() -> int:
     parser.add_argument("--targets", default=",".join([*STACKS, *DNNZOO]), help="default: all")
     parser.add_argument("--server-cpus", help="taskset list for the servers (default: not pinned)")
     parser.add_argument("--venv", type=Path, default=VENV)
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                        help="also the dnnzoo targets served by the dnnzoo of another checkout (to compare a change "
+                             "with what it replaces in one run), as targets dnnzoo-rest@NAME and so on")
     args = parser.parse_args()
     targets = [t.strip() for t in args.targets.split(",")]
     if unknown := set(targets) - set(STACKS) - set(DNNZOO):
         parser.error(f"unknown targets {sorted(unknown)}")
+    trees = {"": ROOT}
+    for text in args.tree:
+        name, _, path = text.partition("=")
+        trees[name] = Path(path).resolve()
+        if not (trees[name] / "serving").is_dir():
+            parser.error(f"--tree {text}: not a dnnzoo checkout")
+        targets += [f"{t}@{name}" for t in DNNZOO if t in targets]
     stop_on_signals()
     from tqdm import tqdm
 
@@ -151,20 +162,20 @@ def main() -> int:
             if name in STACKS:
                 servers[name] = start_stack(name, tmp, args.server_cpus, args.venv)
                 stack.callback(servers[name].stop)
-        dnnzoo = None
         if set(targets) & set(DNNZOO):
             (tmp / "repository").mkdir()
             slicer_model(tmp / "repository")
-            dnnzoo = child_server.start_dnnzoo(tmp / "repository", tmp / "dnnzoo.log", args.server_cpus, http=True,
-                                               cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-            stack.callback(dnnzoo.stop)
-            for name in DNNZOO:
-                servers[name] = dnnzoo
+            for tree, root in trees.items():
+                dnnzoo = child_server.start_dnnzoo(tmp / "repository", tmp / f"dnnzoo{tree}.log", args.server_cpus,
+                                                   http=True, cwd=root, env=dict(os.environ, PYTHONPATH=str(root)))
+                stack.callback(dnnzoo.stop)
+                for name in DNNZOO:
+                    servers[f"{name}@{tree}" if tree else name] = dnnzoo
         for name, server in servers.items():
             if name in STACKS:
                 wait_http(server)
-        if dnnzoo is not None:
-            child_server.wait_ready(dnnzoo, MODEL)
+        for server in {id(s): s for n, s in servers.items() if n not in STACKS}.values():
+            child_server.wait_ready(server, MODEL)
         grpc_request = loadgen.request_for(_config(), 1)
 
         check = rest_loadgen.checker(expected, "server")
@@ -176,12 +187,13 @@ def main() -> int:
                         shift = round_ % len(targets)
                         for name in targets[shift:] + targets[:shift]:
                             progress.update()
-                            if name.startswith("dnnzoo") and DNNZOO_KIND[name] != kind:
+                            base = name.partition("@")[0]
+                            if base in DNNZOO and DNNZOO_KIND[base] != kind:
                                 continue
                             server = servers[name]
                             progress.set_postfix_str(f"round {round_ + 1} c{concurrency} {kind} {name}")
                             before, start = server.cpu_seconds(), time.perf_counter()
-                            if name == "dnnzoo-grpc":
+                            if base == "dnnzoo-grpc":
                                 row = asyncio.run(loadgen.measure(server.address, grpc_request, 1, concurrency,
                                                                   args.seconds, args.warmup))
                             else:
@@ -216,9 +228,13 @@ def _config():
 
 def print_table(rows: list[dict], targets: list[str], concurrencies: list[int]) -> None:
     labels = {**STACKS, **DNNZOO}
+    for name in targets:
+        base, _, tree = name.partition("@")
+        if tree:
+            labels[name] = f"{labels[base]}@{tree}"
     for concurrency in concurrencies:
         print(f"\nconcurrency {concurrency}")
-        print(f"  {'server':20} {'body':6} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'client CPU':>10} {'server CPU':>10}"
+        print(f"  {'server':24} {'body':6} {'calls/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'client CPU':>10} {'server CPU':>10}"
               f" {'server CPU ms/call':>18}")
         for kind in ("binary", "json"):
             for name in targets:
@@ -227,7 +243,7 @@ def print_table(rows: list[dict], targets: list[str], concurrencies: list[int]) 
                     continue
                 med = {k: statistics.median(r[k] for r in mine) for k in ("items_s", "p50_ms", "p99_ms", "cpu", "server_cpu")}
                 per_call = statistics.median(r["server_cpu"] / r["items_s"] * 1000 for r in mine)
-                print(f"  {labels[name]:20} {kind:6} {med['items_s']:8.0f} {med['p50_ms']:7.3f} {med['p99_ms']:7.3f} "
+                print(f"  {labels[name]:24} {kind:6} {med['items_s']:8.0f} {med['p50_ms']:7.3f} {med['p99_ms']:7.3f} "
                       f"{med['cpu']:10.2f} {med['server_cpu']:10.2f} {per_call:18.3f}")
     print("\nmedians of the rounds; CPU in cores (1.00 = one core busy); server CPU ms/call: the server's CPU "
           "time per call, the stack's cost with the machine's noise mostly taken out; gRPC's client is grpc.aio.")
