@@ -50,7 +50,8 @@ from serving import child_server  # noqa: E402
 from serving.child_server import ChildServer, free_port, launch, stop_on_signals  # noqa: E402
 
 VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dnnzoo-bench" / "http-stacks-venv"
-SPECS = ["uvicorn==0.55.0", "httptools", "uvloop", "starlette==1.10.0", "granian==2.8.9", "aiohttp==3.14.5", "numpy"]
+SPECS = ["uvicorn==0.55.0", "httptools", "uvloop", "starlette==1.10.0", "granian==2.8.9", "aiohttp==3.14.5", "numpy",
+         "orjson"]
 STACKS = {
     "asgi-uvicorn": "ASGI/uvicorn",
     "asgi-uvicorn-uvloop": "ASGI/uvicorn+uvloop",
@@ -65,7 +66,7 @@ MODEL, DIMS, CLASSES = "slicer", (1, 28, 28), 10
 
 def ensure_venv(venv: Path = VENV) -> None:
     python = venv / "bin" / "python"
-    probe = "import uvicorn, starlette, granian, aiohttp, httptools, uvloop, numpy"
+    probe = "import uvicorn, starlette, granian, aiohttp, httptools, uvloop, numpy, orjson"
     if python.exists() and subprocess.run([str(python), "-c", probe], capture_output=True, cwd="/").returncode == 0:
         return
     print(f"installing the HTTP stacks into {venv} (first run: a minute) ...", file=sys.stderr, flush=True)

@@ -6,10 +6,10 @@ never imported by dnnzoo:
     python benchmarks/http_stacks_apps.py STACK PORT
 
 Every app answers `POST /v2/models/<name>/infer` the same way, with no model: it reads the body,
-parses the JSON request (and, with `Inference-Header-Content-Length`, takes the tensor from the
-binary part in place), checks the element count against the shape, and answers ten float32 values
-per item, as a classifier would: binary after a JSON header when the request had binary tensors,
-else JSON `data`. So the only difference between the rows is the HTTP stack itself.
+parses the JSON request with orjson, as dnnzoo does (and, with `Inference-Header-Content-Length`,
+takes the tensor from the binary part in place), checks the element count against the shape, and
+answers ten float32 values per item, as a classifier would: binary after a JSON header when the
+request had binary tensors, else JSON `data`. So the only difference between the rows is the HTTP stack itself.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import sys
 
 import numpy as np
+import orjson
 
 HEADER_LENGTH = "inference-header-content-length"
 CLASSES = 10
@@ -27,7 +28,7 @@ def answer(body: bytes, header_length: str | None) -> tuple[int, bytes, str | No
     """(status, body, JSON header length or None) for one inference body."""
     try:
         length = int(header_length) if header_length is not None else len(body)
-        request = json.loads(body[:length])
+        request = orjson.loads(body[:length])  # the parser dnnzoo's REST front uses
         tensor = request["inputs"][0]
         shape = tensor["shape"]
         if header_length is not None:
@@ -36,7 +37,7 @@ def answer(body: bytes, header_length: str | None) -> tuple[int, bytes, str | No
             values = np.asarray(tensor["data"], np.float32)
         if values.size != int(np.prod(shape)):
             raise ValueError(f"{values.size} values for shape {shape}")
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError) as exc:  # orjson's JSONDecodeError is a ValueError
         return 400, json.dumps({"error": str(exc)[:200]}).encode(), None
     batch = shape[0]
     scores = values[:batch * CLASSES] if values.size >= batch * CLASSES else np.zeros(batch * CLASSES, np.float32)
