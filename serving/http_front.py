@@ -275,11 +275,13 @@ class HttpFront:
     async def infer(self, request: web.Request) -> web.Response:
         self._inferring += 1
         try:
-            return await self._infer(request)
+            if self._inferring == 1:  # one pass of the loop, so that requests that came with this one count too
+                await asyncio.sleep(0)
+            return await self._infer(request, alone=self._inferring == 1)
         finally:
             self._inferring -= 1
 
-    async def _infer(self, request: web.Request) -> web.Response:
+    async def _infer(self, request: web.Request, alone: bool) -> web.Response:
         name, version = _model(request)
         body = await self.read_body(request)
         header_length = request.headers.get(HEADER_LENGTH)
@@ -295,7 +297,7 @@ class HttpFront:
         else:
             # alone: an idle, cheap model runs it right here, as the native gRPC front's dispatch thread
             # does; with others in hand it queues, so that they can be batched together
-            response = await self.plane.infer(decode(), run_here=self._inferring == 1)
+            response = await self.plane.infer(decode(), run_here=alone)
         if sum(o.data.size for o in response.outputs) > INLINE_ANSWER_ELEMENTS:
             body, length = await asyncio.get_running_loop().run_in_executor(
                 self.plane.heavy, encode_infer, response, decoded[0])
