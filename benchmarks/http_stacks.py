@@ -61,6 +61,7 @@ STACKS = {
     "granian-rsgi": "RSGI/granian",
 }
 DNNZOO = {"dnnzoo-rest": "dnnzoo REST bin", "dnnzoo-rest-json": "dnnzoo REST JSON", "dnnzoo-grpc": "dnnzoo gRPC"}
+DNNZOO_KIND = {"dnnzoo-rest": "binary", "dnnzoo-rest-json": "json", "dnnzoo-grpc": "binary"}  # the body it is measured with
 MODEL, DIMS, CLASSES = "slicer", (1, 28, 28), 10
 
 
@@ -214,8 +215,6 @@ def main() -> int:
     print_table(rows, targets, args.concurrency)
     return 0
 
-
-DNNZOO_KIND = {"dnnzoo-rest": "binary", "dnnzoo-rest-json": "json", "dnnzoo-grpc": "binary"}
 
 
 def _config():
