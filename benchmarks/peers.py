@@ -7,6 +7,7 @@
     python benchmarks/peers.py --targets dnnzoo --variant 1x2='instance_group [{count: 1}] parameters {key:
         "intra_op_thread_count" value {string_value: "2"}}'       # dnnzoo's default beside a hand-tuned plan
     python benchmarks/peers.py --targets in-process,dnnzoo --tree main=../main   # this branch beside main's dnnzoo
+    python benchmarks/peers.py --targets dnnzoo,dnnzoo-rest,dnnzoo-rest-json,mlserver-rest   # REST beside gRPC
 
 Servers, all started here on free loopback ports and stopped on exit (Ctrl-C included):
 - dnnzoo: `python -m dnnzoo serve` on a repository holding only the model (CPU provider).
@@ -24,7 +25,11 @@ and exported with torch.onnx here, with a plain config.pbtxt (`max_batch_size: 3
 its own config.
 
 One client for all (`peers_client.py`): grpc.aio, closed loop, the same serialised request bytes to
-every server, each answer's shapes checked. Load shapes b1c1, b1c16 and b32c2 (batch, concurrency).
+every server, each answer's shapes checked. The REST targets load the same servers' HTTP ports with
+one REST load generator (`rest_loadgen.py`: closed loop, the whole HTTP request pre-serialised, one
+kept-alive connection per caller, every answer's shapes checked): dnnzoo with Triton's binary tensor
+extension (dnnzoo-rest) and with JSON tensors (dnnzoo-rest-json), MLServer with JSON (mlserver-rest;
+MLServer 1.7's REST front reads JSON tensors only, no binary extension). Load shapes b1c1, b1c16 and b32c2 (batch, concurrency).
 The measurements are interleaved: each round runs every shape on every target, the targets in a
 rotated order each round, so that drifting load on the machine hits all of them alike; the table
 shows the median of the rounds.
@@ -60,9 +65,12 @@ from serving.child_server import ServerFailed, stop_on_signals  # noqa: E402
 from peers_servers import (MLSERVER_VENV, ensure_mlserver, start_dnnzoo, start_mlserver, start_thin,  # noqa: E402
                            wait_ready)
 
-TARGETS = ("in-process", "dnnzoo", "mlserver", "thin")
-LABELS = {"in-process": "in-process ORT", "dnnzoo": "dnnzoo", "mlserver": "MLServer", "thin": "grpc.aio + ORT"}
+TARGETS = ("in-process", "dnnzoo", "mlserver", "thin", "dnnzoo-rest", "dnnzoo-rest-json", "mlserver-rest")
+LABELS = {"in-process": "in-process ORT", "dnnzoo": "dnnzoo", "mlserver": "MLServer", "thin": "grpc.aio + ORT",
+          "dnnzoo-rest": "dnnzoo REST bin", "dnnzoo-rest-json": "dnnzoo REST JSON", "mlserver-rest": "MLServer REST"}
 PEERS = ("mlserver", "thin")
+# REST targets: the server whose HTTP port they load, and how the body is written (rest_loadgen)
+REST = {"dnnzoo-rest": ("dnnzoo", "binary"), "dnnzoo-rest-json": ("dnnzoo", "json"), "mlserver-rest": ("mlserver", "json")}
 SATURATED = 0.9  # client CPU (cores) above which the client, not the server, may be the limit
 
 
@@ -84,11 +92,38 @@ def request_bytes(model, array) -> bytes:
     return request.SerializeToString()
 
 
+def rest_request(model, server, kind: str, array) -> bytes:
+    """A whole HTTP request for `server`'s REST front: binary tensors or JSON (`rest_loadgen`)."""
+    import rest_loadgen
+
+    body, headers = (rest_loadgen.binary_body if kind == "binary" else rest_loadgen.json_body)(
+        model.name, model.input_name, model.datatype, array)
+    return rest_loadgen.request_bytes(server.http_address, f"/v2/models/{model.name}/infer", body, headers)
+
+
 def median_rows(rows: list[dict]) -> dict:
     keys = ("items_s", "p50_ms", "p99_ms", "client_cpu", "server_cpu")
     summary = {k: statistics.median(r[k] for r in rows) for k in keys if all(r.get(k) is not None for r in rows)}
     summary["items_s_range"] = [min(r["items_s"] for r in rows), max(r["items_s"] for r in rows)]
     return summary
+
+
+def rest_ratio_lines(shape: tuple[int, int], table: dict[str, dict]) -> list[str]:
+    """dnnzoo's REST against its own gRPC and against MLServer's REST, with the issue's targets."""
+    lines = []
+    if "dnnzoo-rest" in table and "dnnzoo" in table:
+        if shape == (1, 1):
+            added = table["dnnzoo-rest"]["p50_ms"] - table["dnnzoo"]["p50_ms"]
+            lines.append(f"dnnzoo REST bin p50 - dnnzoo gRPC p50: {added:+.3f} ms   (target <= +0.3 ms)")
+        target = "   (target >= 0.9)" if shape == (32, 2) else ""
+        lines.append(f"dnnzoo REST bin / dnnzoo gRPC: {table['dnnzoo-rest']['items_s'] / table['dnnzoo']['items_s']:.2f}"
+                     f"{target}")
+    if "mlserver-rest" in table:
+        for ours in ("dnnzoo-rest", "dnnzoo-rest-json"):
+            if ours in table:
+                lines.append(f"{LABELS[ours]} / MLServer REST: "
+                             f"{table[ours]['items_s'] / table['mlserver-rest']['items_s']:.2f}   (target > 1)")
+    return lines
 
 
 def ratio_lines(shape: tuple[int, int], table: dict[str, dict]) -> list[str]:
@@ -128,7 +163,7 @@ def print_tables(summary: dict, header: list[str]) -> None:
             client_text = f"{client:9.2f}{mark}" if client is not None else f"{'-':>9} "
             print(f"  {LABELS[target]:16} {row['items_s']:9.0f} {f'({low:.0f}-{high:.0f})':>14} {row['p50_ms']:8.3f} "
                   f"{row['p99_ms']:8.3f} {client_text:>10} {row['server_cpu']:10.2f}")
-        for line in ratio_lines((batch, concurrency), table):
+        for line in ratio_lines((batch, concurrency), table) + rest_ratio_lines((batch, concurrency), table):
             print(f"  {line}")
     print(f"\nitems/s, p50, p99: median of the rounds; (min-max): items/s over the rounds. CPU in cores "
           f"(1.00 = one core busy); * = the client used more than {SATURATED} of a core and may be the limit.")
@@ -176,7 +211,8 @@ def main() -> int:
 
     import onnxruntime
 
-    mlserver_version = ensure_mlserver(args.mlserver_venv) if "mlserver" in targets else None
+    needed = {REST[t][0] if t in REST else t for t in targets}  # the servers to start
+    mlserver_version = ensure_mlserver(args.mlserver_venv) if "mlserver" in needed else None
     load_before = os.getloadavg()
     measurements: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="dnnzoo-peers-") as tmp, contextlib.ExitStack() as stack:
@@ -199,7 +235,8 @@ def main() -> int:
         client = Worker(client_worker, args.client_cpus, str(ROOT))
         stack.callback(client.close)
         servers = {}
-        starters = {"dnnzoo": lambda: start_dnnzoo(repository, model.name, logs, args.server_cpus),
+        rest_on = any(t in REST and REST[t][0] == "dnnzoo" for t in targets)
+        starters = {"dnnzoo": lambda: start_dnnzoo(repository, model.name, logs, args.server_cpus, http=rest_on),
                     "thin": lambda: start_thin(model.onnx, model.name, logs, args.server_cpus),
                     "mlserver": lambda: start_mlserver(model.onnx, model.name, tmp / "mlserver", logs,
                                                        args.server_cpus, args.mlserver_venv)}
@@ -212,14 +249,19 @@ def main() -> int:
         for name, path in trees.items():
             starters[f"dnnzoo@{name}"] = lambda path=path: start_dnnzoo(repository, model.name, logs, args.server_cpus, path)
         for target in targets:
-            if target in starters:
+            if target in needed and target in starters:
                 servers[target] = starters[target]()
                 stack.callback(servers[target].stop)
+        for target in needed - set(targets):  # serves a REST target only
+            servers[target] = starters[target]()
+            stack.callback(servers[target].stop)
         for server in servers.values():
             wait_ready(server, model.name)
 
         inputs = {batch: model.example(batch) for batch, _ in args.shapes}
         payloads = {batch: request_bytes(model, array) for batch, array in inputs.items()}
+        rest_payloads = {(target, batch): rest_request(model, servers[REST[target][0]], REST[target][1], array)
+                         for target in targets if target in REST for batch, array in inputs.items()}
         references = {batch: reference.ask(("reference", array)) for batch, array in inputs.items()}
         expected = {batch: {name: list(values.shape) for name, values in outputs.items()}
                     for batch, outputs in references.items()}
@@ -235,13 +277,17 @@ def main() -> int:
                             row = reference.ask(("run", inputs[batch], concurrency, args.warmup, args.seconds))
                             row["server_cpu"], row["client_cpu"] = row.pop("cpu"), None
                         else:
-                            server = servers[target]
-                            before, start = server.cpu_seconds(), time.perf_counter()
-                            row = client.ask({
-                                "address": server.address, "server": server.label, "payload": payloads[batch],
+                            server = servers[REST[target][0] if target in REST else target]
+                            job = {
+                                "address": server.address, "server": LABELS[target], "payload": payloads[batch],
                                 "batch": batch, "concurrency": concurrency, "seconds": args.seconds,
                                 "warmup": args.warmup, "expected": expected[batch], "reference": references[batch],
-                            })
+                            }
+                            if target in REST:
+                                job.update(protocol="rest", address=server.http_address,
+                                           payload=rest_payloads[target, batch])
+                            before, start = server.cpu_seconds(), time.perf_counter()
+                            row = client.ask(job)
                             # the server's CPU over warm-up and measurement together; the client's over the latter
                             row["server_cpu"] = (server.cpu_seconds() - before) / (time.perf_counter() - start)
                             row["client_cpu"] = row.pop("cpu")

@@ -2,7 +2,8 @@
 
 Both run as worker processes that take jobs over a pipe, so that neither shares a GIL with the
 harness nor with each other, and so that the client's channels (one per server) stay open between
-rounds. The client is grpc.aio: `concurrency` coroutines on one channel, each sending the same
+rounds. REST targets are driven by `rest_loadgen` (raw HTTP/1.1 on kept-alive connections, one per
+caller, the same closed loop and checks). The gRPC client is grpc.aio: `concurrency` coroutines on one channel, each sending the same
 serialised KServe v2 ModelInferRequest (raw_input_contents) as soon as its previous answer is in
 (closed loop, `serving.loadgen`). It parses every answer and checks each output's name, shape and size; the first
 answer of each measurement is also compared with in-process ONNX Runtime's values. Any RPC error
@@ -81,8 +82,28 @@ def checker(expected: dict[str, list[int]], server: str):
     return check
 
 
+async def drive_rest(job: dict) -> dict:
+    """A REST job: `payload` is a whole prepared HTTP request (`rest_loadgen.request_bytes`)."""
+    import rest_loadgen
+
+    check = rest_loadgen.checker(job["expected"], job["server"])
+
+    def check_first(answer):
+        for name, reference in job["reference"].items():
+            got = check(answer)[name][1].astype(np.float64)
+            if not np.allclose(got, reference.ravel(), rtol=1e-3, atol=1e-4):
+                worst = float(np.max(np.abs(got - reference.ravel())))
+                raise AssertionError(f"{job['server']}: output {name!r} differs from in-process ONNX Runtime by {worst:g}")
+
+    return await rest_loadgen.measure(job["address"], job["payload"], job["batch"], job["concurrency"],
+                                      job["seconds"], job["warmup"], check, check_first)
+
+
 async def drive(channels: dict, job: dict) -> dict:
     import grpc
+
+    if job.get("protocol") == "rest":
+        return await drive_rest(job)
 
     address = job["address"]
     if address not in channels:
@@ -104,6 +125,7 @@ async def drive(channels: dict, job: dict) -> dict:
 def client_worker(connection, cpus: str | None, root: str) -> None:
     """Process body: answer each job dict from `drive`; None ends it."""
     sys.path.insert(0, root)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     pin(cpus)
     loop = asyncio.new_event_loop()
     channels: dict = {}

@@ -28,10 +28,13 @@ MLSERVER_SPEC = "mlserver==1.7.*"
 UVLOOP_SPEC = "uvloop==0.21.0"  # later uvloop releases break MLServer 1.7's parallel workers
 
 
-def start_dnnzoo(repository: Path, model: str, logs: Path, cpus: str | None, root: Path = ROOT) -> Server:
-    """`root`: the checkout whose dnnzoo runs (another branch's, to compare two in one run)."""
+def start_dnnzoo(repository: Path, model: str, logs: Path, cpus: str | None, root: Path = ROOT,
+                 http: bool = False) -> Server:
+    """`root`: the checkout whose dnnzoo runs (another branch's, to compare two in one run); `http`:
+    with its REST front on (for the REST targets)."""
     env = dict(os.environ, PYTHONPATH=str(root))
-    return child_server.start_dnnzoo(repository, logs / f"dnnzoo-{repository.name}-{root.name}.log", cpus, cwd=root, env=env)
+    return child_server.start_dnnzoo(repository, logs / f"dnnzoo-{repository.name}-{root.name}.log", cpus, http=http,
+                                     cwd=root, env=env)
 
 
 def start_thin(model_file: Path, model: str, logs: Path, cpus: str | None) -> Server:
@@ -76,10 +79,10 @@ def ensure_mlserver(venv: Path = MLSERVER_VENV) -> str:
 def start_mlserver(model_file: Path, model: str, folder: Path, logs: Path, cpus: str | None,
                    venv: Path = MLSERVER_VENV) -> Server:
     """MLServer with the settings it ships with; only ports and the loopback host are set."""
-    grpc_port = free_port()
+    grpc_port, http_port = free_port(), free_port()
     folder.mkdir(parents=True)
     (folder / "settings.json").write_text(json.dumps({
-        "host": "127.0.0.1", "grpc_port": grpc_port, "http_port": free_port(), "metrics_port": free_port(),
+        "host": "127.0.0.1", "grpc_port": grpc_port, "http_port": http_port, "metrics_port": free_port(),
     }))
     model_folder = folder / model
     model_folder.mkdir()
@@ -93,5 +96,5 @@ def start_mlserver(model_file: Path, model: str, folder: Path, logs: Path, cpus:
     log = logs / "mlserver.log"
     command = [str(venv / "bin" / "mlserver"), "start", str(folder)]
     server = Server("MLServer", f"127.0.0.1:{grpc_port}", launch(command, log, cpus, cwd=folder, env=env),
-                    log, 180)
+                    log, 180, f"127.0.0.1:{http_port}")
     return server

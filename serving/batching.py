@@ -418,11 +418,16 @@ async def await_callback(start: Callable[[Callable[[object], None]], object], ca
                          executor: Executor | None = None):
     """Await a result delivered to a callback on another thread: `start(done)` returns a handle,
     `cancel(handle)` runs if the awaiting task is cancelled. An exception delivered is raised.
-    With `executor`, `start` itself runs there (it has real work to do)."""
+    With `executor`, `start` itself runs there (it has real work to do). A result delivered on the
+    loop's own thread (a request `start` ran in place) settles at once, without waking the loop."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
+    here = threading.get_ident()
 
     def done(result) -> None:
+        if threading.get_ident() == here:
+            _settle(future, result)
+            return
         try:
             loop.call_soon_threadsafe(_settle, future, result)
         except RuntimeError:  # the loop is closed: nobody is waiting any more

@@ -54,6 +54,7 @@ class ChildServer:
     process: subprocess.Popen
     log: Path
     startup_s: float  # how long `wait_ready` gives it
+    http_address: str | None = None  # host:port of its HTTP/REST front, when it has one
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -134,10 +135,12 @@ def wait_ready(server: ChildServer, model: str) -> None:
 
 
 def start_dnnzoo(repository: Path, log: Path, cpus: str | None = None, providers: str = "cpu",
-                 startup_s: float = 180, **popen) -> ChildServer:
-    """`dnnzoo serve` on `repository` on free loopback ports (metrics on, as deployed; REST off: load is
-    gRPC); `popen`: env, cwd."""
-    port = free_port()
+                 startup_s: float = 180, http: bool = False, **popen) -> ChildServer:
+    """`dnnzoo serve` on `repository` on free loopback ports (metrics on, as deployed; REST only with
+    `http`, for REST load: gRPC load does without it); `popen`: env, cwd."""
+    port, http_port = free_port(), free_port() if http else -1
     command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
-               "--port", str(port), "--metrics-port", str(free_port()), "--http-port", "-1", "--providers", providers]
-    return ChildServer("dnnzoo", f"127.0.0.1:{port}", launch(command, log, cpus, **popen), log, startup_s)
+               "--port", str(port), "--metrics-port", str(free_port()), "--http-port", str(http_port),
+               "--providers", providers]
+    return ChildServer("dnnzoo", f"127.0.0.1:{port}", launch(command, log, cpus, **popen), log, startup_s,
+                       f"127.0.0.1:{http_port}" if http else None)

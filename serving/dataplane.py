@@ -169,9 +169,11 @@ class DataPlane:
 
     # -- inference ------------------------------------------------------------------------------
 
-    async def infer(self, request: InferRequest, deadline: float | None = None) -> InferResponse:
-        """Run one request through its model's batcher. `deadline` is in `time.monotonic()` seconds."""
-        return await await_callback(lambda done: self.start(request, deadline, done), Call.cancel)
+    async def infer(self, request: InferRequest, deadline: float | None = None, run_here: bool = False) -> InferResponse:
+        """Run one request through its model's batcher. `deadline` is in `time.monotonic()` seconds;
+        `run_here`: the caller has no other request waiting, so an idle, cheap model may run it on the
+        event loop's thread (`start`), sparing two thread hand-overs."""
+        return await await_callback(lambda done: self.start(request, deadline, done, run_here), Call.cancel)
 
     async def infer_off_loop(self, decode: Callable[[], InferRequest], deadline: float | None = None) -> InferResponse:
         """`infer` for a large request (REST's big bodies): decoding (`decode()`), validation and

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -71,7 +72,14 @@ def _count(parameters: dict, key: str, what: str, default: int | None = None) ->
 
 
 def parse_json(text: bytes, what: str = "the request body"):
-    """JSON, or InvalidInput that says why not (bad UTF-8, bad syntax, nesting too deep)."""
+    """JSON, or InvalidInput that says why not (bad UTF-8, bad syntax, nesting too deep).
+
+    orjson reads it (numbers ten times faster than json); what orjson refuses goes to json, which
+    accepts a little more (NaN, integers past 64 bits, UTF-16) and names the fault as before."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(text)
     except RecursionError:

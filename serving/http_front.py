@@ -107,6 +107,7 @@ class HttpFront:
         self.port: int | None = None
         self._control = InferenceServicer(plane)  # repository load: the gRPC request it stands for, checked once
         self._runner: web.AppRunner | None = None
+        self._inferring = 0  # inference requests this front has in hand (read, queued or running)
 
     def routes(self) -> list[tuple[str, str, Callable, str]]:
         """(HTTP method, path, handler, the gRPC method it stands for). /v2/models/stats goes before
@@ -202,7 +203,10 @@ class HttpFront:
             raise TooLarge(f"the request body is {request.content_length} bytes, more than {cap >> 20} MiB, "
                                "the server's limit (--max-message-mb)")
         try:
-            body = await asyncio.wait_for(request.read(), self.read_seconds)
+            if request.content.is_eof():  # all in already (a small body comes with its headers): no deadline to keep
+                body = await request.read()
+            else:
+                body = await asyncio.wait_for(request.read(), self.read_seconds)
         except asyncio.TimeoutError:
             raise ReadTimeout(f"the request body did not arrive within {self.read_seconds:g} s "
                               "(--http-read-seconds)") from None
@@ -269,6 +273,15 @@ class HttpFront:
     # -- inference -----------------------------------------------------------------------------------------
 
     async def infer(self, request: web.Request) -> web.Response:
+        self._inferring += 1
+        try:
+            if self._inferring == 1:  # one pass of the loop, so that requests that came with this one count too
+                await asyncio.sleep(0)
+            return await self._infer(request, alone=self._inferring == 1)
+        finally:
+            self._inferring -= 1
+
+    async def _infer(self, request: web.Request, alone: bool) -> web.Response:
         name, version = _model(request)
         body = await self.read_body(request)
         header_length = request.headers.get(HEADER_LENGTH)
@@ -282,7 +295,9 @@ class HttpFront:
         if len(body) > INLINE_PAYLOAD_BYTES:  # parsed off the event loop, as gRPC's large requests are
             response = await self.plane.infer_off_loop(decode)
         else:
-            response = await self.plane.infer(decode())
+            # alone: an idle, cheap model runs it right here, as the native gRPC front's dispatch thread
+            # does; with others in hand it queues, so that they can be batched together
+            response = await self.plane.infer(decode(), run_here=alone)
         if sum(o.data.size for o in response.outputs) > INLINE_ANSWER_ELEMENTS:
             body, length = await asyncio.get_running_loop().run_in_executor(
                 self.plane.heavy, encode_infer, response, decoded[0])
