@@ -4,14 +4,16 @@ exported graphs stay FP32."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 from torch import nn
 
 from export.pipeline import export_run
-from training import checkpoint, resume
+from training import checkpoint, resume, scale
 from training import cli as train_cli
+from training.families import FAMILIES
 from training.precision import Precision
 
 FLAGS = ["classifier", "--profile", "tiny", "--steps", "20", "--no-progress"]
@@ -61,6 +63,16 @@ def test_a_reduced_precision_run_keeps_fp32_checkpoints_and_exports_with_parity(
 
     (exported,) = export_run(run, tmp_path / "repository")
     assert exported.parity_max_abs_diff < 1e-4
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp16"])
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f not in scale.OWN_LOOP])
+def test_every_fit_loop_family_trains_at_reduced_precision_on_the_cpu(tmp_path, family, name):
+    """The sequence family keeps its LSTM in FP32 (no oneDNN bf16/fp16 LSTM here); the detector sums its loss in FP32."""
+    run = tmp_path / "run"
+    assert train_cli.main([family, "--profile", "tiny", "--steps", "3", "--precision", name, "--device", "cpu", "--no-progress", "--out", str(run)]) == 0
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    assert history and all(math.isfinite(row["loss"]) for row in history)
 
 
 @pytest.mark.parametrize("family", ["word2vec", "gan"])
