@@ -1,7 +1,7 @@
-"""Training-step time of the classifier's quick-profile model at fp32 and bf16 autocast, interleaved.
+"""Training-step time of the classifier's quick-profile model at fp32, bf16 and fp16 autocast, interleaved.
 
-What `--precision bf16` costs or saves on this machine's CPU (on a GPU it is where the speed is; see
-benchmarks/full_profile.sh). Reports the median time per step of each and their ratio.
+What `--precision bf16` or `fp16` (with its gradient scaler) costs or saves on this machine's CPU (on a GPU it is where the speed is; see
+benchmarks/full_profile.sh). Reports the median time per step of each and their ratios to fp32.
 
     python benchmarks/precision_cpu.py [--steps 20] [--repeats 5] [--device cpu]
 """
@@ -33,7 +33,7 @@ def main() -> None:
                                    stem_stride=profile["stem_stride"]).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x, y = torch.rand(profile["batch_size"], 1, 28, 28, device=device), torch.randint(0, 10, (profile["batch_size"],), device=device)
-    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    times: dict[str, list[float]] = {"fp32": [], "bf16": [], "fp16": []}
     for repeat in range(args.repeats + 1):  # the first round warms up and is not counted
         for name in times:
             amp = Precision(name, device)
@@ -43,14 +43,16 @@ def main() -> None:
                     loss = F.cross_entropy(model(x), y).float()
                 optimizer.zero_grad(set_to_none=True)
                 amp.backward(loss)
+                amp.unscale(optimizer)
                 amp.step(optimizer)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if repeat:
                 times[name].append((time.perf_counter() - started) / args.steps)
-    fp32, bf16 = (statistics.median(times[n]) for n in ("fp32", "bf16"))
+    median = {name: statistics.median(values) for name, values in times.items()}
     print(f"{device.type}, batch {profile['batch_size']}, threads {torch.get_num_threads()}: "
-          f"fp32 {fp32 * 1e3:.1f} ms/step, bf16 {bf16 * 1e3:.1f} ms/step, bf16/fp32 time ratio {bf16 / fp32:.2f}")
+          + ", ".join(f"{name} {median[name] * 1e3:.1f} ms/step" for name in median)
+          + "; time ratio to fp32: " + ", ".join(f"{name} {median[name] / median['fp32']:.2f}" for name in ("bf16", "fp16")))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
-"""`dnnzoo build`: train every default family that has no run yet, then export each into the repository.
+"""`dnnzoo build`: train every default family that has no finished run yet, then export each into the repository.
 
-The order is the family table's build column (training/families.py), which puts the classifier
-before the GAN, which is judged by it. A model whose repository
-config already records this run's checkpoint digest (`dnnzoo.source.checkpoint_sha256`) is up to
-date and is not exported again unless --force; a retrained run is exported as the next version.
+An interrupted build picks up where it stopped: a family whose run folder holds a finished run
+(training.resume.finished) is not trained again, one killed mid-run continues from its last round's
+resume.pt as `dnnzoo train --resume` would (the families on the shared fit loop; word2vec and the GAN
+start their run again), and --force retrains every family. The order is the family table's build
+column (training/families.py), which puts the classifier before the GAN, which is judged by it. A
+model whose repository config already records this run's checkpoint digest
+(`dnnzoo.source.checkpoint_sha256`) is up to date and is not exported again unless --force; a
+retrained run is exported as the next version.
 """
 
 from __future__ import annotations
@@ -29,27 +33,39 @@ class Step:
     family: str
     run_dir: Path
     trained_seconds: float | None = None
+    resumed: bool = False
     exported: list = dataclasses.field(default_factory=list)
     export_seconds: float = 0.0
     up_to_date: bool = False
 
 
-def ensure_run(family: str, profile: str, runs: Path, progress: bool) -> tuple[Path, float | None]:
-    """The run folder of `family` at `profile`, trained first when it has no finished run."""
+def ensure_run(family: str, profile: str, runs: Path, progress: bool, force: bool = False,
+               out=print) -> tuple[Path, float | None, bool]:  # fmt: skip
+    """The run folder of `family` at `profile` and (seconds trained or None, whether it resumed): a finished
+    run is kept unless `force`, an unfinished one with a round state continues from it, otherwise it trains."""
+    from training import resume
     from training.config import TrainConfig
     from training.families import module
 
     run_dir = runs / f"{family}-{profile}"
-    if (run_dir / "checkpoint.pt").is_file() and (run_dir / "metrics.json").is_file():
-        return run_dir, None
+    if resume.finished(run_dir) and not force:
+        return run_dir, None, False
     trainer = module(family)
     config = TrainConfig(family=family, profile=profile, out=run_dir, progress=progress)
     options = trainer.Options()
     if family == "gan":  # judged by the classifier trained just before, wherever --runs points
         options = dataclasses.replace(options, judge=runs / f"classifier-{profile}")
+    resumed = (run_dir / resume.STATE).is_file() and not force
+    if resumed:
+        config = dataclasses.replace(config, resume=run_dir)
+        out(f"{family}: continuing the interrupted run in {run_dir} from its last round")
     started = time.perf_counter()
-    trainer.train(config, options)
-    return run_dir, time.perf_counter() - started
+    try:
+        trainer.train(config, options)
+    except resume.ConfigChanged as exc:  # checked before the run folder is touched (training.runs.Run)
+        raise UserError(f"{run_dir} holds an unfinished {family} run started with other settings (differing: {'; '.join(exc.keys)}): "
+                        f"finish it with `dnnzoo train {family} --resume {run_dir}` and its own flags, or pass --force to retrain every family") from None
+    return run_dir, time.perf_counter() - started, resumed
 
 
 def up_to_date(repository: Path, name: str, run_dir: Path) -> bool:
@@ -78,8 +94,9 @@ def up_to_date(repository: Path, name: str, run_dir: Path) -> bool:
 
 def build(profile: str, repository: Path, runs: Path, opset: int, force: bool, instance_kind: str, progress: bool, out=print,
           precisions: tuple[str, ...] = ("fp32",), allow_degraded: bool = False) -> list[Step]:  # fmt: skip
-    """`precisions` beyond fp32 add NAME_fp16 / NAME_int8 beside each FP32 model whose family has
-    reduced-precision variants (export.precision_data); the others are built in FP32 and say so."""
+    """`force` retrains every family and exports each again. `precisions` beyond fp32 add NAME_fp16 /
+    NAME_int8 beside each FP32 model whose family has reduced-precision variants (export.precision_data);
+    the others are built in FP32 and say so."""
     from export.pipeline import export_run
     from export.precision_data import REFUSED, supported
     from export.precision_variants import requested, variant_name
@@ -87,8 +104,8 @@ def build(profile: str, repository: Path, runs: Path, opset: int, force: bool, i
     reduced = requested(precisions)
     steps = []
     for family in BUILD_ORDER:
-        run_dir, seconds = ensure_run(family, profile, runs, progress)
-        step = Step(family, run_dir, seconds)
+        run_dir, seconds, resumed = ensure_run(family, profile, runs, progress, force, out)
+        step = Step(family, run_dir, seconds, resumed)
         name = DEFAULT_NAMES[family]
         variants = reduced if supported(family) else []
         if reduced and not variants:
@@ -108,7 +125,7 @@ def build(profile: str, repository: Path, runs: Path, opset: int, force: bool, i
 
 
 def main(argv: list[str], prog: str = "dnnzoo build") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Train (where no run exists) and export every default model.")
+    parser = argparse.ArgumentParser(prog=prog, description="Train (where no finished run exists; an interrupted one continues) and export every default model.")
     parser.add_argument("--profile", choices=PROFILES, default="quick")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders FAMILY-PROFILE (default runs)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide training progress bars")

@@ -16,7 +16,7 @@ INSTANCE_KINDS = ("auto", "cpu", "gpu")  # export.config maps each to a ModelIns
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repository", type=Path, required=True, metavar="DIR", help="model repository to write into")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 13 to 20 (default {DEFAULT_OPSET})")
-    parser.add_argument("--force", action="store_true", help="export: replace an existing version; build: re-export models already up to date")
+    parser.add_argument("--force", action="store_true", help="export: replace an existing version; build: retrain every family (even a finished run) and export each again")
     parser.add_argument("--instance-kind", choices=INSTANCE_KINDS, default="auto",
                         help="instance_group kind in config.pbtxt (auto: a GPU when the server has one)")  # fmt: skip
     parser.add_argument("--precision", default="fp32", metavar="LIST",

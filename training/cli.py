@@ -40,7 +40,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--seed", type=int, default=42)
     run.add_argument("--threads", type=int, help="torch intra-op threads (default: PyTorch's choice)")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-    run.add_argument("--precision", choices=PRECISIONS, help="autocast dtype of the training step (fp32 default; bf16 on CPU or CUDA; fp16 on CUDA); weights stay FP32")
+    run.add_argument("--precision", choices=PRECISIONS, help="autocast dtype of the training step (fp32 default; bf16 or fp16 with a gradient scaler, on CPU or CUDA); weights stay FP32")
     run.add_argument("--resume", type=Path, metavar="RUN", help="continue this run folder from its last round (give the run's own flags)")
     run.add_argument("--force", action="store_true", default=None, help="overwrite the run folder if it already holds a run")
     run.add_argument("--nproc", type=int, metavar="N", help="train on N processes (DistributedDataParallel through torchrun's agent)")

@@ -24,6 +24,7 @@ def yolo_loss(raw: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor
     when two centres share a cell one of them wins (YOLO v1's limit; the scenes' ink boxes never
     overlap, so it is rare).
     """
+    raw = raw.to(torch.promote_types(raw.dtype, torch.float32))  # bf16/fp16 under --precision's autocast: summed in FP32 at least
     n, s = raw.shape[0], raw.shape[1]
     classes = raw.shape[-1] - boxes * 5
     act, corners = cell_boxes(raw, boxes, image_size)

@@ -133,11 +133,16 @@ class Shard:
                 yield batch
 
 
+def _collective_device() -> torch.device:
+    """Where a tensor collective's tensors must live: NCCL reduces CUDA tensors only (this rank's GPU)."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def mean(total: float, count: int, world_: World) -> float:
     """The mean of a per-rank sum over every rank's items."""
     if world_.size == 1:
         return total / max(count, 1)
-    both = torch.tensor([total, float(count)], dtype=torch.float64)
+    both = torch.tensor([total, float(count)], dtype=torch.float64, device=_collective_device())
     dist.all_reduce(both)
     return float(both[0] / max(float(both[1]), 1.0))
 

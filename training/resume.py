@@ -29,7 +29,8 @@ CONFIG = "config.json"
 FORMAT = 1
 # TrainConfig fields that say how to run, not what to train: they may differ between a run and its resume.
 RUNTIME = ("out", "resume", "force", "progress", "threads", "device", "nproc")
-_RUN_FILES = (STATE, CONFIG, checkpoint.FILENAME, "metrics.json")
+METRICS = "metrics.json"  # written last, atomically (training.runs): its presence is what marks a run finished
+_RUN_FILES = (STATE, CONFIG, checkpoint.FILENAME, METRICS)
 
 
 # ---- the run folder ---------------------------------------------------------------------------------------
@@ -58,10 +59,17 @@ def identity(config: dict, options: dict) -> dict[str, Any]:
     return {**{k: v for k, v in config.items() if k not in RUNTIME}, "options": options}
 
 
+def finished(folder: Path) -> bool:
+    """Whether `folder` holds a run that trained to its end (`dnnzoo build` does not train it again)."""
+    return (Path(folder) / METRICS).is_file() and (Path(folder) / checkpoint.FILENAME).is_file()
+
+
 def record(folder: Path, asked: dict) -> None:
-    """Start a run afresh in `folder`: write config.json and drop a previous run's round state."""
+    """Start a run afresh in `folder`: write config.json and drop a previous run's round state and its
+    finish mark, so that a fresh run killed early is never taken for the finished one it replaces."""
     (Path(folder) / STATE).unlink(missing_ok=True)
-    _write_atomic(Path(folder) / CONFIG, json.dumps(asked, indent=2).encode())
+    (Path(folder) / METRICS).unlink(missing_ok=True)
+    write_atomic(Path(folder) / CONFIG, json.dumps(asked, indent=2).encode())
 
 
 def differing(stored: dict, asked: dict, prefix: str = "") -> list[str]:
@@ -75,15 +83,22 @@ def differing(stored: dict, asked: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+class ConfigChanged(UserError):
+    """A resume asked with other settings than the run's; `keys` names each difference with both values."""
+
+    def __init__(self, message: str, keys: list[str]):
+        super().__init__(message)
+        self.keys = keys
+
+
 def check_same(folder: Path, asked: dict) -> None:
     path = Path(folder) / CONFIG
     if not path.is_file():
         raise UserError(f"--resume {folder}: no {CONFIG} there, so its config cannot be compared")
-    stored = json.loads(path.read_text())
-    changed = differing(stored, json.loads(json.dumps(asked)))
-    if changed:
-        raise UserError(f"--resume {folder}: this run was started with other settings; give the same flags as the run "
-                        f"(differing: {'; '.join(changed)})")
+    changed_keys = differing(json.loads(path.read_text()), json.loads(json.dumps(asked)))
+    if changed_keys:
+        raise ConfigChanged(f"--resume {folder}: this run was started with other settings; give the same flags as the run "
+                            f"(differing: {'; '.join(changed_keys)})", changed_keys)
 
 
 # ---- the loop's state -------------------------------------------------------------------------------------
@@ -144,7 +159,8 @@ def load(folder: Path) -> dict[str, Any]:
     return state
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file and a rename, so a kill mid-write leaves the previous file or none."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

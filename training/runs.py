@@ -65,7 +65,7 @@ class Run:
             "seconds": round(time.perf_counter() - self.started, 2),
             "processes": distributed.world().size,
         }
-        self.file("metrics.json").write_text(json.dumps(record, indent=2))
+        resume.write_atomic(self.file(resume.METRICS), json.dumps(record, indent=2).encode())
         return record
 
 

@@ -35,7 +35,8 @@ def refuse(config, options: Any) -> None:
         raise UserError(f"--nproc: the {name} family trains in one process ({NO_DDP[name]})")
     if config.resume is not None and getattr(options, "layerwise", False):
         raise UserError("--resume: a --layerwise autoencoder run trains one fit per layer pair and keeps no state between them; start it again")
-    precision.check(config.precision, pick(config.device))
+    precision.check(config.precision)
+    pick(config.device)  # --device cuda without one is refused here, before the run folder exists
 
 
 def without_nproc(argv: list[str]) -> list[str]:

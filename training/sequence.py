@@ -119,15 +119,24 @@ class SequencePredictor(nn.Module):
         padded = nn.functional.pad(z[..., 0], (self.ar_order - 1, 0))
         return self.ar(padded.unfold(1, self.ar_order, 1))
 
+    def _recur(self, z: torch.Tensor) -> torch.Tensor:
+        """The recurrent stack's outputs, in FP32 even under --precision's autocast: oneDNN has no
+        reduced-precision LSTM on a CPU without bf16 units, nor cuDNN a bf16 one in every version, and
+        the stack is small; the head still runs at the autocast dtype."""
+        if torch.is_autocast_enabled(z.device.type):
+            with torch.autocast(z.device.type, enabled=False):
+                return self.rnn(z.float())[0]
+        return self.rnn(z)[0]
+
     def forecasts(self, series: torch.Tensor) -> torch.Tensor:
         """[N, T, 1] -> the next `horizon` values after every step, [N, T, horizon] (the training target)."""
         z = (series - self.mean) / self.std
-        hidden, _ = self.rnn(z)
+        hidden = self._recur(z)
         return self._values(self.head(hidden) + self._linear(z), series)
 
     def forward(self, series: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = (series - self.mean) / self.std
-        hidden, _ = self.rnn(z)
+        hidden = self._recur(z)
         head = self.head(hidden[:, -1])
         if self.ar is not None:  # the last step's line only (ONNX has no Unfold): the last p inputs, mean-padded
             head = head + self.ar(nn.functional.pad(z[..., 0], (self.ar_order - 1, 0))[:, -self.ar_order :])

@@ -11,12 +11,13 @@ import torch
 from training import checkpoint, resume
 from training import cli as train_cli
 
-# Two evaluation rounds each (training.budget), a few seconds on the CPU.
-FLAGS = {
-    "classifier": ["--profile", "tiny", "--batch-size", "8", "--epochs", "4"],
-    "autoencoder": ["--profile", "tiny", "--batch-size", "64", "--epochs", "4"],
-    "sequence": ["--profile", "tiny", "--epochs", "2", "--batch-size", "8"],
-    "detector": ["--profile", "tiny", "--epochs", "2", "--batch-size", "2"],
+# Two evaluation rounds each (training.budget), a few seconds on the CPU; fp16 also restores its gradient scaler.
+RUNS = {
+    "classifier": ["classifier", "--profile", "tiny", "--batch-size", "8", "--epochs", "4"],
+    "classifier-fp16": ["classifier", "--profile", "tiny", "--batch-size", "8", "--epochs", "4", "--precision", "fp16"],
+    "autoencoder": ["autoencoder", "--profile", "tiny", "--batch-size", "64", "--epochs", "4"],
+    "sequence": ["sequence", "--profile", "tiny", "--epochs", "2", "--batch-size", "8"],
+    "detector": ["detector", "--profile", "tiny", "--epochs", "2", "--batch-size", "2"],
 }
 
 
@@ -47,9 +48,9 @@ def _outcome(run) -> tuple[dict, dict]:
     return checkpoint.load(run)["state_dict"], {"history": metrics["history"], "final": final}
 
 
-@pytest.mark.parametrize("family", FLAGS)
-def test_a_run_killed_after_a_round_and_resumed_ends_exactly_where_an_uninterrupted_one_does(tmp_path, monkeypatch, family):
-    flags = [family, *FLAGS[family]]
+@pytest.mark.parametrize("case", RUNS)
+def test_a_run_killed_after_a_round_and_resumed_ends_exactly_where_an_uninterrupted_one_does(tmp_path, monkeypatch, case):
+    flags = RUNS[case]
     _train([*flags, "--out", str(tmp_path / "through")])
     with monkeypatch.context() as patch:
         _killed_after(patch, 1)
@@ -66,6 +67,8 @@ def test_a_run_killed_after_a_round_and_resumed_ends_exactly_where_an_uninterrup
     different = [k for k in weights if not torch.equal(weights[k], resumed_weights[k])]
     assert not different, different
     assert resumed_record == record
+    scalers = [torch.load(tmp_path / name / resume.STATE, weights_only=True)["precision"] for name in ("through", "killed")]
+    assert scalers[0] == scalers[1] and (scalers[0] != {}) == ("--precision" in flags)
 
 
 def test_a_resume_with_other_flags_is_refused_naming_them(tmp_path, capsys):
