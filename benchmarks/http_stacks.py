@@ -250,10 +250,4 @@ def print_table(rows: list[dict], targets: list[str], concurrencies: list[int]) 
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        sys.exit(130)
-    except child_server.ServerFailed as failure:
-        sys.exit(str(failure))
+    child_server.exit_with(main)

@@ -27,7 +27,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.precision import kernel_ms_by_op  # noqa: E402 - one reading of ORT's profile
+from benchmarks.precision import kernel_ms_by_op, print_kernel_table  # noqa: E402 - one reading of ORT's profile
 from export import convert, precision, precision_data  # noqa: E402
 from export.families import graphs  # noqa: E402
 from export.pipeline import _metrics  # noqa: E402
@@ -96,12 +96,8 @@ def _profile(models: dict[str, bytes], sample, batch: int, runs: int) -> None:
             for s in sessions.values():
                 s.run(None, feeds)
         tables = {n: kernel_ms_by_op(s.end_profiling(), runs + 1) for n, s in sessions.items()}
-    ops = sorted({op for t in tables.values() for op in t}, key=lambda op: -max(t.get(op, 0) for t in tables.values()))
     print(f"  kernel ms per call at batch {batch}, one thread (ORT profiler; wall time per node, median of {runs})")
-    print(f"    {'operator':26s}" + "".join(f"{n[:13]:>14s}" for n in models))
-    for op in ops[:14]:
-        print(f"    {op:26s}" + "".join(f"{tables[n].get(op, 0):14.3f}" for n in models))
-    print(f"    {'total':26s}" + "".join(f"{sum(tables[n].values()):14.3f}" for n in models))
+    print_kernel_table({n: tables[n] for n in models}, rows=14, indent="    ")
 
 
 def main() -> None:

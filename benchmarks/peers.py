@@ -61,7 +61,7 @@ sys.path.insert(0, str(HERE))
 
 from peers_client import Worker, client_worker, in_process_worker  # noqa: E402
 from peers_model import foreign_model, repository_model  # noqa: E402
-from serving.child_server import ServerFailed, stop_on_signals  # noqa: E402
+from serving.child_server import exit_with, stop_on_signals  # noqa: E402
 from peers_servers import (MLSERVER_VENV, ensure_mlserver, start_dnnzoo, start_mlserver, start_thin,  # noqa: E402
                            wait_ready)
 
@@ -325,10 +325,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped", file=sys.stderr)
-        sys.exit(130)
-    except ServerFailed as failure:  # a server that did not start: its log's tail, no traceback
-        sys.exit(str(failure))
+    exit_with(main)

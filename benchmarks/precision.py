@@ -30,6 +30,15 @@ def _session(path: Path, prefix: str) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def print_kernel_table(tables: dict[str, dict[str, float]], rows: int, indent: str = "  ") -> None:
+    """One column per model (its heading the dict key), one row per operator type, costliest first."""
+    ops = sorted({op for t in tables.values() for op in t}, key=lambda op: -max(t.get(op, 0) for t in tables.values()))
+    print(f"{indent}{'operator':26s}" + "".join(f"{name[:13]:>14s}" for name in tables))
+    for op in ops[:rows]:
+        print(f"{indent}{op:26s}" + "".join(f"{t.get(op, 0):14.3f}" for t in tables.values()))
+    print(f"{indent}{'total':26s}" + "".join(f"{sum(t.values()):14.3f}" for t in tables.values()))
+
+
 def kernel_ms_by_op(profile: str, runs: int) -> dict[str, float]:
     """Milliseconds per run spent in each operator type's kernels: each node's median over the runs
     (a neighbour's burst inflates some runs, not the median), summed by operator type."""
@@ -67,12 +76,8 @@ def main() -> None:
                 for session in sessions.values():
                     session.run(None, feeds)
             tables = {n: kernel_ms_by_op(s.end_profiling(), args.runs + 1) for n, s in sessions.items()}
-            ops = sorted({op for t in tables.values() for op in t}, key=lambda op: -max(t.get(op, 0) for t in tables.values()))
             print(f"\n{base}: kernel ms per run at batch {args.batch}, one thread (ORT profiler)")
-            print(f"  {'operator':24s}" + "".join(f"{n.removeprefix(base) or '_fp32':>12s}" for n in names))
-            for op in ops[:12]:
-                print(f"  {op:24s}" + "".join(f"{tables[n].get(op, 0):12.3f}" for n in names))
-            print(f"  {'total':24s}" + "".join(f"{sum(tables[n].values()):12.3f}" for n in names))
+            print_kernel_table({n.removeprefix(base) or "_fp32": tables[n] for n in names}, rows=12)
 
 
 if __name__ == "__main__":

@@ -144,3 +144,15 @@ def start_dnnzoo(repository: Path, log: Path, cpus: str | None = None, providers
                "--providers", providers]
     return ChildServer("dnnzoo", f"127.0.0.1:{port}", launch(command, log, cpus, **popen), log, startup_s,
                        f"127.0.0.1:{http_port}" if http else None)
+
+
+def exit_with(main) -> None:
+    """Run a benchmark's `main` and exit with its status: Ctrl-C stops the servers with one line, and
+    a server that did not start exits with its log's tail instead of a traceback."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted: servers stopped", file=sys.stderr)
+        sys.exit(130)
+    except ServerFailed as failure:
+        sys.exit(str(failure))
