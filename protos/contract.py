@@ -158,6 +158,8 @@ PRECISION_LATENCY_THREADS = "dnnzoo.precision.latency_threads"
 # serving
 MAX_REQUEST_ELEMENTS = "dnnzoo.max_request_elements"
 PROVIDERS = "dnnzoo.providers"  # written by the server into the effective config it reports
+# written into the effective config: the adaptive plan's threads for a batch beside another (serving/plan.py)
+SIDE_BY_SIDE_THREADS = "dnnzoo.side_by_side_intra_op_threads"
 FILE_KEYS = (LABELS_FILE_KEY, VOCAB_FILE_KEY)  # parameters that name a side file of the model folder
 FINGERPRINTS = (VOCAB_HASH, EXPORT_ID)  # equal in a model and its companions when one export wrote both
 

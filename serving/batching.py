@@ -107,9 +107,12 @@ class Batcher:
 
     def __init__(self, run: RunFn, policy: BatchPolicy, label: str = "model",
                  on_execution: Callable[[int, int, int, int], None] | None = None,
-                 instance_runs: Sequence[RunFn] | None = None) -> None:
+                 instance_runs: Sequence[RunFn] | None = None, side_by_side_run: RunFn | None = None) -> None:
         self.run = run  # a caller running a batch on an instance's behalf uses this one
         self.instance_runs = instance_runs  # instance i's own run (its own session on its GPU), if given
+        # the adaptive plan (serving/plan.py): a batch that starts while another runs or waits runs
+        # here (a session with the cores divided), one that starts alone on `run` (every core)
+        self.side_by_side_run = side_by_side_run
         self.policy = policy
         self.label = label  # for messages: "model 'name' version v"
         self.on_execution = on_execution  # rows, input/infer/output ns; on an instance thread
@@ -205,10 +208,10 @@ class Batcher:
         batch: list[Ticket] = []
         try:
             while True:
-                batch = self._take() or []
+                batch, beside_another = self._take() or ([], False)
                 if not batch:
                     return
-                self._execute(batch, run)
+                self._execute(batch, (beside_another and self.side_by_side_run) or run)
         except BaseException as exc:  # noqa: BLE001 - a bug: take the model out of service, loudly
             log.critical("%s: an instance thread stopped: %r", self.label, exc, exc_info=exc)
             reason = f"an instance thread stopped ({type(exc).__name__}); see the server log"
@@ -234,13 +237,14 @@ class Batcher:
             except Exception:  # noqa: BLE001
                 log.exception("%s: reporting a failed instance failed", self.label)
 
-    def _take(self) -> list[Ticket] | None:
-        """Wait for the next batch this instance should run; None once closing with nothing left."""
+    def _take(self) -> tuple[list[Ticket], bool] | None:
+        """Wait for the next batch this instance should run, and whether another batch runs or waits
+        beside it; None once closing with nothing left."""
         while True:
             with self._changed:
                 got = self._next(self._expire())
                 if got is None or got[0].state == _TAKEN:
-                    return got
+                    return got and (got, self._running > 1 or any(t.state == _QUEUED for t in self._queue))
             for ticket in got:  # answered outside the lock: `done` may do real work
                 _deliver(ticket, DeadlineExceeded(f"{self.label}: deadline passed while queued; not run"))
 

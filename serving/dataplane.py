@@ -127,6 +127,8 @@ class DataPlane:
             group = config.instance_group[0] if config.instance_group else config.instance_group.add()
             group.count = loaded.spec.batch_policy().instances
         config.parameters["inter_op_thread_count"].string_value = str(runtime.inter_op_threads)
+        if loaded.side_by_side is not None:
+            config.parameters[contract.SIDE_BY_SIDE_THREADS].string_value = str(loaded.side_by_side.intra_op_threads)
         return config
 
     def handle(self, name: str, version: str = "") -> ModelHandle:

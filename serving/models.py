@@ -25,7 +25,7 @@ from serving.batching import Batcher
 from serving.errors import LoadFailed, ModelNotFound, ModelNotReady, Unsupported
 from serving.limits import shown
 from serving.repository import ModelSource, ModelSpec, Repository
-from serving.sessions import LoadedSession, ProviderChoice, open_instances
+from serving.sessions import LoadedSession, ProviderChoice, open_instances, open_side_by_side
 from serving.statistics import VersionStatistics
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class LoadedVersion:
     stats: VersionStatistics
     fingerprint: tuple
     instances: tuple[LoadedSession, ...] = ()  # each instance thread's session (GPU instances: their own)
+    side_by_side: LoadedSession | None = None  # the adaptive plan's session for batches side by side
 
 
 @dataclass
@@ -263,10 +264,12 @@ class ModelManager:
         runtime = instances[0]
         stats = self.new_statistics(source.name, str(number))
         own = [s.run for s in instances] if any(s is not runtime for s in instances) else None  # one shared session: no list
-        batcher = Batcher(runtime.run, source.spec.batch_policy(), label, instance_runs=own)
+        side_by_side = await asyncio.to_thread(open_side_by_side, path, source.spec, self.providers, label, instances)
+        batcher = Batcher(runtime.run, source.spec.batch_policy(), label, instance_runs=own,
+                          side_by_side_run=side_by_side and side_by_side.run)
         loaded = LoadedVersion(
             source.name, number, source.spec, runtime, batcher, stats,
-            (source.fingerprint, source.version_fingerprints.get(number)), tuple(instances),
+            (source.fingerprint, source.version_fingerprints.get(number)), tuple(instances), side_by_side,
         )
 
         loop = asyncio.get_running_loop()

@@ -18,8 +18,13 @@ IOBinding cost 1.2-2x the time of `run` per call here (small models, batch 1), s
 
 Threads: the execution plan (serving/plan.py) sizes the session's intra-op pool, from the config's
 `intra_op_thread_count` when given (as Triton's ONNX Runtime backend reads it, with
-`inter_op_thread_count` and `execution_mode`), else from the usable cores. Pools never spin: an
-idle worker sleeps instead of taking a core from the gRPC front or another model.
+`inter_op_thread_count` and `execution_mode`), else from the usable cores; a plain config's plan
+adds a second session with the cores divided among the instances (`open_side_by_side`). Pools never
+spin between runs: an idle worker sleeps instead of taking a core from the gRPC front or another
+model. The adaptive plan's all-core session, which runs only batches that start alone, lets its
+workers spin while a run lasts (`session.force_spinning_stop`): on the foreign CNN at b1c1 that
+gave 894 against 787 items/s, with b1c16 and b32c2 unchanged (peers.py, a `dnnzoo:spin` variant).
+Where one pool is shared by batches side by side, spinning lost 8-16 % (README).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import onnxruntime as ort
 from serving import gpu, gpu_options
 from serving.errors import InvalidInput, ModelRunFailed, ServingError, TooLarge
 from serving.limits import ORT_SESSION_ENTRIES, shown, without_paths
-from serving.plan import int_parameter, plan_for
+from serving.plan import ADAPTIVE_MAX_BYTES, int_parameter, plan_for
 from serving.repository import ModelSpec, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -193,15 +198,19 @@ class ProviderChoice:
             self.failed.add(provider)
 
 
-def session_options(spec: ModelSpec) -> ort.SessionOptions:
+def session_options(spec: ModelSpec, threads: int | None = None, spin: bool = False) -> ort.SessionOptions:
+    """Options from the config and the plan; `threads` replaces the plan's intra-op threads, `spin`
+    lets the pool's workers spin while a run lasts (never between runs); the config's entries win."""
     options = ort.SessionOptions()
     options.log_severity_level = 3  # provider fallbacks are logged by us, once, in plain words
     plan = plan_for(spec.config)
-    options.intra_op_num_threads = plan.intra_op_threads
+    options.intra_op_num_threads = threads or plan.intra_op_threads
     options.inter_op_num_threads = plan.inter_op_threads
     mode = int_parameter(spec.config, "execution_mode") or 0
     options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if mode == 1 else ort.ExecutionMode.ORT_SEQUENTIAL
-    entries = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
+    entries = {"session.intra_op.allow_spinning": "1" if spin else "0", "session.inter_op.allow_spinning": "0"}
+    if spin:
+        entries["session.force_spinning_stop"] = "1"  # workers sleep as soon as each run ends
     for key, value in spec.config.parameters.items():
         if key in ORT_SESSION_ENTRIES:
             entries[key] = value.string_value
@@ -224,6 +233,7 @@ def open_instances(path: Path, spec: ModelSpec, providers: ProviderChoice, label
     wanted = providers.wanted(spec)
     instances = plan_for(spec.config).instances
     on_gpu = wanted[0] in GPU_PROVIDERS
+    adaptive = not on_gpu and side_by_side_threads(path, spec) is not None
     asked = gpu_options.gpu_groups(spec.config)
     if asked and not on_gpu:
         log.warning("%s: instance_group asks for %s, but %s: its %d instances run on %s",
@@ -233,7 +243,8 @@ def open_instances(path: Path, spec: ModelSpec, providers: ProviderChoice, label
     out = []
     for number, place in enumerate(gpu_options.placements(spec.config, instances, gpu.count(), on_gpu)):
         if place.device is None:
-            shared = shared or open_session(path, spec, providers, label, [CPU] if place.cpu_only else wanted)
+            shared = shared or open_session(path, spec, providers, label, [CPU] if place.cpu_only else wanted,
+                                            spin=adaptive)
             out.append(shared)
         elif fallback is not None:
             out.append(fallback)
@@ -246,10 +257,35 @@ def open_instances(path: Path, spec: ModelSpec, providers: ProviderChoice, label
     return out
 
 
+def open_side_by_side(path: Path, spec: ModelSpec, providers: ProviderChoice, label: str,
+                      instances: list[LoadedSession]) -> LoadedSession | None:
+    """The adaptive plan's second session (serving/plan.py): the one batches run on when they start
+    beside another, with the cores divided among the instances. None where the plan has none, where
+    the instances are on GPUs (each has its own session already), or where the model is too large
+    to hold twice."""
+    threads = side_by_side_threads(path, spec)
+    if not threads or any(s.device is not None or s is not instances[0] for s in instances):
+        return None
+    return open_session(path, spec, providers, f"{label} (batches side by side)", list(instances[0].providers),
+                        threads=threads)
+
+
+def side_by_side_threads(path: Path, spec: ModelSpec) -> int | None:
+    """The plan's threads for batches side by side, None where one session serves every batch: the
+    plan does not adapt, or the model (its file and the files beside it, where ONNX external data
+    lives) is too large to hold twice."""
+    threads = plan_for(spec.config).side_by_side_threads
+    if threads and sum(entry.stat().st_size for entry in path.parent.iterdir() if entry.is_file()) > ADAPTIVE_MAX_BYTES:
+        return None
+    return threads
+
+
 def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: str,
-                 wanted: list[str] | None = None, device: int | None = None) -> LoadedSession:
-    """Create, check and warm up one session; ValueError with a readable reason if any step fails."""
-    options = session_options(spec)
+                 wanted: list[str] | None = None, device: int | None = None,
+                 threads: int | None = None, spin: bool = False) -> LoadedSession:
+    """Create, check and warm up one session; ValueError with a readable reason if any step fails.
+    `threads` and `spin` as in session_options."""
+    options = session_options(spec, threads, spin)
     wanted = wanted or providers.wanted(spec)
     model_dir = path.parent.parent if path.parent.name.isdigit() else path.parent.parent.parent  # NAME/1/model.onnx[/model.onnx]
     try:

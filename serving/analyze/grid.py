@@ -4,8 +4,9 @@ which measured plan wins.
 A plan is what serving/plan.py reads from a config (instance threads, the session's intra-op pool)
 plus Triton's dynamic-batching knobs (max queue delay, preferred batch sizes). The default grid is
 sized to the cores: every power-of-two split of instances x threads that does not ask for more
-threads than cores, plus the server's own default plan (instances sharing an all-core pool); no
-more instances than concurrent requests (or than the default plan has). Queue delays are only tried when two requests of the load
+threads than cores, plus the server's own default plan (the adaptive one: a lone batch on every
+core, batches side by side on the cores divided; serving/plan.py); no more instances than
+concurrent requests (or than the default plan has). Queue delays are only tried when two requests of the load
 could merge (a batching model, concurrency > 1, 2 x batch <= max_batch_size), and a preferred size
 (the whole load as one batch) only beside a delay: without a delay nothing waits for it.
 """
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protos import contract
 from protos.model_config_pb2 import ModelConfig
 
-from serving.plan import DEFAULT_INSTANCES, int_parameter, plan_for
+from serving.plan import int_parameter, plan_for
 
 DEFAULT_DELAYS_US = (0, 1000)
 
@@ -27,10 +29,15 @@ class Plan:
     threads: int  # the session's intra-op pool, shared by the instances
     delay_us: int | None = 0  # dynamic_batching.max_queue_delay_microseconds; None: no dynamic batching
     preferred: tuple[int, ...] = ()
+    side_by_side: int | None = None  # the adaptive plan's threads for batches side by side; None: fixed
+
+    @property
+    def adaptive(self) -> bool:
+        return self.side_by_side is not None
 
     @property
     def label(self) -> str:
-        text = f"{self.instances}x{self.threads}"
+        text = f"{self.instances}x{self.threads}/{self.side_by_side}" if self.adaptive else f"{self.instances}x{self.threads}"
         if self.delay_us is None:
             return text + " unbatched"
         if self.delay_us:
@@ -41,7 +48,8 @@ class Plan:
 
     def as_dict(self) -> dict:
         return {"instances": self.instances, "intra_op_threads": self.threads, "max_queue_delay_us": self.delay_us,
-                "preferred_batch_size": list(self.preferred), "label": self.label}
+                "preferred_batch_size": list(self.preferred), "side_by_side_threads": self.side_by_side,
+                "label": self.label}
 
 
 def _powers_of_two(limit: int) -> list[int]:
@@ -58,16 +66,18 @@ def can_merge(config: ModelConfig, batch: int, concurrency: int) -> bool:
             and config.WhichOneof("scheduling_choice") in (None, "dynamic_batching"))
 
 
-def thread_splits(cores: int, concurrency: int, quick: bool = False) -> list[tuple[int, int]]:
-    """(instances, intra-op threads) pairs; `quick`: the default plan, one all-core instance, one per core."""
-    default = (DEFAULT_INSTANCES, cores)
+def thread_splits(cores: int, concurrency: int, quick: bool = False) -> list[tuple[int, int, int | None]]:
+    """(instances, intra-op threads, side-by-side threads) triples: the server's default plan (adaptive
+    where the cores can be divided) and fixed plans (None); `quick`: the default plan, one all-core
+    instance, one instance per core."""
+    chosen = plan_for(ModelConfig(), cores)
+    default = (chosen.instances, chosen.intra_op_threads, chosen.side_by_side_threads)
     if quick:
-        pairs = [default, (1, cores), (cores, 1)]
+        fixed = [(1, cores), (cores, 1)]
     else:
-        pairs = [(i, t) for i in _powers_of_two(cores) for t in sorted({*_powers_of_two(cores), cores}) if i * t <= cores]
-        pairs.append(default)
-    most = max(concurrency, DEFAULT_INSTANCES)  # the default plan stays a candidate at any concurrency
-    return list(dict.fromkeys((min(i, most), t) for i, t in pairs))
+        fixed = [(i, t) for i in _powers_of_two(cores) for t in sorted({*_powers_of_two(cores), cores}) if i * t <= cores]
+    most = max(concurrency, chosen.instances)  # the default plan stays a candidate at any concurrency
+    return list(dict.fromkeys([default, *((min(i, most), t, None) for i, t in fixed)]))
 
 
 def grid(config: ModelConfig, batch: int, concurrency: int, cores: int, quick: bool = False,
@@ -75,8 +85,9 @@ def grid(config: ModelConfig, batch: int, concurrency: int, cores: int, quick: b
          delays_us: list[int] | None = None, preferred: list[int] | None = None) -> list[Plan]:
     """Every candidate plan; lists given by the user replace that dimension of the default grid."""
     if instances or threads:
-        pairs = [(i, t) for i in instances or sorted({i for i, _ in thread_splits(cores, concurrency, quick)})
-                 for t in threads or sorted({t for _, t in thread_splits(cores, concurrency, quick)})]
+        splits = thread_splits(cores, concurrency, quick)
+        pairs = [(i, t, None) for i in instances or sorted({i for i, _, _ in splits})
+                 for t in threads or sorted({t for _, t, _ in splits})]
     else:
         pairs = thread_splits(cores, concurrency, quick)
     batching = config.max_batch_size > 0 and config.WhichOneof("scheduling_choice") in (None, "dynamic_batching")
@@ -89,22 +100,29 @@ def grid(config: ModelConfig, batch: int, concurrency: int, cores: int, quick: b
         sizes = preferred if preferred is not None else ([whole] if merge and whole < config.max_batch_size else [])
         queueing = [(d, ()) for d in delays]
         queueing += [(d, (size,)) for d in delays if d for size in sizes if size]
-    return list(dict.fromkeys(Plan(i, t, d, p) for i, t in pairs for d, p in queueing))
+    return list(dict.fromkeys(Plan(i, t, d, p, s) for i, t, s in pairs for d, p in queueing))
 
 
 def apply_plan(config: ModelConfig, plan: Plan) -> ModelConfig:
     """A copy of `config` running `plan`; every other field (inputs, parameters, queue size...) as it was.
 
-    The instance groups become one group (the first group's kind and devices) with the plan's count."""
+    The instance groups become one group (the first group's kind and devices) with the plan's count.
+    The adaptive plan is the one a config gets by giving neither count nor threads, so for it both
+    are left out (and the server adapts to the cores of the machine it runs on)."""
     out = ModelConfig()
     out.CopyFrom(config)
     first = config.instance_group[0] if config.instance_group else None
     del out.instance_group[:]
-    group = out.instance_group.add()
-    if first is not None:
-        group.CopyFrom(first)
-    group.count = plan.instances
-    out.parameters["intra_op_thread_count"].string_value = str(plan.threads)
+    if first is not None or not plan.adaptive:
+        group = out.instance_group.add()
+        if first is not None:
+            group.CopyFrom(first)
+        group.count = 0 if plan.adaptive else plan.instances
+    if plan.adaptive:
+        out.parameters.pop("intra_op_thread_count", None)
+    else:
+        out.parameters["intra_op_thread_count"].string_value = str(plan.threads)
+    out.parameters.pop(contract.SIDE_BY_SIDE_THREADS, None)
     if plan.delay_us is not None:
         out.dynamic_batching.max_queue_delay_microseconds = plan.delay_us
         del out.dynamic_batching.preferred_batch_size[:]
@@ -116,10 +134,12 @@ def plan_of(config: ModelConfig, cores: int | None = None) -> Plan:
     """The plan a config runs (as a server reports it, or as serving/plan.py would choose it here)."""
     chosen = plan_for(config, cores)
     threads = int_parameter(config, "intra_op_thread_count") or chosen.intra_op_threads
+    side_by_side = int_parameter(config, contract.SIDE_BY_SIDE_THREADS) or chosen.side_by_side_threads
     if config.WhichOneof("scheduling_choice") != "dynamic_batching" or config.max_batch_size <= 0:
-        return Plan(chosen.instances, threads, None)
+        return Plan(chosen.instances, threads, None, (), side_by_side)
     batching = config.dynamic_batching
-    return Plan(chosen.instances, threads, batching.max_queue_delay_microseconds, tuple(batching.preferred_batch_size))
+    return Plan(chosen.instances, threads, batching.max_queue_delay_microseconds, tuple(batching.preferred_batch_size),
+                side_by_side)
 
 
 def best(results: list[tuple[Plan, dict]], budget_ms: float | None) -> tuple[Plan, dict] | None:

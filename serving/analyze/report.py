@@ -29,7 +29,8 @@ def table(results: list[tuple[Plan, dict]], chosen: Plan | None, budget_ms: floa
     for number, (plan, row) in enumerate(ranked(results), 1):
         within = "-" if budget_ms is None else ("yes" if row["p99_ms"] <= budget_ms else "no")
         delay = "no batching" if plan.delay_us is None else str(plan.delay_us)
-        rows.append([number, plan.label, plan.instances, plan.threads, delay, ",".join(map(str, plan.preferred)) or "-",
+        threads = f"{plan.threads} alone, {plan.side_by_side} side by side" if plan.adaptive else plan.threads
+        rows.append([number, plan.label, plan.instances, threads, delay, ",".join(map(str, plan.preferred)) or "-",
                      f"{row['items_s']:,.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}", within,
                      "<- chosen" if plan == chosen else ""])
     return common.table(rows, header)

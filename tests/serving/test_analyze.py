@@ -50,7 +50,8 @@ def test_analyze_measures_every_plan_charts_them_and_writes_the_best(repository,
     assert code == 0, out
     measured = json.loads(report.read_text())
     plans = [Plan(r["plan"]["instances"], r["plan"]["intra_op_threads"], r["plan"]["max_queue_delay_us"],
-                  tuple(r["plan"]["preferred_batch_size"])) for r in measured["results"]]
+                  tuple(r["plan"]["preferred_batch_size"]), r["plan"]["side_by_side_threads"])
+             for r in measured["results"]]
     assert plans == grid(before, 1, 2, measured["cores"], quick=True)
     assert all(r["items_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] for r in measured["results"])
     for plan in plans:  # one table row per plan, the chosen one marked
@@ -67,8 +68,12 @@ def test_analyze_measures_every_plan_charts_them_and_writes_the_best(repository,
     after = _read(config_path)
     assert (tmp_path / "old-config.pbtxt").read_text() == old_text  # replaced, not written through
     assert not [p.name for p in config_path.parent.iterdir() if p.name.startswith(".")]  # no temporary left
-    assert [(g.kind, g.count) for g in after.instance_group] == [(ModelInstanceGroup.KIND_CPU, chosen["instances"])]
-    assert after.parameters["intra_op_thread_count"].string_value == str(chosen["intra_op_threads"])
+    if chosen["side_by_side_threads"] is None:  # a fixed plan: written as Triton reads it
+        assert [(g.kind, g.count) for g in after.instance_group] == [(ModelInstanceGroup.KIND_CPU, chosen["instances"])]
+        assert after.parameters["intra_op_thread_count"].string_value == str(chosen["intra_op_threads"])
+    else:  # the adaptive plan: neither count nor threads, so the server adapts wherever it runs
+        assert [(g.kind, g.count) for g in after.instance_group] == [(ModelInstanceGroup.KIND_CPU, 0)]
+        assert "intra_op_thread_count" not in after.parameters
     assert after.dynamic_batching.max_queue_delay_microseconds == chosen["max_queue_delay_us"] == 0  # was 2000
     expected = apply_plan(before, plan_of(after))
     assert after == expected  # inputs, outputs, labels, everything else as it was
@@ -132,11 +137,12 @@ def test_url_cannot_try_or_write_plans(capsys):
 def test_the_default_grid_fits_the_cores_and_the_load():
     config = parse_config('name: "m" max_batch_size: 32 input [{name: "x" data_type: TYPE_FP32 dims: [4]}]')
     for cores in (1, 2, 16):
-        pairs = thread_splits(cores, concurrency=64)
-        assert (2, cores) in pairs or cores == 1  # the server's own default plan is always a candidate
-        assert all(i * t <= cores for i, t in pairs if (i, t) != (2, cores))
-    assert max(i for i, _ in thread_splits(16, concurrency=4)) == 4  # no more instances than clients...
-    assert (2, 16) in thread_splits(16, concurrency=1)  # ...but the default plan is always there
+        splits = thread_splits(cores, concurrency=64)
+        default = (2, cores, cores // 2 if cores > 1 else None)
+        assert splits[0] == default  # the server's own default plan (adaptive) is always a candidate
+        assert all(i * t <= cores and s is None for i, t, s in splits[1:])
+    assert max(i for i, _, _ in thread_splits(16, concurrency=4)) == 4  # no more instances than clients...
+    assert (2, 16, 8) in thread_splits(16, concurrency=1)  # ...but the default plan is always there
     # b32 on max_batch_size 32 cannot merge: no delays; b1 x 16 can: delays, and 16 as a preferred size
     assert {p.delay_us for p in grid(config, 32, 2, 2)} == {0}
     merging = grid(config, 1, 16, 2)
@@ -150,6 +156,20 @@ def test_best_is_the_fastest_plan_within_the_budget():
     assert best(rows, None)[0] == b
     assert best(rows, 10)[0] == c
     assert best(rows, 1) is None
+
+
+def test_the_adaptive_plan_is_written_as_a_config_without_count_or_threads():
+    """Written back, the adaptive plan is the plain config that asks for it, and reads back the same."""
+    config = parse_config('name: "m" max_batch_size: 8 instance_group [{ kind: KIND_CPU count: 3 }] '
+                          'parameters { key: "intra_op_thread_count" value { string_value: "1" } }')
+    adaptive = thread_splits(4, concurrency=2)[0]
+    plan = Plan(adaptive[0], adaptive[1], 0, (), adaptive[2])
+    written = apply_plan(config, plan)
+    assert [(g.kind, g.count) for g in written.instance_group] == [(ModelInstanceGroup.KIND_CPU, 0)]
+    assert "intra_op_thread_count" not in written.parameters
+    assert plan_of(written, cores=4) == plan and plan.label == "2x4/2"
+    fixed = apply_plan(written, Plan(1, 4, 0))
+    assert plan_of(fixed, cores=4) == Plan(1, 4, 0)  # and a fixed plan replaces it
 
 
 def test_the_load_requests_decode_on_the_server_side_for_every_input_kind():

@@ -182,6 +182,39 @@ def test_each_instance_runs_its_own_session_when_it_has_one():
     assert sorted(float(outputs["y"][0, 0]) for outputs, _ in answers) == [10.0, 20.0]
 
 
+def test_the_adaptive_plan_runs_a_lone_batch_on_every_core_and_side_by_side_batches_divided():
+    """serving/plan.py's default: a batch that starts with nothing else running or waiting runs on
+    the all-core session; one that starts while another runs goes to the divided session."""
+    first_running, release = threading.Event(), threading.Event()
+    used = []
+
+    def session(tag: str, hold: bool):
+        def run(inputs):
+            used.append((tag, float(inputs["x"][0, 0])))
+            if hold and not first_running.is_set():
+                first_running.set()
+                release.wait(10)
+            return {"y": inputs["x"] + 1}
+        return run
+
+    async def main():
+        policy = BatchPolicy(max_batch_size=4, dynamic=True, instances=2)
+        batcher = Batcher(session("all cores", True), policy, "test", side_by_side_run=session("divided", False))
+        batcher.start()
+        try:
+            lone = asyncio.ensure_future(batcher.submit(rows(1)))
+            await asyncio.get_running_loop().run_in_executor(None, first_running.wait, 10)
+            await batcher.submit(rows(2))  # starts while the first still runs
+            release.set()
+            await lone
+            await batcher.submit(rows(3))  # alone again
+        finally:
+            await batcher.close()
+
+    asyncio.run(main())
+    assert used == [("all cores", 1.0), ("divided", 2.0), ("all cores", 3.0)]
+
+
 def test_a_lone_cheap_request_to_an_idle_model_may_run_on_the_callers_thread():
     """The native front offers its dispatch thread for a call that arrived alone: one thread
     wake-up less, taken only when nothing else waits and the model is measured to be cheap."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from protos import config_text
+from protos import config_text, contract
 
 from serving import plan
 from serving.plan import DEFAULT_INSTANCES, plan_for
@@ -17,18 +17,20 @@ def _threads(n: int) -> str:
     return f'parameters {{ key: "intra_op_thread_count" value {{ string_value: "{n}" }} }}'
 
 
-@pytest.mark.parametrize("text, cores, instances, threads", [
-    ("", 2, DEFAULT_INSTANCES, 2),                            # a plain config: every core for every run
-    ("", 8, DEFAULT_INSTANCES, 8),
-    ("instance_group [{ count: 4 }]", 8, 4, 2),               # the cores divided among the instances given
-    ("instance_group [{ count: 3 }]", 2, 3, 1),               # never fewer than one thread
-    (_threads(1), 8, DEFAULT_INSTANCES, 1),                   # threads given: the default instances
-    ("instance_group [{ count: 1 }] " + _threads(3), 8, 1, 3),  # both given: exactly those (Triton semantics)
-    (_threads(0), 4, DEFAULT_INSTANCES, 4),                   # 0 is ONNX Runtime's "one per core"
+@pytest.mark.parametrize("text, cores, instances, threads, side_by_side", [
+    ("", 2, DEFAULT_INSTANCES, 2, 1),                         # a plain config: adapts (alone: every core)
+    ("", 8, DEFAULT_INSTANCES, 8, 4),                         # side by side: the cores divided
+    ("", 1, DEFAULT_INSTANCES, 1, None),                      # one core: nothing to divide, one session
+    ("instance_group [{ kind: KIND_AUTO }]", 4, DEFAULT_INSTANCES, 4, 2),  # a group without a count
+    ("instance_group [{ count: 4 }]", 8, 4, 2, None),         # the cores divided among the instances given
+    ("instance_group [{ count: 3 }]", 2, 3, 1, None),         # never fewer than one thread
+    (_threads(1), 8, DEFAULT_INSTANCES, 1, None),             # threads given: the default instances
+    ("instance_group [{ count: 1 }] " + _threads(3), 8, 1, 3, None),  # both given: exactly those (Triton)
+    (_threads(0), 4, DEFAULT_INSTANCES, 4, None),             # 0 is ONNX Runtime's "one per core"
 ])  # fmt: skip
-def test_a_configs_choices_win_and_the_rest_spans_the_cores(text, cores, instances, threads):
+def test_a_configs_choices_win_and_the_rest_adapts(text, cores, instances, threads, side_by_side):
     chosen = plan_for(_config(text), cores)
-    assert (chosen.instances, chosen.intra_op_threads) == (instances, threads)
+    assert (chosen.instances, chosen.intra_op_threads, chosen.side_by_side_threads) == (instances, threads, side_by_side)
 
 
 @pytest.mark.parametrize("text, gpus, instances", [
@@ -58,11 +60,46 @@ def test_usable_cores_follow_a_cgroup_quota(tmp_path, monkeypatch):
     assert plan.usable_cores() == 1
 
 
-def test_a_plain_config_is_served_with_the_plan_and_reports_it(stub, served):
+def test_a_plain_config_is_served_with_the_adaptive_plan_and_reports_it(stub, served):
+    """No count, no threads: every core for a batch alone (spinning within a run), a second session
+    with the cores divided for batches side by side (none on one core), reported in ModelConfig."""
     from protos import grpc_service_pb2 as pb
 
     config = stub.ModelConfig(pb.ModelConfigRequest(name="merger")).config  # no instance_group, no threads
+    loaded = served.server.models.resolve("merger")
+    expected = plan_for(loaded.spec.config)
     assert [group.count for group in config.instance_group] == [DEFAULT_INSTANCES]
     assert config.parameters["intra_op_thread_count"].string_value == str(plan.usable_cores())
-    runtime = served.server.models.resolve("merger").runtime
-    assert runtime.intra_op_threads == plan.usable_cores()
+    assert loaded.runtime.intra_op_threads == plan.usable_cores() == expected.intra_op_threads
+    if expected.side_by_side_threads is None:  # one usable core: nothing to divide
+        assert loaded.side_by_side is None and contract.SIDE_BY_SIDE_THREADS not in config.parameters
+    else:
+        side = loaded.side_by_side.session.get_session_options().intra_op_num_threads
+        assert side == expected.side_by_side_threads < expected.intra_op_threads
+        assert config.parameters[contract.SIDE_BY_SIDE_THREADS].string_value == str(side)
+        spins = [loaded.runtime.session.get_session_options().get_session_config_entry(key)
+                 for key in ("session.intra_op.allow_spinning", "session.force_spinning_stop")]
+        assert spins == ["1", "1"]  # it runs batches alone: its workers spin, within a run only
+    assert loaded.batcher.side_by_side_run == (loaded.side_by_side and loaded.side_by_side.run)
+    doubler = served.server.models.resolve("doubler")  # a count given: the config's plan, one session
+    assert doubler.side_by_side is None and doubler.batcher.side_by_side_run is None
+    assert doubler.runtime.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_a_model_too_large_to_hold_twice_keeps_one_session(tmp_path, monkeypatch):
+    """The adaptive plan's second session holds the weights once more: not for a model over the limit
+    (its file and what lies beside it, where ONNX external data lives)."""
+    from types import SimpleNamespace
+
+    from serving import sessions
+
+    monkeypatch.setattr(plan, "usable_cores", lambda: 4)
+    model = tmp_path / "1" / "model.onnx"
+    model.parent.mkdir()
+    model.write_bytes(b"m" * 100)
+    (model.parent / "weights.bin").write_bytes(b"w" * 100)
+    spec = SimpleNamespace(config=_config())
+    monkeypatch.setattr(sessions, "ADAPTIVE_MAX_BYTES", 200)
+    assert sessions.side_by_side_threads(model, spec) == 2
+    monkeypatch.setattr(sessions, "ADAPTIVE_MAX_BYTES", 199)
+    assert sessions.side_by_side_threads(model, spec) is None
