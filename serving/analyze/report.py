@@ -3,8 +3,8 @@
 The chart answers "which plan, and what does it cost in latency" at a glance: one point per plan,
 throughput up, p99 latency right, the latency budget as a dashed line with the plans beyond it
 greyed out, the chosen plan as a large red star named in the legend. Each point carries its
-row number in the table; only the plans on the frontier (none faster at a lower p99) carry their
-names too, so that labels do not pile up.
+row number in the table; only the plans on the frontier (none faster at a lower p99) and the
+server's default plan carry their names too, so that labels do not pile up.
 """
 
 from __future__ import annotations
@@ -34,6 +34,30 @@ def table(results: list[tuple[Plan, dict]], chosen: Plan | None, budget_ms: floa
                      f"{row['items_s']:,.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}", within,
                      "<- chosen" if plan == chosen else ""])
     return common.table(rows, header)
+
+
+def _unpile(labels, fig, ax, points, star) -> None:
+    """Keep the first label (the chosen plan's) where it is; move each other label, the named ones
+    first, to the first spot beside its point where it covers no label already placed, no point and
+    not the star: points of near-equal plans otherwise print their labels over each other."""
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+
+    def around(xy, points_radius: float):
+        x, y = ax.transData.transform(xy)
+        reach = points_radius * fig.dpi / 72
+        return Bbox.from_extents(x - reach, y - reach, x + reach, y + reach)
+
+    placed = [around(xy, 4) for xy in points] + ([around(star, 12)] if star is not None else [])
+    spots = [(6, 4), (6, -12), (-6, 4), (-6, -12), (6, 14), (6, -22), (-6, 14), (-6, -22)]
+    for number, label in enumerate(labels):
+        for spot in [] if number == 0 and star is not None else [label.xyann, *spots]:
+            label.xyann = spot
+            label.set_horizontalalignment("left" if spot[0] >= 0 else "right")
+            if not any(label.get_window_extent(renderer).overlaps(other) for other in placed):
+                break
+        placed.append(label.get_window_extent(renderer))
 
 
 def frontier(results: list[tuple[Plan, dict]]) -> list[tuple[Plan, dict]]:
@@ -67,14 +91,17 @@ def chart(results: list[tuple[Plan, dict]], chosen: Plan | None, budget_ms: floa
     if len(front) > 1:
         ax.plot([r["p99_ms"] for _, r in front], [r["items_s"] for _, r in front], color="tab:blue", alpha=0.5,
                 linewidth=1, drawstyle="steps-post", zorder=2, label="frontier: best throughput for its p99")
-    named = {plan for plan, _ in front} | {chosen}
+    default = {plan for plan, _ in results if plan.adaptive and not plan.delay_us and not plan.preferred}
+    named = {plan for plan, _ in front} | {chosen} | default  # the default plan: what the rest are against
+    labels = []
     for number, (plan, row) in enumerate(ranked(results), 1):
         text = f"{number} {plan.label}" if plan in named else str(number)
         mine = plan == chosen
-        ax.annotate(text, (row["p99_ms"], row["items_s"]), textcoords="offset points",
-                    xytext=(12, 10) if mine else (6, -12 if plan in named else 4), fontsize=8 if not mine else 9,
-                    color="tab:red" if mine else "0.2", fontweight="bold" if mine else "normal", zorder=5,
-                    bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.6})
+        label = ax.annotate(text, (row["p99_ms"], row["items_s"]), textcoords="offset points",
+                            xytext=(12, 10) if mine else (6, -12 if plan in named else 4), fontsize=8 if not mine else 9,
+                            color="tab:red" if mine else "0.2", fontweight="bold" if mine else "normal", zorder=5,
+                            bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.6})
+        labels.append((0 if mine else 1 if plan in named else 2, label))
     if chosen is not None:
         row = dict(results)[chosen]
         ax.scatter([row["p99_ms"]], [row["items_s"]], s=380, marker="*", color="tab:red", edgecolor="black",
@@ -99,9 +126,12 @@ def chart(results: list[tuple[Plan, dict]], chosen: Plan | None, budget_ms: floa
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(f"{title}\n{subtitle}", fontsize=11)
     ax.legend(loc="lower right", fontsize=9)
-    fig.text(0.01, 0.01, "numbers: the table's rows, fastest first; plan names: instances x intra-op threads, "
-             "+max queue delay, preferred batch size",
+    fig.text(0.01, 0.01, "numbers: the table's rows, fastest first; names: instances x intra-op threads "
+             "(/ side by side: the adaptive default), +queue delay, preferred size",
              fontsize=8, color="0.4")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
+    star = None if chosen is None else (dict(results)[chosen]["p99_ms"], dict(results)[chosen]["items_s"])
+    points = [(row["p99_ms"], row["items_s"]) for _, row in results]
+    _unpile([label for _, label in sorted(labels, key=lambda pair: pair[0])], fig, ax, points, star)
     fig.savefig(path)
     plt.close(fig)
