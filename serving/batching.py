@@ -66,6 +66,17 @@ class BatchPolicy:
     # paid the hand-over (b1c1 401 -> 460 items/s with 5 ms, b1c16 and b32c2 unchanged, peers.py).
     # What it costs: a call that arrives meanwhile waits up to this long to be dispatched.
     run_here_below_s: float = 0.005
+    # The adaptive plan (serving/plan.py): a batch that starts alone runs on the all-core session
+    # unless the one-thread session is measured to run it in less than this. Below 0.3 ms a second
+    # core can save at most ~0.15 ms, about what waking the pool and stopping its spinning cost: a
+    # 784-1024-512-10 MLP (0.2 ms on one thread) answered 1,338 b1c1 requests/s on one thread and
+    # 1,071 on both; the foreign CNN (0.64 ms on one thread) gains 13 % from both (peers.py, README).
+    lone_on_one_thread_below_s: float = 0.0003
+    # ... and a batch that starts alone within this long of two batches running side by side counts as
+    # beside another: two clients whose batches end close together would otherwise take turns
+    # starting "alone" on every core against the other's one-thread batch (3 threads on 2 cores;
+    # a 3x64x64 CNN at b32c2: 2,526 items/s adaptive against 2,786 on a fixed 2x1 plan).
+    side_by_side_memory_s: float = 0.05
 
 
 class Timings(NamedTuple):
@@ -107,12 +118,15 @@ class Batcher:
 
     def __init__(self, run: RunFn, policy: BatchPolicy, label: str = "model",
                  on_execution: Callable[[int, int, int, int], None] | None = None,
-                 instance_runs: Sequence[RunFn] | None = None, side_by_side_run: RunFn | None = None) -> None:
+                 instance_runs: Sequence[RunFn] | None = None, side_by_side_run: RunFn | None = None,
+                 side_by_side_row_ns: float | None = None) -> None:
         self.run = run  # a caller running a batch on an instance's behalf uses this one
         self.instance_runs = instance_runs  # instance i's own run (its own session on its GPU), if given
         # the adaptive plan (serving/plan.py): a batch that starts while another runs or waits runs
         # here (a session with the cores divided), one that starts alone on `run` (every core)
         self.side_by_side_run = side_by_side_run
+        self._divided_row_ns = side_by_side_row_ns  # running estimate of a row's cost on that session
+        self._side_by_side_ns = -(1 << 62)  # when batches last ran side by side (time.monotonic_ns)
         self.policy = policy
         self.label = label  # for messages: "model 'name' version v"
         self.on_execution = on_execution  # rows, input/infer/output ns; on an instance thread
@@ -171,6 +185,7 @@ class Batcher:
                 if len(self._queue) >= limit:
                     raise QueueFull(f"{self.label}: queue is full ({limit} requests waiting); retry later")
             here = run_here and not self._queue and not self._running and self._cheap(rows)
+            divided = here and (self._side_by_side_lately() or self._one_thread_enough(rows))
             if here:
                 ticket.state = _TAKEN
                 self._running += 1
@@ -178,7 +193,7 @@ class Batcher:
                 self._queue.append(ticket)
                 self._changed.notify()
         if here:
-            self._execute([ticket])
+            self._execute([ticket], self.side_by_side_run if divided else None, divided)
         return ticket
 
     def cancel(self, ticket: Ticket) -> bool:
@@ -208,10 +223,10 @@ class Batcher:
         batch: list[Ticket] = []
         try:
             while True:
-                batch, beside_another = self._take() or ([], False)
+                batch, divided = self._take() or ([], False)
                 if not batch:
                     return
-                self._execute(batch, (beside_another and self.side_by_side_run) or run)
+                self._execute(batch, self.side_by_side_run if divided else run, divided)
         except BaseException as exc:  # noqa: BLE001 - a bug: take the model out of service, loudly
             log.critical("%s: an instance thread stopped: %r", self.label, exc, exc_info=exc)
             reason = f"an instance thread stopped ({type(exc).__name__}); see the server log"
@@ -238,13 +253,19 @@ class Batcher:
                 log.exception("%s: reporting a failed instance failed", self.label)
 
     def _take(self) -> tuple[list[Ticket], bool] | None:
-        """Wait for the next batch this instance should run, and whether another batch runs or waits
-        beside it; None once closing with nothing left."""
+        """Wait for the next batch this instance should run, and whether it runs on the adaptive
+        plan's divided session (another batch runs or waits beside it, or one thread is enough for
+        it); None once closing with nothing left."""
         while True:
             with self._changed:
                 got = self._next(self._expire())
                 if got is None or got[0].state == _TAKEN:
-                    return got and (got, self._running > 1 or any(t.state == _QUEUED for t in self._queue))
+                    if not got or self.side_by_side_run is None:
+                        return got and (got, False)
+                    if self._running > 1 or any(t.state == _QUEUED for t in self._queue):
+                        self._side_by_side_ns = time.monotonic_ns()
+                        return got, True
+                    return got, self._side_by_side_lately() or self._one_thread_enough(sum(t.rows for t in got))
             for ticket in got:  # answered outside the lock: `done` may do real work
                 _deliver(ticket, DeadlineExceeded(f"{self.label}: deadline passed while queued; not run"))
 
@@ -274,6 +295,15 @@ class Batcher:
         finally:
             self._idle -= 1
 
+    def _side_by_side_lately(self) -> bool:
+        return time.monotonic_ns() - self._side_by_side_ns < self.policy.side_by_side_memory_s * 1e9
+
+    def _one_thread_enough(self, rows: int) -> bool:
+        """Under the lock: whether a lone batch of `rows` runs fast enough on the divided session."""
+        estimate = self._divided_row_ns
+        return (self.side_by_side_run is not None and estimate is not None
+                and estimate * rows < self.policy.lone_on_one_thread_below_s * 1e9)
+
     def _cheap(self, rows: int) -> bool:
         """Whether `rows` are measured to cost less than handing them to an instance thread would."""
         return self._row_ns is not None and self._row_ns * rows < self.policy.run_here_below_s * 1e9
@@ -286,7 +316,7 @@ class Batcher:
             wait = min(wait, max(0.0, min(deadlines) - time.monotonic()) + 1e-4)
         return wait
 
-    def _execute(self, batch: list[Ticket], run: RunFn | None = None) -> None:
+    def _execute(self, batch: list[Ticket], run: RunFn | None = None, divided: bool = False) -> None:
         """Run a taken batch, free its instance, then answer each request (on this thread).
 
         If a merged batch fails, its requests are run again one by one, so that only the request
@@ -304,7 +334,7 @@ class Batcher:
                 self._execute_alone(ticket, run)
             self._free()
             return
-        self._finish(batch, started, outputs, input_ns, infer_ns, output_ns, free=True)
+        self._finish(batch, started, outputs, input_ns, infer_ns, output_ns, free=True, divided=divided)
 
     def _execute_alone(self, ticket: Ticket, run: RunFn | None) -> None:
         """One request of a failed batch, run by itself on this (still taken) instance."""
@@ -317,10 +347,10 @@ class Batcher:
         self._finish([ticket], started, outputs, input_ns, infer_ns, output_ns, free=False)
 
     def _finish(self, batch: list[Ticket], started: int, outputs: list[Arrays], input_ns: int, infer_ns: int,
-                output_ns: int, free: bool) -> None:
+                output_ns: int, free: bool, divided: bool = False) -> None:
         total = sum(ticket.rows for ticket in batch)
         if free:
-            self._free((input_ns + infer_ns + output_ns) / total)
+            self._free((input_ns + infer_ns + output_ns) / total, infer_ns / total if divided else None)
         if self.on_execution is not None:
             try:
                 self.on_execution(total, input_ns, infer_ns, output_ns)
@@ -329,14 +359,15 @@ class Batcher:
         for ticket, values in zip(batch, outputs):
             _deliver(ticket, (values, Timings(started - ticket.enqueued_ns, input_ns, infer_ns, output_ns, total)))
 
-    def _free(self, row_ns: float | None = None) -> None:
-        """An execution ended: count it out, learn its cost per row, wake an instance for the queue."""
+    def _free(self, row_ns: float | None = None, divided_row_ns: float | None = None) -> None:
+        """An execution ended: count it out, learn its cost per row (and the divided session's, when
+        it ran there), wake an instance for the queue."""
         with self._changed:
             self._running -= 1
             if row_ns is not None:
-                estimate = self._row_ns
-                self._row_ns = row_ns if estimate is None else estimate + _COST_WEIGHT * (
-                    min(row_ns, _COST_CLIP * estimate) - estimate)
+                self._row_ns = _learn(self._row_ns, row_ns)
+            if divided_row_ns is not None:
+                self._divided_row_ns = _learn(self._divided_row_ns, divided_row_ns)
             if self._queue:
                 self._changed.notify()  # another idle instance may take what is left
 
@@ -409,6 +440,11 @@ class Batcher:
             if count < len(batch):
                 return batch[:count], False
         return batch, not blocked and rows < self.policy.max_batch_size and rows not in self.policy.preferred_sizes
+
+
+def _learn(estimate: float | None, measured: float) -> float:
+    """A running estimate moved toward a new measurement (a preempted run counts as at most twice it)."""
+    return measured if estimate is None else estimate + _COST_WEIGHT * (min(measured, _COST_CLIP * estimate) - estimate)
 
 
 def _deliver(ticket: Ticket, result: Result | BaseException) -> None:

@@ -182,24 +182,36 @@ def test_each_instance_runs_its_own_session_when_it_has_one():
     assert sorted(float(outputs["y"][0, 0]) for outputs, _ in answers) == [10.0, 20.0]
 
 
-def test_the_adaptive_plan_runs_a_lone_batch_on_every_core_and_side_by_side_batches_divided():
-    """serving/plan.py's default: a batch that starts with nothing else running or waiting runs on
-    the all-core session; one that starts while another runs goes to the divided session."""
+@pytest.mark.parametrize("one_thread_ns, memory_s, lone_on, then_on", [
+    (None, 0.0, "all cores", "all cores"),
+    (1e9, 0.0, "all cores", "all cores"),
+    (1e3, 0.0, "divided", "divided"),
+    (None, 60.0, "all cores", "divided"),  # alone again, but just after batches ran side by side
+])  # fmt: skip
+def test_the_adaptive_plan_runs_a_lone_batch_on_every_core_unless_one_thread_is_enough(one_thread_ns, memory_s,
+                                                                                      lone_on, then_on):
+    """serving/plan.py's default: a batch that starts beside another runs on the divided session; one
+    that starts alone runs on the all-core session, unless the divided one is measured to run it
+    below `lone_on_one_thread_below_s` (here: unknown, 1 s and 1 us per row, and a 0.3 ms bar), or
+    batches ran side by side less than `side_by_side_memory_s` ago."""
     first_running, release = threading.Event(), threading.Event()
     used = []
 
-    def session(tag: str, hold: bool):
+    def session(tag: str, cost_s: float):
         def run(inputs):
             used.append((tag, float(inputs["x"][0, 0])))
-            if hold and not first_running.is_set():
+            if not first_running.is_set():
                 first_running.set()
                 release.wait(10)
+            time.sleep(cost_s)
             return {"y": inputs["x"] + 1}
         return run
 
     async def main():
-        policy = BatchPolicy(max_batch_size=4, dynamic=True, instances=2)
-        batcher = Batcher(session("all cores", True), policy, "test", side_by_side_run=session("divided", False))
+        policy = BatchPolicy(max_batch_size=4, dynamic=True, instances=2, side_by_side_memory_s=memory_s)
+        divided_cost_s = 0.0 if one_thread_ns == 1e3 else 0.002  # what the divided runs teach it: 0 or 2 ms
+        batcher = Batcher(session("all cores", 0.0), policy, "test", side_by_side_run=session("divided", divided_cost_s),
+                          side_by_side_row_ns=one_thread_ns)
         batcher.start()
         try:
             lone = asyncio.ensure_future(batcher.submit(rows(1)))
@@ -212,7 +224,7 @@ def test_the_adaptive_plan_runs_a_lone_batch_on_every_core_and_side_by_side_batc
             await batcher.close()
 
     asyncio.run(main())
-    assert used == [("all cores", 1.0), ("divided", 2.0), ("all cores", 3.0)]
+    assert used == [(lone_on, 1.0), ("divided", 2.0), (then_on, 3.0)]
 
 
 def test_a_lone_cheap_request_to_an_idle_model_may_run_on_the_callers_thread():
