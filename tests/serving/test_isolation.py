@@ -242,6 +242,8 @@ def test_an_instance_thread_that_dies_takes_its_model_out_of_ready(tmp_path):
             raise KeyboardInterrupt("simulated fault in an instance thread")
 
         victim.batcher.run = broken
+        if victim.batcher.side_by_side_run is not None:  # the adaptive plan's other session: a cheap lone batch runs there
+            victim.batcher.side_by_side_run = broken
         with Client(running.address, timeout=10) as client:
             error = attempt(lambda: client.infer("victim", ids(1)))
             assert error.code() == grpc.StatusCode.UNAVAILABLE and "instance thread stopped" in error.details()
