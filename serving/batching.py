@@ -4,11 +4,13 @@ Requests wait in a FIFO queue. Each model instance (`instance_group.count`) is a
 the next batch itself as soon as it is free, runs it and answers it, as Triton's instance threads
 do: the oldest request and every following request that fits beside it (same dtypes and same
 non-batch dims, total rows <= max_batch_size), stopping at the first that does not: a request is
-never split and never overtaken. One difference from Triton: when more than one instance is idle,
+never overtaken. Two differences from Triton: when more than one instance is idle,
 what is queued is spread over them (each batch takes its share of the rows, in order) instead of
 all going to one, because on a CPU a batch stops gaining long before max_batch_size while an idle
-instance is an idle core (two b32 requests: two b32 runs side by side, not one b64 run); not when a
-queue delay is configured, which asks for fuller batches. With a
+instance is an idle core (two b32 requests: two b32 runs side by side, not one b64 run); and under
+the adaptive plan (serving/plan.py) a large request that arrives while others run is split into a
+part per instance (`split_above_s`), answered once all its parts are. Neither when a queue delay
+is configured, which asks for fuller batches. With a
 delay configured an instance waits until the batch is full, reaches a preferred size, or the oldest
 request has waited `max_queue_delay_microseconds`; with `dynamic_batching {}` it never waits.
 Without dynamic batching each request runs alone.
@@ -77,6 +79,14 @@ class BatchPolicy:
     # starting "alone" on every core against the other's one-thread batch (3 threads on 2 cores;
     # a 3x64x64 CNN at b32c2: 2,526 items/s adaptive against 2,786 on a fixed 2x1 plan).
     side_by_side_memory_s: float = 0.05
+    # ... and a request whose rows the divided session is measured to need at least this long for is
+    # split into a part per instance, run side by side (rows are independent wherever the dynamic
+    # batcher may merge requests). Two b32 clients then keep both cores busy: each part runs at the
+    # one-thread session's efficiency (the best on a CPU for the CNNs measured), and the next
+    # request's parts start as soon as an instance is free, where two whole batches side by side
+    # left a core idle while each client turned around. 2 ms: the second hand-over (~0.1 ms) costs
+    # at most 5 %. Figures in the README (peers.py, b32c2).
+    split_above_s: float = 0.002
 
 
 class Timings(NamedTuple):
@@ -100,16 +110,58 @@ _COST_CLIP = 2.0  # an execution counts as at most this many times the estimate:
 
 
 class Ticket:
-    """One queued request. `done` gets its own rows of the outputs, or the exception."""
+    """One queued request, or one part of a split request (`split`). `done` gets its own rows of
+    the outputs, or the exception."""
 
-    __slots__ = ("inputs", "rows", "signature", "enqueued_ns", "deadline", "done", "state")
+    __slots__ = ("inputs", "rows", "signature", "enqueued_ns", "deadline", "done", "state", "split")
 
-    def __init__(self, inputs: Arrays, rows: int, signature: tuple, deadline: float | None, done: Done) -> None:
+    def __init__(self, inputs: Arrays, rows: int, signature: tuple, deadline: float | None, done: Done,
+                 split: Split | None = None) -> None:
         self.inputs, self.rows, self.signature = inputs, rows, signature
         self.enqueued_ns = time.monotonic_ns()
         self.deadline = deadline  # time.monotonic() by which it must have started, or None
         self.done = done
         self.state = _QUEUED
+        self.split = split
+
+
+class Split:
+    """A request run as consecutive parts (one per instance, side by side): answered once, when
+    every part has its outputs (joined in order), or with the first part's failure."""
+
+    __slots__ = ("parts", "results", "left", "done")
+
+    def __init__(self, done: Done, count: int) -> None:
+        self.parts: list[Ticket] = []
+        self.results: list[Result | None] = [None] * count
+        self.left = count
+        self.done: Done | None = done
+
+    def part_done(self, index: int, result: Result | BaseException) -> None:
+        """A part's `done`, on the instance thread that ran it (parts may finish at the same time)."""
+        with _SPLITS_LOCK:
+            if self.done is None:
+                return
+            if isinstance(result, BaseException):
+                done, self.done = self.done, None
+            else:
+                self.results[index] = result
+                self.left -= 1
+                if self.left:
+                    return
+                done, self.done = self.done, None
+        if isinstance(result, BaseException):
+            done(result)
+            return
+        outputs = [values for values, _ in self.results]
+        joined = {name: np.concatenate([values[name] for values in outputs], axis=0) for name in outputs[0]}
+        timings = [t for _, t in self.results]
+        done((joined, Timings(max(t.queue_ns for t in timings), max(t.compute_input_ns for t in timings),
+                              max(t.compute_infer_ns for t in timings), max(t.compute_output_ns for t in timings),
+                              sum(t.batch_size for t in timings))))
+
+
+_SPLITS_LOCK = threading.Lock()  # a part's answer against its sibling's: held for a few field updates
 
 
 class Batcher:
@@ -163,8 +215,9 @@ class Batcher:
 
     @property
     def queued(self) -> int:
+        """Requests waiting (a split request's parts count once)."""
         with self._changed:
-            return sum(1 for ticket in self._queue if ticket.state == _QUEUED)
+            return len({id(t.split or t) for t in self._queue if t.state == _QUEUED})
 
     def enqueue(self, inputs: Mapping[str, np.ndarray], deadline: float | None, done: Done,
                 run_here: bool = False) -> Ticket:
@@ -182,13 +235,19 @@ class Batcher:
             limit = self.policy.max_queue_size
             if limit and len(self._queue) >= limit:
                 self._purge()
-                if len(self._queue) >= limit:
+                if len({id(t.split or t) for t in self._queue}) >= limit:
                     raise QueueFull(f"{self.label}: queue is full ({limit} requests waiting); retry later")
-            here = run_here and not self._queue and not self._running and self._cheap(rows)
+            parts = self._parts(rows) if self._running or self._queue else 1
+            here = run_here and parts == 1 and not self._queue and not self._running and self._cheap(rows)
             divided = here and (self._side_by_side_lately() or self._one_thread_enough(rows))
             if here:
                 ticket.state = _TAKEN
                 self._running += 1
+            elif parts > 1:
+                handle = _split(ticket, parts)
+                self._queue.extend(handle.parts)
+                self._changed.notify_all()
+                return handle
             else:
                 self._queue.append(ticket)
                 self._changed.notify()
@@ -196,12 +255,14 @@ class Batcher:
             self._execute([ticket], self.side_by_side_run if divided else None, divided)
         return ticket
 
-    def cancel(self, ticket: Ticket) -> bool:
+    def cancel(self, ticket: Ticket | Split) -> bool:
         """Drop a request that has not started; False when it already runs (its `done` will come)."""
+        tickets = ticket.parts if isinstance(ticket, Split) else [ticket]
         with self._changed:
-            if ticket.state != _QUEUED:
+            if any(t.state != _QUEUED for t in tickets):
                 return False
-            ticket.state = _DROPPED
+            for t in tickets:
+                t.state = _DROPPED
             return True
 
     async def submit(self, inputs: Mapping[str, np.ndarray], deadline: float | None = None) -> Result:
@@ -262,7 +323,7 @@ class Batcher:
                 if got is None or got[0].state == _TAKEN:
                     if not got or self.side_by_side_run is None:
                         return got and (got, False)
-                    if self._running > 1 or any(t.state == _QUEUED for t in self._queue):
+                    if self._running > 1 or got[0].split or any(t.state == _QUEUED for t in self._queue):
                         self._side_by_side_ns = time.monotonic_ns()
                         return got, True
                     return got, self._side_by_side_lately() or self._one_thread_enough(sum(t.rows for t in got))
@@ -303,6 +364,20 @@ class Batcher:
         estimate = self._divided_row_ns
         return (self.side_by_side_run is not None and estimate is not None
                 and estimate * rows < self.policy.lone_on_one_thread_below_s * 1e9)
+
+    def _parts(self, rows: int) -> int:
+        """Under the lock: how many parts a request of `rows` that arrives while others run runs as
+        (1: whole). Split only where the batcher may merge requests anyway (their rows are
+        independent), without a queue delay (that config asks for fuller batches, not smaller
+        ones), and where the adaptive plan has a divided session measured to need at least
+        `split_above_s` for them. A request that arrives to an idle batcher runs whole on every
+        core: there ONNX Runtime's own scheduling balances the cores, where two fixed parts wait
+        for the slower one (the foreign CNN at b32c1: 3,345 items/s split, 3,563 whole)."""
+        estimate = self._divided_row_ns
+        if (self.side_by_side_run is None or not self.policy.dynamic or self.policy.max_queue_delay_s
+                or estimate is None or rows < 2 or estimate * rows < self.policy.split_above_s * 1e9):
+            return 1
+        return min(rows, max(1, self.policy.instances))
 
     def _cheap(self, rows: int) -> bool:
         """Whether `rows` are measured to cost less than handing them to an instance thread would."""
@@ -424,8 +499,9 @@ class Batcher:
             return [first], False
         batch, rows, blocked = [first], first.rows, False
         for ticket in list(self._queue)[1:]:
-            if ticket.signature != first.signature or rows + ticket.rows > self.policy.max_batch_size:
-                blocked = True  # waiting cannot make this batch larger
+            if (ticket.signature != first.signature or rows + ticket.rows > self.policy.max_batch_size
+                    or (ticket.split is not None and ticket.split is batch[-1].split)):
+                blocked = True  # waiting cannot make this batch larger; a request's parts run apart
                 break
             batch.append(ticket)
             rows += ticket.rows
@@ -440,6 +516,18 @@ class Batcher:
             if count < len(batch):
                 return batch[:count], False
         return batch, not blocked and rows < self.policy.max_batch_size and rows not in self.policy.preferred_sizes
+
+
+def _split(ticket: Ticket, count: int) -> Split:
+    """`ticket`'s request as `count` consecutive parts of near-equal rows (views, not copies)."""
+    split = Split(ticket.done, count)
+    bounds = np.linspace(0, ticket.rows, count + 1).round().astype(int)
+    for index, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        part = Ticket({name: array[a:b] for name, array in ticket.inputs.items()}, int(b - a), ticket.signature,
+                      ticket.deadline, lambda result, index=index: split.part_done(index, result), split)
+        part.enqueued_ns = ticket.enqueued_ns
+        split.parts.append(part)
+    return split
 
 
 def _learn(estimate: float | None, measured: float) -> float:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from protos import grpc_service_pb2 as pb
 from serving.batching import Batcher, BatchPolicy
@@ -227,6 +231,178 @@ def test_the_adaptive_plan_runs_a_lone_batch_on_every_core_unless_one_thread_is_
     assert used == [(lone_on, 1.0), ("divided", 2.0), (then_on, 3.0)]
 
 
+class SplitScene:
+    """An adaptive-plan batcher (2 instances) whose all-core session holds its first batch until
+    `release`, and whose divided session is taught 1 ms a row: 2-row parts and more are worth
+    splitting (`split_above_s` 2 ms)."""
+
+    def __init__(self, fail_on: float | None = None, max_queue_size: int = 0) -> None:
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.parts_gate = threading.Event()  # the divided session runs while this is set
+        self.parts_gate.set()
+        self.whole: list[np.ndarray] = []
+        self.parts: list[np.ndarray] = []
+        self.fail_on = fail_on
+        policy = BatchPolicy(max_batch_size=8, dynamic=True, instances=2, max_queue_size=max_queue_size,
+                             side_by_side_memory_s=0.0)  # a request to an idle model runs on every core
+        self.batcher = Batcher(self.all_cores, policy, "test", side_by_side_run=self.divided, side_by_side_row_ns=1e6)
+
+    def all_cores(self, inputs):
+        self.whole.append(inputs["x"].copy())
+        if not self.holding.is_set():
+            self.holding.set()
+            self.release.wait(10)
+        return {"y": inputs["x"] + 1}
+
+    def divided(self, inputs):
+        self.parts.append(inputs["x"].copy())
+        self.parts_gate.wait(10)
+        if self.fail_on is not None and (inputs["x"] == self.fail_on).any():
+            raise ValueError(f"cannot run {self.fail_on}")
+        return {"y": inputs["x"] + 1}
+
+    async def busy(self) -> asyncio.Future:
+        """A first request, held running on the all-core session; the batcher is busy from now on."""
+        first = asyncio.ensure_future(self.batcher.submit(rows(-1)))
+        await asyncio.get_running_loop().run_in_executor(None, self.holding.wait, 10)
+        return first
+
+
+def counted(n: int) -> dict:
+    return {"x": np.arange(2 * n, dtype=np.float32).reshape(n, 2)}
+
+
+def test_a_large_request_to_a_busy_adaptive_model_runs_as_parts_side_by_side():
+    """A request the divided session needs >= 2 ms for, arriving while another runs, is split into a
+    part per instance; the parts run on the divided session, and the answer is the whole request's,
+    in order, once, with the parts' rows as its batch size. To an idle model it runs whole."""
+    scene = SplitScene()
+    answers = []
+
+    async def main():
+        scene.batcher.start()
+        try:
+            first = await scene.busy()
+            split = asyncio.ensure_future(scene.batcher.submit(counted(5)))
+            await until(lambda: len(scene.parts) == 2, "both parts to run on the free instance")
+            scene.release.set()
+            answers.append(await split)
+            await first
+            answers.append(await scene.batcher.submit(counted(5)))  # idle again: whole, every core
+        finally:
+            scene.release.set()
+            await scene.batcher.close()
+
+    asyncio.run(main())
+    np.testing.assert_array_equal(np.concatenate(scene.parts), counted(5)["x"])
+    assert [len(p) for p in scene.parts] == [2, 3] or [len(p) for p in scene.parts] == [3, 2]
+    for outputs, timings in answers:
+        np.testing.assert_array_equal(outputs["y"], counted(5)["x"] + 1)
+        assert timings.batch_size == 5
+    assert [len(w) for w in scene.whole] == [1, 5]
+
+
+def test_a_split_request_fails_once_with_its_parts_failure_and_others_are_served():
+    scene = SplitScene(fail_on=7.0)  # a value in the split request's second part
+
+    async def main():
+        scene.batcher.start()
+        try:
+            first = await scene.busy()
+            doomed = asyncio.ensure_future(scene.batcher.submit(counted(5)))
+            await until(lambda: len(scene.parts) >= 1, "a part to run")
+            scene.release.set()
+            with pytest.raises(ValueError, match="cannot run 7"):
+                await doomed
+            await first
+            outputs, _ = await scene.batcher.submit(rows(3, 2))
+            np.testing.assert_array_equal(outputs["y"], np.full((2, 2), 4))
+        finally:
+            scene.release.set()
+            await scene.batcher.close()
+
+    asyncio.run(main())
+
+
+def test_a_split_request_is_cancelled_whole_and_queues_as_one_request():
+    """Cancelling drops every part while none runs; the queue limit counts a split request once."""
+    scene = SplitScene(max_queue_size=2)
+
+    async def main():
+        scene.batcher.start()
+        try:
+            first = await scene.busy()
+            scene.parts_gate.clear()
+            kept = asyncio.ensure_future(scene.batcher.submit(counted(4)))  # part 1 runs (held), part 2 waits
+            await until(lambda: len(scene.parts) == 1 and scene.batcher.queued == 1, "one part running, one queued")
+            doomed = asyncio.ensure_future(scene.batcher.submit({"x": counted(4)["x"] + 10}))
+            await until(lambda: scene.batcher.queued == 2, "the second split request queued, as one request")
+            with pytest.raises(QueueFull):
+                await scene.batcher.submit(rows(90))
+            doomed.cancel()
+            await until(lambda: scene.batcher.queued == 1, "the cancelled request's parts dropped")
+            scene.parts_gate.set()
+            scene.release.set()
+            await asyncio.gather(first, kept)
+        finally:
+            scene.parts_gate.set()
+            scene.release.set()
+            await scene.batcher.close()
+
+    asyncio.run(main())
+    ran = np.concatenate(scene.parts)
+    np.testing.assert_array_equal(np.sort(ran, axis=0), counted(4)["x"])  # the kept request's parts only
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(1, 8), min_size=1, max_size=12), instances=st.integers(1, 3),
+       failing=st.one_of(st.none(), st.integers(0, 11)), cancelled=st.one_of(st.none(), st.integers(0, 11)))
+def test_every_request_gets_exactly_its_own_rows_whatever_is_split_merged_failed_or_cancelled(
+        sizes, instances, failing, cancelled):
+    """Property: requests of any sizes sent at once to an adaptive-plan batcher that splits whenever it
+    may (bar 0), with one request that fails and one that is cancelled: every other request gets
+    exactly its own rows + 1, in order; the failing one fails (only it); no row runs twice; nothing
+    waits forever."""
+    ran: list[float] = []
+    lock = threading.Lock()
+
+    def session(inputs):
+        values = inputs["x"][:, 0]
+        with lock:
+            ran.extend(values.tolist())
+        if failing is not None and (values == 1000 * failing).any():
+            raise ValueError("this request is bad")
+        time.sleep(0.0005)
+        return {"y": inputs["x"] + 1}
+
+    def request(number: int, size: int) -> dict:
+        return {"x": np.repeat((1000 * number + np.arange(size, dtype=np.float32))[:, None], 2, axis=1)}
+
+    async def main():
+        policy = BatchPolicy(max_batch_size=8, dynamic=True, instances=instances, split_above_s=0.0)
+        batcher = Batcher(session, policy, "test", side_by_side_run=session, side_by_side_row_ns=1.0)
+        batcher.start()
+        try:
+            calls = [asyncio.ensure_future(batcher.submit(request(n, size))) for n, size in enumerate(sizes)]
+            if cancelled is not None and cancelled < len(calls):
+                calls[cancelled].cancel()
+            return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 30)
+        finally:
+            await batcher.close()
+
+    answers = asyncio.run(main())
+    for number, (size, answer) in enumerate(zip(sizes, answers)):
+        if number == cancelled and isinstance(answer, asyncio.CancelledError):
+            continue
+        if number == failing:
+            assert isinstance(answer, ValueError), answer
+            continue
+        assert not isinstance(answer, BaseException), answer
+        np.testing.assert_array_equal(answer[0]["y"], request(number, size)["x"] + 1)
+    times = collections.Counter(ran).values()
+    assert max(times, default=0) <= (1 if failing is None else 2)  # only a failed batch's requests run again, alone
+
+
 def test_a_lone_cheap_request_to_an_idle_model_may_run_on_the_callers_thread():
     """The native front offers its dispatch thread for a call that arrived alone: one thread
     wake-up less, taken only when nothing else waits and the model is measured to be cheap."""
@@ -424,3 +600,46 @@ def test_timeout_parameter_expires_a_queued_request(stub, served):
         stub.ModelInfer(request, timeout=30)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "not run" in caught.value.details()
     assert stub.ModelStatistics(pb.ModelStatisticsRequest(name="held")).model_stats[0].execution_count == before
+
+
+def test_large_requests_to_a_busy_adaptive_model_are_split_and_each_answered_whole(tmp_path, monkeypatch):
+    """Through the real server and ONNX Runtime: with a plain config (the adaptive plan) and the split
+    bar at 0 (so that it does not depend on this machine's speed), concurrent 4-row requests are run
+    as parts side by side; every client gets exactly its own rows back, in order, and executions of
+    fewer rows than any request sent (only parts have them) show in the statistics."""
+    import functools
+
+    from protos import grpc_service_pb2_grpc as pb_grpc
+    from serving import plan, repository
+    from tests.serving.builders import plus_one_graph, write_model
+    from tests.serving.conftest import server_config, start_server
+
+    monkeypatch.setattr(plan, "usable_cores", lambda: 2)  # a divided session on any machine
+    monkeypatch.setattr(repository, "BatchPolicy", functools.partial(BatchPolicy, split_above_s=0.0))
+    write_model(tmp_path, "plain", graph=plus_one_graph, config="""
+name: "plain"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 2 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 2 ] } ]
+dynamic_batching { }
+""")
+    running = start_server(server_config(tmp_path))
+    try:
+        assert running.server.models.resolve("plain").side_by_side is not None
+        with grpc.insecure_channel(running.address) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+
+            def client(number: int) -> None:
+                for call in range(15):
+                    x = (np.arange(8, dtype=np.float32).reshape(4, 2) + 100 * number + 1000 * call)
+                    answer = output(stub.ModelInfer(raw_request("plain", x=("FP32", x)), timeout=30), "y")
+                    np.testing.assert_array_equal(answer, x + 1)
+
+            with ThreadPoolExecutor(6) as pool:
+                list(pool.map(client, range(6)))
+            stats = stub.ModelStatistics(pb.ModelStatisticsRequest(name="plain")).model_stats[0]
+    finally:
+        running.stop()
+    assert stats.inference_count == 6 * 15 * 4 and stats.inference_stats.success.count == 6 * 15
+    assert any(b.batch_size < 4 and b.compute_infer.count for b in stats.batch_stats), stats.batch_stats
