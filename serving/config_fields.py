@@ -60,7 +60,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "optimization.output_pinned_memory": (IGNORED, "outputs are ordinary host memory"),
     "optimization.gather_kernel_buffer_threshold": (IGNORED, "no gather kernel: requests are concatenated on the host"),
     "optimization.eager_batching": (IGNORED, "the batcher's own rules decide when a batch starts"),
-    "dynamic_batching": (HONOURED, "merge along dimension 0, never split a request"),
+    "dynamic_batching": (HONOURED, "merge along dimension 0; split a large request only under the adaptive plan"),
     "dynamic_batching.preferred_batch_size": (HONOURED, ""),
     "dynamic_batching.max_queue_delay_microseconds": (HONOURED, ""),
     "dynamic_batching.preserve_ordering": (IGNORED, "each unary call gets its own response, in whatever order batches finish"),
