@@ -237,7 +237,7 @@ class Batcher:
                 self._purge()
                 if len({id(t.split or t) for t in self._queue}) >= limit:
                     raise QueueFull(f"{self.label}: queue is full ({limit} requests waiting); retry later")
-            parts = self._parts(rows) if self._running or self._queue else 1
+            parts = self._parts(rows) if self._running and not self._queue else 1
             here = run_here and parts == 1 and not self._queue and not self._running and self._cheap(rows)
             divided = here and (self._side_by_side_lately() or self._one_thread_enough(rows))
             if here:
@@ -366,8 +366,11 @@ class Batcher:
                 and estimate * rows < self.policy.lone_on_one_thread_below_s * 1e9)
 
     def _parts(self, rows: int) -> int:
-        """Under the lock: how many parts a request of `rows` that arrives while others run runs as
-        (1: whole). Split only where the batcher may merge requests anyway (their rows are
+        """Under the lock: how many parts a request of `rows` that arrives while others run and
+        nothing waits runs as (1: whole). Where requests wait, merging them keeps the instances busy
+        in larger batches, and a part never merges with its sibling: splitting b8 requests from 8
+        clients cost the foreign CNN 7 % (3,273 against 3,516 items/s). Split only where the
+        batcher may merge requests anyway (their rows are
         independent), without a queue delay (that config asks for fuller batches, not smaller
         ones), and where the adaptive plan has a divided session measured to need at least
         `split_above_s` for them. A request that arrives to an idle batcher runs whole on every
