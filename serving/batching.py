@@ -186,6 +186,7 @@ class Batcher:
         self._changed = threading.Condition()
         self._idle = 0  # instance threads waiting for work
         self._running = 0  # batches executing (on instance threads, or on a caller's)
+        self._unanswered = 0  # requests let in and not yet answered, where requests may be split
         self._row_ns: float | None = None  # running estimate of what one row costs to execute
         self._threads: list[threading.Thread] = []
         self._closing = False
@@ -226,7 +227,8 @@ class Batcher:
         Raises (without calling `done`) when the model is closing, the queue is full, or the inputs
         disagree on the batch size. `deadline` is in `time.monotonic()` seconds."""
         rows, signature = self._shape_of(inputs)
-        ticket = Ticket(dict(inputs), rows, signature, deadline, done)
+        splits = self._may_split()
+        ticket = Ticket(dict(inputs), rows, signature, deadline, self._counted(done) if splits else done)
         with self._changed:  # checked under the lock: `close` must not miss a request it let in
             if self.failure:
                 raise ModelNotReady(f"{self.label} is out of service: {self.failure}")
@@ -237,7 +239,8 @@ class Batcher:
                 self._purge()
                 if len({id(t.split or t) for t in self._queue}) >= limit:
                     raise QueueFull(f"{self.label}: queue is full ({limit} requests waiting); retry later")
-            parts = self._parts(rows) if self._running and not self._queue else 1
+            parts = self._parts(rows) if splits else 1
+            self._unanswered += splits
             here = run_here and parts == 1 and not self._queue and not self._running and self._cheap(rows)
             divided = here and (self._side_by_side_lately() or self._one_thread_enough(rows))
             if here:
@@ -263,6 +266,7 @@ class Batcher:
                 return False
             for t in tickets:
                 t.state = _DROPPED
+            self._unanswered -= self._may_split()
             return True
 
     async def submit(self, inputs: Mapping[str, np.ndarray], deadline: float | None = None) -> Result:
@@ -365,19 +369,32 @@ class Batcher:
         return (self.side_by_side_run is not None and estimate is not None
                 and estimate * rows < self.policy.lone_on_one_thread_below_s * 1e9)
 
+    def _may_split(self) -> bool:
+        """Whether this batcher may split requests (and so counts them until they are answered)."""
+        return self.side_by_side_run is not None and self.policy.dynamic and not self.policy.max_queue_delay_s
+
+    def _counted(self, done: Done) -> Done:
+        def answered(result: Result | BaseException) -> None:
+            with self._changed:
+                self._unanswered -= 1
+            done(result)
+        return answered
+
     def _parts(self, rows: int) -> int:
-        """Under the lock: how many parts a request of `rows` that arrives while others run and
-        nothing waits runs as (1: whole). Where requests wait, merging them keeps the instances busy
-        in larger batches, and a part never merges with its sibling: splitting b8 requests from 8
-        clients cost the foreign CNN 7 % (3,273 against 3,516 items/s). Split only where the
-        batcher may merge requests anyway (their rows are
-        independent), without a queue delay (that config asks for fuller batches, not smaller
-        ones), and where the adaptive plan has a divided session measured to need at least
-        `split_above_s` for them. A request that arrives to an idle batcher runs whole on every
-        core: there ONNX Runtime's own scheduling balances the cores, where two fixed parts wait
-        for the slower one (the foreign CNN at b32c1: 3,345 items/s split, 3,563 whole)."""
+        """Under the lock: how many parts a request of `rows` runs as (1: whole).
+
+        Split only where an instance would otherwise idle while this request runs on another:
+        something runs, nothing waits, and fewer requests are unanswered than there are instances.
+        Where more are, merging them keeps every instance busy in larger batches, and a part never
+        merges with its sibling: splitting b8 requests from 8 clients cost the foreign CNN 7 %
+        (3,273 against 3,516 items/s). A request to an idle batcher runs whole on every core:
+        there ONNX Runtime's own scheduling balances the cores, where two fixed parts wait for the
+        slower one (the foreign CNN at b32c1: 3,345 items/s split, 3,563 whole). And only where
+        `_may_split`: the batcher may merge requests anyway (their rows are independent), no queue
+        delay is configured (that asks for fuller batches, not smaller ones), the adaptive plan has
+        a divided session, and it is measured to need at least `split_above_s` for these rows."""
         estimate = self._divided_row_ns
-        if (self.side_by_side_run is None or not self.policy.dynamic or self.policy.max_queue_delay_s
+        if (not self._running or self._queue or self._unanswered >= self.policy.instances
                 or estimate is None or rows < 2 or estimate * rows < self.policy.split_above_s * 1e9):
             return 1
         return min(rows, max(1, self.policy.instances))

@@ -333,20 +333,22 @@ def test_a_split_request_is_cancelled_whole_and_queues_as_one_request():
         try:
             first = await scene.busy()  # instance 1, on every core
             scene.parts_gate.clear()
-            second = asyncio.ensure_future(scene.batcher.submit(rows(-2)))  # instance 2 (divided), held
-            await until(lambda: len(scene.parts) == 1 and scene.batcher.queued == 0, "both instances busy")
-            doomed = asyncio.ensure_future(scene.batcher.submit({"x": counted(4)["x"] + 10}))  # split: 2 parts wait
+            kept = asyncio.ensure_future(scene.batcher.submit(counted(4)))  # split: part 1 on instance 2, held
+            await until(lambda: len(scene.parts) == 1 and scene.batcher.queued == 1, "one part running, one waiting")
+            scene.release.set()
+            await first  # instance 1 takes the second part: both instances run one request's parts
+            await until(lambda: len(scene.parts) == 2 and scene.batcher.queued == 0, "both parts running")
+            doomed = asyncio.ensure_future(scene.batcher.submit({"x": counted(4)["x"] + 10}))
             await until(lambda: scene.batcher.queued == 1, "the split request queued, as one request")
             assert len(scene.batcher._queue) == 2  # as its two parts
-            kept = asyncio.ensure_future(scene.batcher.submit(counted(4)))  # a second request still fits
+            other = asyncio.ensure_future(scene.batcher.submit(rows(5)))  # a second request still fits
             await until(lambda: scene.batcher.queued == 2, "a second request queued")
             with pytest.raises(QueueFull):
                 await scene.batcher.submit(rows(90))
             doomed.cancel()
             await until(lambda: scene.batcher.queued == 1, "the cancelled request's parts dropped")
             scene.parts_gate.set()
-            scene.release.set()
-            await asyncio.gather(first, second, kept)
+            await asyncio.gather(kept, other)
         finally:
             scene.parts_gate.set()
             scene.release.set()
@@ -355,6 +357,33 @@ def test_a_split_request_is_cancelled_whole_and_queues_as_one_request():
     asyncio.run(main())
     ran = np.concatenate(scene.whole + scene.parts)[:, 0]
     assert not (ran >= 10).any()  # none of the cancelled request's rows (10 and up) ran
+
+
+def test_a_request_is_not_split_where_every_instance_has_a_request_already():
+    """Where as many requests are unanswered as there are instances, the next one waits whole, to be
+    merged with what comes after it (parts never merge with their sibling)."""
+    scene = SplitScene()
+
+    async def main():
+        scene.batcher.start()
+        try:
+            first = await scene.busy()  # instance 1
+            scene.parts_gate.clear()
+            second = asyncio.ensure_future(scene.batcher.submit(rows(-2)))  # instance 2, held
+            await until(lambda: len(scene.parts) == 1, "both instances busy")
+            third = asyncio.ensure_future(scene.batcher.submit(counted(4)))
+            await until(lambda: scene.batcher.queued == 1, "the third request queued")
+            assert len(scene.batcher._queue) == 1  # whole
+            scene.parts_gate.set()
+            scene.release.set()
+            await asyncio.gather(first, second, third)
+        finally:
+            scene.parts_gate.set()
+            scene.release.set()
+            await scene.batcher.close()
+
+    asyncio.run(main())
+    assert any(len(batch) == 4 for batch in scene.whole + scene.parts)  # the third ran in one piece
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -396,7 +425,9 @@ def test_every_request_gets_exactly_its_own_rows_whatever_is_split_merged_failed
                 await asyncio.sleep(gap_s)
             if cancelled is not None and cancelled < len(calls):
                 calls[cancelled].cancel()
-            return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 30)
+            answers = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 30)
+            assert batcher._unanswered == 0  # every request counted out: answered, failed or cancelled
+            return answers
         finally:
             await batcher.close()
 
