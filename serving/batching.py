@@ -8,8 +8,8 @@ never overtaken. Two differences from Triton: when more than one instance is idl
 what is queued is spread over them (each batch takes its share of the rows, in order) instead of
 all going to one, because on a CPU a batch stops gaining long before max_batch_size while an idle
 instance is an idle core (two b32 requests: two b32 runs side by side, not one b64 run); and under
-the adaptive plan (serving/plan.py) a large request that arrives while others run is split into a
-part per instance (`split_above_s`), answered once all its parts are. Neither when a queue delay
+the adaptive plan (serving/plan.py) a large request that arrives while another runs and nothing
+waits is split into a part per instance (`_parts`), answered once all its parts are. Neither when a queue delay
 is configured, which asks for fuller batches. With a
 delay configured an instance waits until the batch is full, reaches a preferred size, or the oldest
 request has waited `max_queue_delay_microseconds`; with `dynamic_batching {}` it never waits.

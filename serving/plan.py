@@ -15,8 +15,9 @@ parameter win when given (a KIND_GPU group's count is per GPU it lists, or per v
   lost 26 % for a lone batch-1 request; this plan takes the better of the two in each case. The
   batcher refines "alone" (serving/batching.py): a lone batch the divided session runs in under
   0.3 ms runs there, and batches count as side by side for 50 ms after they were; and a request
-  the divided session needs 2 ms or more for that arrives while others run is split into a part
-  per instance, so that two clients of large batches keep every core busy. With
+  the divided session needs 2 ms or more for that arrives while another runs (nothing waiting,
+  fewer requests unanswered than instances) is split into a part per instance, so that two
+  clients of large batches keep every core busy. With
   one usable core, or a model too large to hold twice (ADAPTIVE_MAX_BYTES), one session serves both;
 - only the count given: the cores divided among the instances (at least one thread each);
 - only the threads given: DEFAULT_INSTANCES instances.
