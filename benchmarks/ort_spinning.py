@@ -4,11 +4,13 @@ dnnzoo's sessions keep their intra-op threads from spinning (serving/sessions.py
 default lets them spin. This measures one session per setting on the foreign CNN `peers.py` serves,
 the settings interleaved in rounds, batch 1 and batch 32, median milliseconds per run:
 
-    python benchmarks/ort_spinning.py [--rounds 5]
+    python benchmarks/ort_spinning.py [--rounds 5] [--gap-ms 0.5]
 
 One thread; two threads without spinning (dnnzoo's); two spinning (ONNX Runtime's default); two
-spinning during a run only (`session.force_spinning_stop`). Whether it pays in a server, where other
-threads need the cores between and beside runs, is `peers.py --variant`'s question.
+spinning during a run only (`session.force_spinning_stop`). `--gap-ms` sleeps that long before
+each timed run, as a server's runs are spaced by its clients' round trips: a pool that sleeps
+between runs then wakes for each. Whether spinning pays in a server, where other threads need the
+cores between and beside runs, is `peers.py --variant`'s and `two_models.py`'s question.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from peers_model import foreign_model  # noqa: E402
 
@@ -47,6 +48,7 @@ def session(model_file: Path, threads: int, entries: dict[str, str]) -> ort.Infe
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="sleep before each timed run (default 0)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = foreign_model(Path(tmp))
@@ -60,6 +62,8 @@ def main() -> int:
                         s.run(None, feed)
                     times = []
                     for _ in range(calls):
+                        if args.gap_ms:
+                            time.sleep(args.gap_ms / 1e3)
                         started = time.perf_counter()
                         s.run(None, feed)
                         times.append(time.perf_counter() - started)
