@@ -80,8 +80,9 @@ class BatchPolicy:
     # a 3x64x64 CNN at b32c2: 2,526 items/s adaptive against 2,786 on a fixed 2x1 plan).
     side_by_side_memory_s: float = 0.05
     # ... and a request whose rows the divided session is measured to need at least this long for is
-    # split into a part per instance, run side by side (rows are independent wherever the dynamic
-    # batcher may merge requests). Two b32 clients then keep both cores busy: each part runs at the
+    # split into a part per instance, run side by side, where an instance would otherwise idle
+    # (`Batcher._parts` says when; rows are independent wherever the dynamic batcher may merge
+    # requests). Two b32 clients then keep both cores busy: each part runs at the
     # one-thread session's efficiency (the best on a CPU for the CNNs measured), and the next
     # request's parts start as soon as an instance is free, where two whole batches side by side
     # left a core idle while each client turned around. 2 ms: the second hand-over (~0.1 ms) costs
