@@ -96,6 +96,15 @@ input [ {{ name: "x" data_type: TYPE_FP32 dims: [ 2 ] }} ]
 output [ {{ name: "y" data_type: TYPE_FP32 dims: [ 2 ] }} ]
 dynamic_batching {{ max_queue_delay_microseconds: {HOLD_DELAY_US} }}
 """,
+    # plus_one with a plain config (the adaptive plan, no queue delay); not in the shared repository
+    "plain": """
+name: "plain"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 2 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 2 ] } ]
+dynamic_batching { }
+""",
     "held": f"""
 name: "held"
 platform: "onnxruntime_onnx"

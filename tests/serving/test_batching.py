@@ -661,14 +661,7 @@ def test_large_requests_to_a_busy_adaptive_model_are_split_and_each_answered_who
 
     monkeypatch.setattr(plan, "usable_cores", lambda: 2)  # a divided session on any machine
     monkeypatch.setattr(repository, "BatchPolicy", functools.partial(BatchPolicy, split_above_s=0.0))
-    write_model(tmp_path, "plain", graph=plus_one_graph, config="""
-name: "plain"
-platform: "onnxruntime_onnx"
-max_batch_size: 8
-input [ { name: "x" data_type: TYPE_FP32 dims: [ 2 ] } ]
-output [ { name: "y" data_type: TYPE_FP32 dims: [ 2 ] } ]
-dynamic_batching { }
-""")
+    write_model(tmp_path, "plain", graph=plus_one_graph)
     running = start_server(server_config(tmp_path))
     try:
         loaded = running.server.models.resolve("plain")
