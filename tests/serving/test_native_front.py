@@ -4,6 +4,7 @@ shared `served` fixture (tests/serving/conftest.py)."""
 
 from __future__ import annotations
 
+import time
 
 import grpc
 import numpy as np
@@ -14,6 +15,7 @@ from dnnzoo.errors import UserError
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 from serving.config import ServeConfig
+from serving.native_front import POLL_AFTER_ANSWER_S
 from serving.server import use_native_front
 from tests.serving.conftest import server_config, start_server, wait_until
 from tests.serving.test_protocol import output, raw_request
@@ -118,6 +120,55 @@ def test_concurrent_calls_reach_the_batcher_together(repository):
             assert max(b.batch_size for b in _stats(stub, "doubler").batch_stats) > 1
     finally:
         running.stop()
+
+
+class PollCounter:
+    """The real front, counting the dispatch thread's asks that do not wait (timeout 0)."""
+
+    def __init__(self, front) -> None:
+        self.front, self.polls = front, 0
+
+    def recv_batch_details(self, max_events, timeout_ms=None):
+        self.polls += timeout_ms == 0
+        return self.front.recv_batch_details(max_events, timeout_ms)
+
+    def __getattr__(self, name):
+        return getattr(self.front, name)
+
+
+def test_dispatch_thread_polls_after_answering_unless_its_last_wait_was_long(native):
+    """After answering a call itself, the dispatch thread first asks for the next call without
+    sleeping (POLL_AFTER_ANSWER_S), except when its previous such wait was longer than that."""
+    front = native.server.front
+    counter = PollCounter(front._front)
+    front._front = counter
+    try:
+        with grpc.insecure_channel(native.address) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            x = np.arange(4, dtype=np.float32).reshape(1, 4)
+            for _ in range(3):
+                np.testing.assert_array_equal(output(stub.ModelInfer(raw_request("doubler", x=("FP32", x)), timeout=10), "y"), x * 2)
+            assert counter.polls > 0  # answered on the dispatch thread (an idle, cheap model), then polled
+            time.sleep(20 * POLL_AFTER_ANSWER_S)  # a client that pauses: the thread's wait outlasts the window
+            counter.polls = 0
+            np.testing.assert_array_equal(output(stub.ModelInfer(raw_request("doubler", x=("FP32", x)), timeout=10), "y"), x * 2)
+            # the call after the long wait is answered; the next wait does not poll (the last was long)
+            time.sleep(20 * POLL_AFTER_ANSWER_S)
+            assert counter.polls == 0
+
+            # While another call is open (one queued at "held"), calls answered here never poll.
+            for _ in range(3):  # short waits again
+                stub.ModelInfer(raw_request("doubler", x=("FP32", x)), timeout=10)
+            waiting = stub.ModelInfer.future(raw_request("held", x=("FP32", np.ones((1, 2), np.float32))), timeout=30)
+            wait_until(lambda: native.server.models.resolve("held").batcher.queued == 1, what="one queued")
+            counter.polls = 0
+            for _ in range(3):
+                np.testing.assert_array_equal(output(stub.ModelInfer(raw_request("doubler", x=("FP32", x)), timeout=10), "y"), x * 2)
+            assert counter.polls == 0
+            waiting.cancel()
+            wait_until(lambda: native.server.models.resolve("held").batcher.queued == 0, what="the held call dropped")
+    finally:
+        front._front = counter.front
 
 
 def _stats(stub, model: str) -> pb.ModelStatistics:
