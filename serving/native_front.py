@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 # After answering calls itself, with no other direct call open, the dispatch thread asks the front
 # for the next call without sleeping for up to this long (each ask releases the GIL, ~2 us), as long
-# as the last such wait was this short: a sleeping thread takes ~0.1 ms to wake on a small busy VM,
+# as its last wait for calls was this short: a sleeping thread takes ~0.1 ms to wake on a small busy VM,
 # and a closed-loop Python client sends its next call ~0.4 ms after its answer. Sparse callers,
 # whose next call comes later, cost no polling; nor does a busy model (its calls are open).
 # peers.py b1c1, foreign CNN: p50 0.87 against 1.03 ms; 0.6 and 2 ms windows measured the same (README).
@@ -134,7 +134,7 @@ class NativeFront:
         direct = direct or {}
         self._direct = {number: direct[m.path] for number, m in enumerate(methods) if m.path in direct}
         self._direct_calls: dict[int, object] = {}  # call id -> its handle, until answered
-        self._last_wait_s = 0.0  # from answering calls here to the next event, the last time
+        self._last_wait_s = 0.0  # how long this thread last waited for events
         self.max_message = max_message
         io_threads = 1 if (os.cpu_count() or 1) <= 2 else 2  # on 2 cores a second one only competes
         try:
@@ -227,13 +227,11 @@ class NativeFront:
 
     def _next_events(self, answered_here: bool) -> list | None:
         """The next events (None: the front closed). After calls this thread answered itself, first
-        asked for without sleeping, when the last such wait ended within POLL_AFTER_ANSWER_S."""
+        asked for without sleeping, when the last wait for events ended within POLL_AFTER_ANSWER_S."""
         front = self._front
-        if not answered_here:
-            return front.recv_batch_details(256)
         start = time.perf_counter()
         events = []
-        if self._last_wait_s <= POLL_AFTER_ANSWER_S:
+        if answered_here and self._last_wait_s <= POLL_AFTER_ANSWER_S:
             end = start + POLL_AFTER_ANSWER_S
             while (events := front.recv_batch_details(256, 0)) == [] and time.perf_counter() < end:
                 pass

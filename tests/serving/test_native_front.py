@@ -15,7 +15,8 @@ from dnnzoo.errors import UserError
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 from serving.config import ServeConfig
-from serving.native_front import POLL_AFTER_ANSWER_S
+from serving import native_front
+from serving.native_front import POLL_AFTER_ANSWER_S, NativeFront
 from serving.server import use_native_front
 from tests.serving.conftest import server_config, start_server, wait_until
 from tests.serving.test_protocol import output, raw_request
@@ -136,9 +137,9 @@ class PollCounter:
         return getattr(self.front, name)
 
 
-def test_dispatch_thread_polls_after_answering_unless_its_last_wait_was_long(native):
-    """After answering a call itself, the dispatch thread first asks for the next call without
-    sleeping (POLL_AFTER_ANSWER_S), except when its previous such wait was longer than that."""
+def test_dispatch_thread_does_not_poll_after_a_long_wait_or_while_a_call_is_open(native, monkeypatch):
+    """The two limits of the dispatch thread's polling (POLL_AFTER_ANSWER_S), on the real server:
+    a client that pauses costs no polling, and neither does a call answered while another is open."""
     front = native.server.front
     counter = PollCounter(front._front)
     front._front = counter
@@ -146,29 +147,74 @@ def test_dispatch_thread_polls_after_answering_unless_its_last_wait_was_long(nat
         with grpc.insecure_channel(native.address) as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
             x = np.arange(4, dtype=np.float32).reshape(1, 4)
-            for _ in range(3):
-                np.testing.assert_array_equal(output(stub.ModelInfer(raw_request("doubler", x=("FP32", x)), timeout=10), "y"), x * 2)
-            assert counter.polls > 0  # answered on the dispatch thread (an idle, cheap model), then polled
+            np.testing.assert_array_equal(output(stub.ModelInfer(raw_request("doubler", x=("FP32", x)), timeout=10), "y"), x * 2)
             time.sleep(20 * POLL_AFTER_ANSWER_S)  # a client that pauses: the thread's wait outlasts the window
             counter.polls = 0
+            # answered on the dispatch thread (an idle, cheap model); its last wait was long: no polling
             np.testing.assert_array_equal(output(stub.ModelInfer(raw_request("doubler", x=("FP32", x)), timeout=10), "y"), x * 2)
-            # the call after the long wait is answered; the next wait does not poll (the last was long)
             time.sleep(20 * POLL_AFTER_ANSWER_S)
             assert counter.polls == 0
 
-            # While another call is open (one queued at "held"), calls answered here never poll.
-            for _ in range(3):  # short waits again
-                stub.ModelInfer(raw_request("doubler", x=("FP32", x)), timeout=10)
             waiting = stub.ModelInfer.future(raw_request("held", x=("FP32", np.ones((1, 2), np.float32))), timeout=30)
             wait_until(lambda: native.server.models.resolve("held").batcher.queued == 1, what="one queued")
+            # a window that any turnaround fits in, so only the open call can keep the thread from polling
+            monkeypatch.setattr(native_front, "POLL_AFTER_ANSWER_S", 0.5)
             counter.polls = 0
             for _ in range(3):
                 np.testing.assert_array_equal(output(stub.ModelInfer(raw_request("doubler", x=("FP32", x)), timeout=10), "y"), x * 2)
             assert counter.polls == 0
+            monkeypatch.undo()
             waiting.cancel()
             wait_until(lambda: native.server.models.resolve("held").batcher.queued == 0, what="the held call dropped")
     finally:
         front._front = counter.front
+
+
+class ScriptedFront:
+    """pygrpc-native's front as `_next_events` sees it: asks without waiting answer from `polls`
+    (then nothing), a waiting ask answers one call after `blocking_s`."""
+
+    def __init__(self, polls=(), blocking_s: float = 0.0) -> None:
+        self.polls, self.blocking_s, self.asked = list(polls), blocking_s, []
+
+    def recv_batch_details(self, max_events, timeout_ms=None):
+        self.asked.append(timeout_ms)
+        if timeout_ms == 0:
+            return self.polls.pop(0) if self.polls else []
+        time.sleep(self.blocking_s)
+        return ["a call"]
+
+
+def next_events(scripted: ScriptedFront, answered_here: bool, last_wait_s: float = 0.0):
+    front = NativeFront.__new__(NativeFront)  # only the two fields `_next_events` uses
+    front._front, front._last_wait_s = scripted, last_wait_s
+    return front._next_events(answered_here), front._last_wait_s
+
+
+def test_polling_finds_a_call_that_comes_within_the_window():
+    scripted = ScriptedFront(polls=[[], [], ["a call"]])
+    events, last_wait_s = next_events(scripted, answered_here=True)
+    assert events == ["a call"] and scripted.asked == [0, 0, 0] and last_wait_s < POLL_AFTER_ANSWER_S
+
+
+def test_polling_ends_with_the_window_and_a_long_wait_stops_the_next_poll():
+    scripted = ScriptedFront(blocking_s=3 * POLL_AFTER_ANSWER_S)
+    events, last_wait_s = next_events(scripted, answered_here=True)
+    assert events == ["a call"] and scripted.asked[0] == 0 and scripted.asked[-1] is None
+    assert last_wait_s >= 3 * POLL_AFTER_ANSWER_S
+    scripted.asked.clear()
+    assert next_events(scripted, answered_here=True, last_wait_s=last_wait_s)[0] == ["a call"]
+    assert scripted.asked == [None]  # waited at once
+
+
+def test_no_polling_unless_the_thread_answered_calls_itself():
+    scripted = ScriptedFront(polls=[["a call"]])
+    assert next_events(scripted, answered_here=False)[0] == ["a call"] and scripted.asked == [None]
+
+
+def test_a_front_closed_while_polling_ends_the_wait():
+    scripted = ScriptedFront(polls=[[], None])
+    assert next_events(scripted, answered_here=True)[0] is None and scripted.asked == [0, 0]
 
 
 def _stats(stub, model: str) -> pb.ModelStatistics:
