@@ -102,6 +102,9 @@ def rest_request(model, server, kind: str, array) -> bytes:
 
 
 def median_rows(rows: list[dict]) -> dict:
+    refused = [r["refused"] for r in rows if "refused" in r]
+    if refused:  # the server refused the request itself: no figures
+        return {"refused": refused[0]}
     keys = ("items_s", "p50_ms", "p99_ms", "client_cpu", "server_cpu")
     summary = {k: statistics.median(r[k] for r in rows) for k in keys if all(r.get(k) is not None for r in rows)}
     summary["items_s_range"] = [min(r["items_s"] for r in rows), max(r["items_s"] for r in rows)]
@@ -111,6 +114,7 @@ def median_rows(rows: list[dict]) -> dict:
 def rest_ratio_lines(shape: tuple[int, int], table: dict[str, dict]) -> list[str]:
     """dnnzoo's REST against its own gRPC and against MLServer's REST, with the issue's targets."""
     lines = []
+    table = {t: row for t, row in table.items() if "refused" not in row}
     if "dnnzoo-rest" in table and "dnnzoo" in table:
         if shape == (1, 1):
             added = table["dnnzoo-rest"]["p50_ms"] - table["dnnzoo"]["p50_ms"]
@@ -129,6 +133,7 @@ def rest_ratio_lines(shape: tuple[int, int], table: dict[str, dict]) -> list[str
 def ratio_lines(shape: tuple[int, int], table: dict[str, dict]) -> list[str]:
     """dnnzoo against the best peer, MLServer and in-process ORT, with the issue's targets beside them."""
     batch, concurrency = shape
+    table = {t: row for t, row in table.items() if "refused" not in row}
     if "dnnzoo" not in table:
         return []
     ours = table["dnnzoo"]["items_s"]
@@ -157,6 +162,9 @@ def print_tables(summary: dict, header: list[str]) -> None:
         print(f"  {'server':16} {'items/s':>9} {'(min-max)':>14} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'client CPU':>10} {'server CPU':>10}")
         for target, row in table.items():
+            if "refused" in row:
+                print(f"  {LABELS[target]:16} refused the request: {row['refused']}")
+                continue
             low, high = row["items_s_range"]
             client = row.get("client_cpu")
             mark = "*" if client is not None and client > SATURATED else " "
@@ -288,9 +296,10 @@ def main() -> int:
                                            payload=rest_payloads[target, batch])
                             before, start = server.cpu_seconds(), time.perf_counter()
                             row = client.ask(job)
-                            # the server's CPU over warm-up and measurement together; the client's over the latter
-                            row["server_cpu"] = (server.cpu_seconds() - before) / (time.perf_counter() - start)
-                            row["client_cpu"] = row.pop("cpu")
+                            if "refused" not in row:
+                                # the server's CPU over warm-up and measurement together; the client's over the latter
+                                row["server_cpu"] = (server.cpu_seconds() - before) / (time.perf_counter() - start)
+                                row["client_cpu"] = row.pop("cpu")
                             if not server.alive():
                                 raise SystemExit(f"{server.label} died:\n{server.log_tail()}")
                         measurements.append({"target": target, "shape": f"b{batch}c{concurrency}", "round": round_ + 1,
