@@ -212,26 +212,27 @@ class NativeFront:
         while events is not None:
             if self._guard is not None:
                 events = [event for event in events if not self._refused(event)]
-            answered_here = False
+            all_answered = False  # it took direct calls and none is open now (answered here, or at once)
             if self._direct:
                 alone, count = len(events) == 1, len(events)
                 events = [event for event in events if not self._take_direct(event, alone)]
-                answered_here = len(events) < count and not self._direct_calls
+                all_answered = len(events) < count and not self._direct_calls
             if events:
                 try:
                     loop.call_soon_threadsafe(self._on_events, events)
                 except RuntimeError:  # the loop is closed: nobody can answer any more
                     front.close()
                     return
-            events = self._next_events(answered_here)
+            events = self._next_events(all_answered)
 
-    def _next_events(self, answered_here: bool) -> list | None:
-        """The next events (None: the front closed). After calls this thread answered itself, first
-        asked for without sleeping, when the last wait for events ended within POLL_AFTER_ANSWER_S."""
+    def _next_events(self, all_answered: bool) -> list | None:
+        """The next events (None: the front closed). When the calls this thread took are all answered
+        and none is open, first asked for without sleeping, if the last wait ended within
+        POLL_AFTER_ANSWER_S."""
         front = self._front
         start = time.perf_counter()
         events = []
-        if answered_here and self._last_wait_s <= POLL_AFTER_ANSWER_S:
+        if all_answered and self._last_wait_s <= POLL_AFTER_ANSWER_S:
             end = start + POLL_AFTER_ANSWER_S
             while (events := front.recv_batch_details(256, 0)) == [] and time.perf_counter() < end:
                 pass

@@ -185,36 +185,36 @@ class ScriptedFront:
         return ["a call"]
 
 
-def next_events(scripted: ScriptedFront, answered_here: bool, last_wait_s: float = 0.0):
+def next_events(scripted: ScriptedFront, all_answered: bool, last_wait_s: float = 0.0):
     front = NativeFront.__new__(NativeFront)  # only the two fields `_next_events` uses
     front._front, front._last_wait_s = scripted, last_wait_s
-    return front._next_events(answered_here), front._last_wait_s
+    return front._next_events(all_answered), front._last_wait_s
 
 
 def test_polling_finds_a_call_that_comes_within_the_window():
     scripted = ScriptedFront(polls=[[], [], ["a call"]])
-    events, last_wait_s = next_events(scripted, answered_here=True)
+    events, last_wait_s = next_events(scripted, all_answered=True)
     assert events == ["a call"] and scripted.asked == [0, 0, 0] and last_wait_s < POLL_AFTER_ANSWER_S
 
 
 def test_polling_ends_with_the_window_and_a_long_wait_stops_the_next_poll():
     scripted = ScriptedFront(blocking_s=3 * POLL_AFTER_ANSWER_S)
-    events, last_wait_s = next_events(scripted, answered_here=True)
+    events, last_wait_s = next_events(scripted, all_answered=True)
     assert events == ["a call"] and scripted.asked[0] == 0 and scripted.asked[-1] is None
     assert last_wait_s >= 3 * POLL_AFTER_ANSWER_S
     scripted.asked.clear()
-    assert next_events(scripted, answered_here=True, last_wait_s=last_wait_s)[0] == ["a call"]
+    assert next_events(scripted, all_answered=True, last_wait_s=last_wait_s)[0] == ["a call"]
     assert scripted.asked == [None]  # waited at once
 
 
 def test_no_polling_unless_the_thread_answered_calls_itself():
     scripted = ScriptedFront(polls=[["a call"]])
-    assert next_events(scripted, answered_here=False)[0] == ["a call"] and scripted.asked == [None]
+    assert next_events(scripted, all_answered=False)[0] == ["a call"] and scripted.asked == [None]
 
 
 def test_a_front_closed_while_polling_ends_the_wait():
     scripted = ScriptedFront(polls=[[], None])
-    assert next_events(scripted, answered_here=True)[0] is None and scripted.asked == [0, 0]
+    assert next_events(scripted, all_answered=True)[0] is None and scripted.asked == [0, 0]
 
 
 def _stats(stub, model: str) -> pb.ModelStatistics:
