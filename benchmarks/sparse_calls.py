@@ -2,15 +2,18 @@
 
     python benchmarks/sparse_calls.py [--pauses-ms 0,0.5,2,10] [--rounds 3 --seconds 3]
     python benchmarks/sparse_calls.py --tree before=../base      # also another checkout, same rounds
+    python benchmarks/sparse_calls.py --thin                     # also the grpc.aio + ORT peer
+    python benchmarks/sparse_calls.py --model-repo REPO --model NAME
 
-One grpc.aio client sends batch-1 calls to the foreign CNN (`peers.py`'s model, plain config) and
-pauses after each answer for the given time before the next call. Reported per pause and server:
-p50 latency and the server's CPU time per call (from its process, children included), medians of
-interleaved rounds.
+One grpc.aio client sends batch-1 calls to the foreign CNN (`peers.py`'s model, plain config), or to
+a model of your own, and pauses after each answer for the given time before the next call. Reported
+per pause and server: p50 latency and the server's CPU time per call (from its process, children
+included), medians of interleaved rounds.
 
-Why: after answering a call itself the gRPC front's dispatch thread polls for the next one instead
-of sleeping (serving/native_front.py `POLL_AFTER_ANSWER_S`); this shows what that costs and saves
-for clients that call back at once and for those that pause.
+Why: most callers of a service are not a closed loop; they pause. Two things here depend on the
+pause: after answering a call itself the gRPC front's dispatch thread polls for the next one instead
+of sleeping (serving/native_front.py `POLL_AFTER_ANSWER_S`), and a model's all-core ONNX Runtime
+pool, idle for the pause, must get its second core back (serving/sessions.py `worker_affinities`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ sys.path.insert(0, str(HERE))
 
 import grpc  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
-from peers_model import foreign_model  # noqa: E402
+from peers_model import foreign_model, repository_model  # noqa: E402
+from peers_servers import start_thin  # noqa: E402
 from protos.model_config_pb2 import ModelConfig  # noqa: E402
 from serving import child_server  # noqa: E402
 from serving.loadgen import CHANNEL_OPTIONS, INFER, request_for  # noqa: E402
@@ -61,7 +65,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
                         help="also serve the model with the dnnzoo of another checkout at PATH")
+    parser.add_argument("--thin", action="store_true", help="also the grpc.aio + ORT peer (peers.py's thin server)")
+    parser.add_argument("--model-repo", type=Path, help="serve a model from this repository instead of the foreign CNN")
+    parser.add_argument("--model", help="with --model-repo: the model's name (one input, max_batch_size > 0)")
     args = parser.parse_args()
+    if bool(args.model_repo) != bool(args.model):
+        parser.error("--model-repo and --model go together")
     pauses = [float(p) / 1000 for p in args.pauses_ms.split(",")]
     checkouts = {"dnnzoo": HERE.parent}
     for name, path in (tree.split("=", 1) for tree in args.tree):
@@ -70,17 +79,22 @@ def main() -> int:
         checkouts[f"dnnzoo@{name}"] = Path(path).resolve()
     with tempfile.TemporaryDirectory(prefix="dnnzoo-sparse-") as tmp:
         tmp = Path(tmp)
-        model = foreign_model(tmp / "repo")
+        (tmp / "repo").mkdir()
+        model = repository_model(args.model_repo, args.model, tmp / "repo") if args.model else foreign_model(tmp / "repo")
         config = text_format.Parse((tmp / "repo" / model.name / "config.pbtxt").read_text(), ModelConfig())
         payload = request_for(config, 1)
         servers = {}
-        figures = {(name, pause): {"p50": [], "cpu": []} for name in checkouts for pause in pauses}
+        names = [*checkouts, *(["grpc.aio + ORT"] if args.thin else [])]
+        figures = {(name, pause): {"p50": [], "cpu": []} for name in names for pause in pauses}
         try:
             for number, (name, checkout) in enumerate(checkouts.items()):
                 servers[name] = child_server.start_dnnzoo(tmp / "repo", tmp / f"server{number}.log", cwd=checkout,
                                                           env=dict(os.environ, PYTHONPATH=str(checkout)))
                 child_server.wait_ready(servers[name], model.name)
-            names = list(checkouts)
+            if args.thin:
+                servers["grpc.aio + ORT"] = start_thin(model.onnx, model.name, tmp, None)
+                child_server.wait_ready(servers["grpc.aio + ORT"], model.name)
+            names = list(servers)
             for round_number in range(args.rounds):
                 for name in names[round_number % len(names):] + names[:round_number % len(names)]:
                     for pause in pauses:
@@ -96,7 +110,7 @@ def main() -> int:
     print(f"\nbatch-1 calls one at a time, a pause after each answer; medians of {args.rounds} rounds x {args.seconds:g} s")
     print(f"  {'pause ms':>8}  {'server':20s} {'p50 ms':>7}  {'server CPU per call (us)':>24}")
     for pause in pauses:
-        for name in checkouts:
+        for name in names:
             cell = figures[name, pause]
             print(f"  {pause * 1000:8g}  {name:20s} {statistics.median(cell['p50']):7.3f}  {statistics.median(cell['cpu']):24.0f}")
     return 0

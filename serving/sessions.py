@@ -24,12 +24,15 @@ spin between runs: an idle worker sleeps instead of taking a core from the gRPC 
 model. The adaptive plan's all-core session, which runs only batches that start alone, lets its
 workers spin while a run lasts (`session.force_spinning_stop`): on the foreign CNN at b1c1 that
 gave 894 against 787 items/s, with b1c16 and b32c2 unchanged (peers.py, a `dnnzoo:spin` variant).
-Where one pool is shared by batches side by side, spinning lost 8-16 % (README).
+Where one pool is shared by batches side by side, spinning lost 8-16 % (README). That session's
+workers are pinned one to a core and its caller is held off their cores while a run lasts
+(`pool_placement`): after a client's pause the run keeps its second core.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +60,7 @@ KIND_GPU, KIND_CPU = 1, 2  # ModelInstanceGroup.Kind values
 # ONNX Runtime writes an ERROR line to stderr for every run that fails; those failures are the
 # client's (answered INVALID_ARGUMENT), so a bad client could flood the log, and a full stderr pipe
 # would stall the instance thread writing it. Runs log nothing; the failure goes to the client.
+AFFINITIES = "session.intra_op_thread_affinities"
 _RUN_OPTIONS = ort.RunOptions()
 _RUN_OPTIONS.log_severity_level = 4
 # onnxruntime 1.31's `run_with_iobinding` looks up the run's `gpu_graph_id` and, when it is unset,
@@ -81,6 +85,7 @@ class LoadedSession:
     device: int | None = None  # the GPU this session runs on (None: the provider's default, or the CPU)
     bind_outputs: bool = False  # run through an IOBinding, outputs left on the GPU and copied once
     warm_run_ns: int | None = None  # the fastest of a few warm batch-1 runs (the divided session's)
+    caller_cores: frozenset[int] | None = None  # cores a run's caller is held to (`pool_placement`)
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Before queueing: ONNX Runtime string tensors hold UTF-8 text, so BYTES become str here
@@ -101,12 +106,30 @@ class LoadedSession:
         if self._reshaped:
             inputs = {t.name: _to_model_shape(inputs[t.name], t, batched) for t in self.spec.inputs if t.name in inputs}
         try:
-            values = self._run_bound(inputs) if self.bind_outputs else self.session.run(self._output_names, inputs, _RUN_OPTIONS)
+            if self.caller_cores is not None:
+                values = self._run_held(inputs)
+            elif self.bind_outputs:
+                values = self._run_bound(inputs)
+            else:
+                values = self.session.run(self._output_names, inputs, _RUN_OPTIONS)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types; the input is the cause
             raise run_failure(self.spec.name, exc) from None
         if not self._reshaped:
             return dict(zip(self._output_names, values))
         return {t.name: _to_client_shape(v, t, batched) for t, v in zip(self.spec.outputs, values)}
+
+    def _run_held(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """A run whose calling thread stays off its pinned workers' cores while it lasts, then gets
+        its own affinity back (three system calls, ~1.5 us)."""
+        own = os.sched_getaffinity(0)  # pid 0: this thread only
+        try:
+            os.sched_setaffinity(0, self.caller_cores)
+        except OSError:  # those cores were taken from the process since (a changed cpuset): run unheld
+            return self.session.run(self._output_names, inputs, _RUN_OPTIONS)
+        try:
+            return self.session.run(self._output_names, inputs, _RUN_OPTIONS)
+        finally:
+            os.sched_setaffinity(0, own)
 
     def _run_bound(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         """A run through an IOBinding: inputs bound from host memory (ONNX Runtime copies them to the
@@ -201,9 +224,11 @@ class ProviderChoice:
             self.failed.add(provider)
 
 
-def session_options(spec: ModelSpec, threads: int | None = None, spin: bool = False) -> ort.SessionOptions:
+def session_options(spec: ModelSpec, threads: int | None = None, spin: bool = False,
+                    placement: PoolPlacement | None = None) -> ort.SessionOptions:
     """Options from the config and the plan; `threads` replaces the plan's intra-op threads, `spin`
-    lets the pool's workers spin while a run lasts (never between runs); the config's entries win."""
+    lets the pool's workers spin while a run lasts (never between runs), `placement` pins them; the
+    config's entries win."""
     options = ort.SessionOptions()
     options.log_severity_level = 3  # provider fallbacks are logged by us, once, in plain words
     plan = plan_for(spec.config)
@@ -214,6 +239,8 @@ def session_options(spec: ModelSpec, threads: int | None = None, spin: bool = Fa
     entries = {"session.intra_op.allow_spinning": "1" if spin else "0", "session.inter_op.allow_spinning": "0"}
     if spin:
         entries["session.force_spinning_stop"] = "1"  # workers sleep as soon as each run ends
+    if placement is not None:
+        entries[AFFINITIES] = placement.workers
     for key, value in spec.config.parameters.items():
         if key in ORT_SESSION_ENTRIES:
             entries[key] = value.string_value
@@ -226,6 +253,36 @@ def session_options(spec: ModelSpec, threads: int | None = None, spin: bool = Fa
         2: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     }.get(level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     return options
+
+
+@dataclass(frozen=True)
+class PoolPlacement:
+    """Where an all-core pool's threads run: each worker pinned to a core of its own (ONNX Runtime's
+    affinity string), and the thread that calls `run` held to the cores left (`LoadedSession.run`)."""
+
+    workers: str
+    caller: frozenset[int]
+
+
+def pool_placement(threads: int) -> PoolPlacement | None:
+    """The all-core session's placement: worker i on the (i+1)-th core this process may use, as ONNX
+    Runtime places its workers when it picks the thread count itself, and the caller on the first.
+
+    Why: unpinned, a worker woken after a pause of 2 ms or more was often put on the caller's core,
+    and the run lost its second core. Pinning only the workers is not enough in a server: the
+    thread that calls `run` (the gRPC front's dispatch thread, an instance thread) floats, and runs
+    whose caller sat on the worker's core took 0.85 ms p50 and 2.6 ms on average, against 0.56-0.58
+    ms with the caller held (the foreign CNN, batch 1, 10 ms pauses; README). None where there is
+    no worker to pin or too few cores."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if threads < 2 or threads > len(cores):
+        return None
+    workers = cores[1:threads]
+    return PoolPlacement(";".join(str(core + 1) for core in workers),  # ORT numbers processors from 1
+                         frozenset(cores) - frozenset(workers))
 
 
 def open_instances(path: Path, spec: ModelSpec, providers: ProviderChoice, label: str) -> list[LoadedSession]:
@@ -296,7 +353,8 @@ def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: 
                  threads: int | None = None, spin: bool = False) -> LoadedSession:
     """Create, check and warm up one session; ValueError with a readable reason if any step fails.
     `threads` and `spin` as in session_options."""
-    options = session_options(spec, threads, spin)
+    placement = pool_placement(threads or plan_for(spec.config).intra_op_threads) if spin else None
+    options = session_options(spec, threads, spin, placement)
     wanted = wanted or providers.wanted(spec)
     model_dir = path.parent.parent if path.parent.name.isdigit() else path.parent.parent.parent  # NAME/1/model.onnx[/model.onnx]
     try:
@@ -318,7 +376,8 @@ def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: 
     check_graph(session, spec)
     bind = bind and used[0] in GPU_PROVIDERS and not any(t.datatype.name == "BYTES" for t in (*spec.inputs, *spec.outputs))
     device = device if used[0] in GPU_PROVIDERS else None  # a GPU session that fell back runs on the CPU
-    loaded = LoadedSession(session, spec, used, options.intra_op_num_threads, options.inter_op_num_threads, device, bind)
+    loaded = LoadedSession(session, spec, used, options.intra_op_num_threads, options.inter_op_num_threads, device, bind,
+                           caller_cores=placement.caller if placement and used[0] == CPU else None)
     try:
         runs = gpu_options.warmup_runs(spec.config, model_dir)
     except (ValueError, OSError) as exc:

@@ -65,6 +65,8 @@ def test_a_plain_config_is_served_with_the_adaptive_plan_and_reports_it(stub, se
     with the cores divided for batches side by side (none on one core), reported in ModelConfig."""
     from protos import grpc_service_pb2 as pb
 
+    from serving import sessions
+
     config = stub.ModelConfig(pb.ModelConfigRequest(name="merger")).config  # no instance_group, no threads
     loaded = served.server.models.resolve("merger")
     expected = plan_for(loaded.spec.config)
@@ -81,10 +83,14 @@ def test_a_plain_config_is_served_with_the_adaptive_plan_and_reports_it(stub, se
         spins = [loaded.runtime.session.get_session_options().get_session_config_entry(key)
                  for key in ("session.intra_op.allow_spinning", "session.force_spinning_stop")]
         assert spins == ["1", "1"]  # it runs batches alone: its workers spin, within a run only
+        placement = sessions.pool_placement(expected.intra_op_threads)  # its workers pinned, its caller held apart
+        assert loaded.runtime.session.get_session_options().get_session_config_entry(sessions.AFFINITIES) == placement.workers
+        assert loaded.runtime.caller_cores == placement.caller and loaded.side_by_side.caller_cores is None
     assert loaded.batcher.side_by_side_run == (loaded.side_by_side and loaded.side_by_side.run)
     doubler = served.server.models.resolve("doubler")  # a count given: the config's plan, one session
     assert doubler.side_by_side is None and doubler.batcher.side_by_side_run is None
     assert doubler.runtime.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert doubler.runtime.caller_cores is None  # the config's plan: nothing pinned (Triton's semantics)
 
 
 def test_a_model_too_large_to_hold_twice_keeps_one_session(tmp_path, monkeypatch):
@@ -104,3 +110,64 @@ def test_a_model_too_large_to_hold_twice_keeps_one_session(tmp_path, monkeypatch
     assert sessions.side_by_side_threads(model, spec) == 2
     monkeypatch.setattr(sessions, "ADAPTIVE_MAX_BYTES", 199)
     assert sessions.side_by_side_threads(model, spec) is None
+
+
+def test_an_all_core_pool_pins_a_worker_to_each_core_but_the_callers(monkeypatch):
+    """As ONNX Runtime places the workers of a pool whose size it picks itself: worker i on the
+    (i+1)-th core this process may use (ORT numbers processors from 1); the caller keeps the rest."""
+    from serving import sessions
+
+    monkeypatch.setattr(sessions.os, "sched_getaffinity", lambda pid: {7, 4, 5, 6})
+    assert sessions.pool_placement(4) == sessions.PoolPlacement("6;7;8", frozenset({4}))
+    assert sessions.pool_placement(3) == sessions.PoolPlacement("6;7", frozenset({4, 7}))
+    assert sessions.pool_placement(1) is None  # no worker to pin
+    assert sessions.pool_placement(5) is None  # more threads than cores: no core of its own each
+
+
+def test_a_held_run_keeps_only_its_caller_off_the_workers_cores_and_gives_its_affinity_back(tmp_path):
+    """A run on an all-core session holds the calling thread (not the process) to the caller's cores
+    while it lasts, and gives the thread its affinity back after it, after a failed run too."""
+    import os
+    import threading
+    from dataclasses import replace
+
+    import numpy as np
+
+    from serving.errors import ServingError
+    from serving.repository import Repository
+    from serving.sessions import ProviderChoice, open_session
+    from tests.serving.builders import write_model
+
+    write_model(tmp_path, "doubler")
+    source = Repository(tmp_path).read("doubler")
+    plain = open_session(source.versions[1], source.spec, ProviderChoice("cpu"), "doubler")
+    cores = os.sched_getaffinity(0)
+    caller = frozenset({min(cores)})
+    main = threading.get_native_id()
+    during = []
+
+    class Noting:  # the real session; notes both threads' affinities as each run starts
+        def run(self, *args):
+            during.append((os.sched_getaffinity(0), os.sched_getaffinity(main)))
+            return plain.session.run(*args)
+
+    held = replace(plain, session=Noting(), caller_cores=caller)
+    after = []
+
+    def calls() -> None:
+        x = np.ones((2, 4), np.float32)
+        np.testing.assert_array_equal(held.run({"x": x})["y"], x * 2)
+        after.append(os.sched_getaffinity(0))
+        try:
+            held.run({"x": np.ones((2, 4), np.float64)})  # the wrong type: ONNX Runtime refuses it
+        except ServingError:
+            after.append(os.sched_getaffinity(0))
+
+    thread = threading.Thread(target=calls)
+    thread.start()
+    thread.join()
+    assert during == [(caller, cores), (caller, cores)]  # this thread held, the main thread untouched
+    assert after == [cores, cores]
+    gone = replace(plain, caller_cores=frozenset({4000}))  # cores the process no longer has: run unheld
+    np.testing.assert_array_equal(gone.run({"x": np.ones((1, 4), np.float32)})["y"], np.full((1, 4), 2.0))
+    assert os.sched_getaffinity(0) == cores
