@@ -77,7 +77,9 @@ class BatchPolicy:
     # ... and a batch that starts alone within this long of two batches running side by side counts as
     # beside another: two clients whose batches end close together would otherwise take turns
     # starting "alone" on every core against the other's one-thread batch (3 threads on 2 cores;
-    # a 3x64x64 CNN at b32c2: 2,526 items/s adaptive against 2,786 on a fixed 2x1 plan).
+    # a 3x64x64 CNN at b32c2: 2,526 items/s adaptive against 2,786 on a fixed 2x1 plan). It counts
+    # from when two batches last ran at once, so from the end of a long one: counted from its start,
+    # a 224x224 CNN's 60-110 ms batches outlived it (b32c2: 370 against 441 items/s, peers.py).
     side_by_side_memory_s: float = 0.05
     # ... and a request whose rows the divided session is measured to need at least this long for is
     # split into a part per instance, run side by side, where an instance would otherwise idle
@@ -459,6 +461,8 @@ class Batcher:
         """An execution ended: count it out, learn its cost per row (and the divided session's, when
         it ran there), wake an instance for the queue."""
         with self._changed:
+            if self._running > 1:  # it ran beside another until now: that counts from its end, not its start
+                self._side_by_side_ns = time.monotonic_ns()
             self._running -= 1
             if row_ns is not None:
                 self._row_ns = _learn(self._row_ns, row_ns)

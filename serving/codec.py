@@ -167,8 +167,10 @@ def encode_bytes(array: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def _decode_raw(tensor: str, shape: tuple[int, ...], datatype: Datatype, raw: bytes, budget: Budget) -> np.ndarray:
+def _decode_raw(tensor: str, shape: tuple[int, ...], datatype: Datatype, raw: bytes | memoryview,
+                budget: Budget) -> np.ndarray:
     if datatype.name == "BYTES":
+        raw = bytes(raw)  # its elements become bytes objects of their own
         most = len(raw) // LENGTH_PREFIX
         bound = max(most, budget.cap)
         count = elements(shape, bound)
@@ -189,7 +191,7 @@ def _decode_raw(tensor: str, shape: tuple[int, ...], datatype: Datatype, raw: by
             f"{datatype.name} needs {needs}"
         )
     budget.take(tensor, shape, count, strings=False)
-    # A read-only view of the message's bytes: no copy (ONNX Runtime reads it as it is).
+    # A read-only view of the bytes (the message's, or the payload's: serving.wire): no copy.
     return np.frombuffer(raw, dtype=_LITTLE_ENDIAN[datatype.name]).reshape(shape)
 
 
@@ -218,15 +220,18 @@ def _decode_typed(message: pb.ModelInferRequest.InferInputTensor, tensor: str, s
         raise InvalidInput(f"input {shown(tensor)}: a value in contents.{field} is out of range for {datatype.name}") from None
 
 
-def decode_request(message: pb.ModelInferRequest, limits: RequestLimits = DEFAULT_LIMITS) -> InferRequest:
-    """The request as numpy arrays; InvalidInput if malformed, TooLarge if above a cap of `limits`."""
+def decode_request(message: pb.ModelInferRequest, limits: RequestLimits = DEFAULT_LIMITS,
+                   raw_views: list[memoryview] | None = None) -> InferRequest:
+    """The request as numpy arrays; InvalidInput if malformed, TooLarge if above a cap of `limits`.
+    `raw_views`: the message's raw_input_contents as views of the bytes it was parsed from
+    (`serving.wire.raw_inputs`), read instead of copies of them."""
     for kind, tensors in (("inputs", message.inputs), ("outputs", message.outputs)):
         if len(tensors) > MAX_TENSORS:
             raise InvalidInput(f"{len(tensors)} {kind} in one request, at most {MAX_TENSORS} are accepted")
     # Repeated fields are read as slices (lists), once counted: iterating one directly ends in a
     # raised and formatted IndexError, which costs more than the rest of decoding a small request.
     given, requested_outputs = message.inputs[:], message.outputs[:]
-    raw = message.raw_input_contents
+    raw = message.raw_input_contents if raw_views is None else raw_views
     if raw:
         if any(t.HasField("contents") for t in given):
             typed = next(t.name for t in given if t.HasField("contents"))

@@ -110,11 +110,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return await self.model_infer(request, deadline_of(context))
 
     def start_model_infer(self, request: pb.ModelInferRequest, deadline: float | None, reply: Callable[[object], None],
-                          run_here: bool = False) -> Call:
+                          run_here: bool = False, raw_views: list[memoryview] | None = None) -> Call:
         """The one ModelInfer path, whichever front the call came in on: decoded, validated and
         queued on the calling thread; `reply` gets the response message, or the exception to map, on
         the model's instance thread (or on this one, see `DataPlane.start`). The native front calls
-        it straight from its dispatch thread; grpc.aio through `model_infer`."""
+        it straight from its dispatch thread, with the request's raw inputs split off the payload it
+        arrived in (`raw_views`, serving.wire); grpc.aio through `model_infer`."""
 
         def done(result) -> None:
             if not isinstance(result, BaseException):
@@ -124,7 +125,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                     result = exc
             reply(result)
 
-        return self.plane.start(decode_request(request, self.plane.limits), deadline, done, run_here)
+        return self.plane.start(decode_request(request, self.plane.limits, raw_views), deadline, done, run_here)
 
     async def model_infer(self, request: pb.ModelInferRequest, deadline: float | None) -> pb.ModelInferResponse:
         """`start_model_infer` for the event loop; a large request is decoded and queued off it."""

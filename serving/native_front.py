@@ -46,6 +46,7 @@ from serving.auth import Guard
 from serving.dataplane import HeldBytes
 from serving.limits import INLINE_PAYLOAD_BYTES
 from serving.status import MALFORMED_MESSAGE, status_of
+from serving.wire import split_raw_inputs
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,10 @@ POLL_AFTER_ANSWER_S = 0.001
 
 Handler = Callable[[object, "CallContext"], Awaitable[object]]
 Reply = Callable[[object], None]  # the response message, or an exception to map to a status
-# start(request message, deadline in time.monotonic() seconds, reply, run_here) -> a handle with
-# cancel(); run_here: the call arrived alone, and may run on the dispatch thread if its model is idle
-Direct = Callable[[object, "float | None", Reply, bool], object]
+# start(request message, deadline in time.monotonic() seconds, reply, run_here, raw views) -> a
+# handle with cancel(); run_here: the call arrived alone, and may run on the dispatch thread if its
+# model is idle; raw views: its raw_input_contents, split off the payload (serving.wire), or None
+Direct = Callable[[object, "float | None", Reply, bool, "list[memoryview] | None"], object]
 
 
 def available() -> bool:
@@ -271,19 +273,25 @@ class NativeFront:
         remaining = details[2] if details else None
         deadline = None if remaining is None else time.monotonic() + remaining
         self._direct_calls[call_id] = None  # the answer may come before `start` returns
-        if len(payload) > INLINE_PAYLOAD_BYTES and self._heavy is not None:  # takes time: not on this thread
-            self._decode_later(start, call_id, method_id, payload, deadline)
+        if self._too_large(call_id, len(payload), "received"):
+            self._direct_calls.pop(call_id, None)
+            return True
+        # Raw inputs are read in place, never parsed; what is left to parse decides where.
+        body, raw_views = split_raw_inputs(payload)
+        if len(body) > INLINE_PAYLOAD_BYTES and self._heavy is not None:  # takes time: not on this thread
+            self._decode_later(start, call_id, method_id, body, raw_views, deadline, len(payload))
         else:
-            self._start_direct(start, call_id, method_id, payload, deadline, alone)
+            self._start_direct(start, call_id, method_id, body, raw_views, deadline, alone)
         return True
 
-    def _decode_later(self, start: Direct, call_id: int, method_id: int, payload: bytes, deadline: float | None) -> None:
-        """Hand a large call to the decoder thread; its payload counts against the server's held
-        bytes until it is queued (then the request's own inputs count), so a greedy client cannot
-        pile up a backlog of payloads here either."""
+    def _decode_later(self, start: Direct, call_id: int, method_id: int, body: bytes,
+                      raw_views: list[memoryview] | None, deadline: float | None, size: int) -> None:
+        """Hand a call with much to parse (typed contents) to the decoder thread; its payload (`size`
+        bytes) counts against the server's held bytes until it is queued (then the request's own
+        inputs count), so a greedy client cannot pile up a backlog of payloads here either."""
         if self._held is not None:
             try:
-                self._held.take(len(payload))
+                self._held.take(size)
             except Exception as exc:  # noqa: BLE001 - TooLarge, mapped like every other error
                 self._direct_calls.pop(call_id, None)
                 self._fail_with(call_id, self.methods[method_id], exc)
@@ -291,24 +299,24 @@ class NativeFront:
 
         def decode() -> None:
             try:
-                self._start_direct(start, call_id, method_id, payload, deadline, False)
+                self._start_direct(start, call_id, method_id, body, raw_views, deadline, False)
             finally:
                 if self._held is not None:
-                    self._held.give_back(len(payload))
+                    self._held.give_back(size)
 
         self._heavy.submit(decode)
 
-    def _start_direct(self, start: Direct, call_id: int, method_id: int, payload: bytes, deadline: float | None,
-                      alone: bool) -> None:
+    def _start_direct(self, start: Direct, call_id: int, method_id: int, body: bytes,
+                      raw_views: list[memoryview] | None, deadline: float | None, alone: bool) -> None:
         """Parse a direct call and queue it at its model (on the dispatch thread, or a decoder thread
-        for a large payload)."""
+        for a large body)."""
         method = self.methods[method_id]
-        request = self._parse(call_id, method, payload)
+        request = self._parse(call_id, method, body)
         if request is None:
             self._direct_calls.pop(call_id, None)
             return
         try:
-            handle = start(request, deadline, lambda result: self._reply(call_id, method, result), alone)
+            handle = start(request, deadline, lambda result: self._reply(call_id, method, result), alone, raw_views)
         except Exception as exc:  # noqa: BLE001 - what is wrong with the request itself
             self._direct_calls.pop(call_id, None)
             self._fail_with(call_id, method, exc)

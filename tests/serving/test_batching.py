@@ -231,6 +231,51 @@ def test_the_adaptive_plan_runs_a_lone_batch_on_every_core_unless_one_thread_is_
     assert used == [(lone_on, 1.0), ("divided", 2.0), (then_on, 3.0)]
 
 
+def test_batches_count_as_side_by_side_from_when_they_last_ran_together_not_from_their_start():
+    """Two long batches side by side, the second ending more than `side_by_side_memory_s` after
+    both started: a batch that starts alone just after them still runs on the divided session."""
+    memory_s = 0.5
+    gates = {1.0: threading.Event(), 2.0: threading.Event()}
+    running = {1.0: threading.Event(), 2.0: threading.Event()}
+    used = []
+
+    def session(tag: str):
+        def run(inputs):
+            value = float(inputs["x"][0, 0])
+            used.append((tag, value))
+            if value in gates:
+                running[value].set()
+                gates[value].wait(10)
+            return {"y": inputs["x"] + 1}
+        return run
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        policy = BatchPolicy(max_batch_size=4, dynamic=True, instances=2, side_by_side_memory_s=memory_s)
+        batcher = Batcher(session("all cores"), policy, "test", side_by_side_run=session("divided"))
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(rows(1)))
+            await loop.run_in_executor(None, running[1.0].wait, 10)
+            second = asyncio.ensure_future(batcher.submit(rows(2)))  # starts beside the first
+            await loop.run_in_executor(None, running[2.0].wait, 10)
+            started = time.monotonic()
+            while time.monotonic() < started + memory_s * 1.2:  # both started longer ago than the memory
+                await asyncio.sleep(0.05)
+            gates[2.0].set()  # the second ends while the first still runs: they ran together until now
+            await second
+            gates[1.0].set()
+            await first
+            await batcher.submit(rows(3))  # alone, just after
+        finally:
+            for gate in gates.values():
+                gate.set()
+            await batcher.close()
+
+    asyncio.run(main())
+    assert used == [("all cores", 1.0), ("divided", 2.0), ("divided", 3.0)]
+
+
 class SplitScene:
     """An adaptive-plan batcher (2 instances) whose all-core session holds its first batch until
     `release`, and whose divided session is taught 1 ms a row: 2-row parts and more are worth

@@ -219,3 +219,49 @@ def test_a_front_closed_while_polling_ends_the_wait():
 
 def _stats(stub, model: str) -> pb.ModelStatistics:
     return stub.ModelStatistics(pb.ModelStatisticsRequest(name=model), timeout=10).model_stats[0]
+
+
+def test_large_raw_inputs_are_read_in_place_and_large_typed_ones_parsed_off_the_dispatch_thread(tmp_path, monkeypatch):
+    """A request's raw inputs are split off its payload (serving.wire), so one of any size is parsed
+    on the dispatch thread; a large typed one still goes to the decoder thread. Both are answered
+    right, and a wrong one among them fails alone."""
+    from serving.limits import INLINE_PAYLOAD_BYTES
+    from tests.serving.builders import doubler_graph, write_model
+
+    width = INLINE_PAYLOAD_BYTES // 4 + 1000  # one row is over the inline limit
+    write_model(tmp_path, "wide", graph=lambda: doubler_graph(width), config=f"""
+name: "wide"
+platform: "onnxruntime_onnx"
+max_batch_size: 2
+input [ {{ name: "x" data_type: TYPE_FP32 dims: [ {width} ] }} ]
+output [ {{ name: "y" data_type: TYPE_FP32 dims: [ {width} ] }} ]
+""")
+    handed_off = []
+    decode_later = NativeFront._decode_later
+    monkeypatch.setattr(NativeFront, "_decode_later", lambda self, *args: (handed_off.append(args[1]), decode_later(self, *args)))
+    running = start_server(server_config(tmp_path, providers="cpu", grpc_front="native"))
+    try:
+        rng = np.random.default_rng(0)
+        with grpc.insecure_channel(running.address, options=[("grpc.max_send_message_length", 64 << 20),
+                                                              ("grpc.max_receive_message_length", 64 << 20)]) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            for rows in (1, 2):
+                x = rng.standard_normal((rows, width)).astype(np.float32)
+                answer = stub.ModelInfer(raw_request("wide", x=("FP32", x)), timeout=30)
+                np.testing.assert_array_equal(output(answer, "y"), x * 2)
+            assert handed_off == []  # raw: parsed where it arrived
+            typed = pb.ModelInferRequest(model_name="wide")
+            tensor = typed.inputs.add(name="x", datatype="FP32", shape=[1, width])
+            tensor.contents.fp32_contents.extend(x[0].tolist())
+            answer = stub.ModelInfer(typed, timeout=30)
+            np.testing.assert_array_equal(output(answer, "y"), x[:1] * 2)
+            assert len(handed_off) == 1  # typed contents take time to convert: off the dispatch thread
+            short = raw_request("wide", x=("FP32", x[:1]))
+            short.raw_input_contents[0] = short.raw_input_contents[0][:-4]  # one value short
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ModelInfer(short, timeout=30)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "raw content" in caught.value.details()
+            answer = stub.ModelInfer(raw_request("wide", x=("FP32", x[:1])), timeout=30)
+            np.testing.assert_array_equal(output(answer, "y"), x[:1] * 2)
+    finally:
+        running.stop()
