@@ -224,7 +224,7 @@ def decode_request(message: pb.ModelInferRequest, limits: RequestLimits = DEFAUL
                    raw_views: list[memoryview] | None = None) -> InferRequest:
     """The request as numpy arrays; InvalidInput if malformed, TooLarge if above a cap of `limits`.
     `raw_views`: the message's raw_input_contents as views of the bytes it was parsed from
-    (`serving.wire.raw_inputs`), read instead of copies of them."""
+    (`serving.wire.split_raw_inputs`), read instead of copies of them."""
     for kind, tensors in (("inputs", message.inputs), ("outputs", message.outputs)):
         if len(tensors) > MAX_TENSORS:
             raise InvalidInput(f"{len(tensors)} {kind} in one request, at most {MAX_TENSORS} are accepted")
