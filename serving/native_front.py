@@ -46,7 +46,7 @@ from serving.auth import Guard
 from serving.dataplane import HeldBytes
 from serving.limits import INLINE_PAYLOAD_BYTES
 from serving.status import MALFORMED_MESSAGE, status_of
-from serving.wire import split_raw_inputs
+from serving.wire import converted_bytes, split_raw_inputs
 
 log = logging.getLogger(__name__)
 
@@ -276,19 +276,28 @@ class NativeFront:
         if self._too_large(call_id, len(payload), "received"):
             self._direct_calls.pop(call_id, None)
             return True
-        # Raw inputs are read in place, never parsed; what is left to parse decides where.
+        # Raw inputs are read in place, never parsed: what is left to parse, and the strings to
+        # convert, decide where a call is decoded (a large one takes time: not on this thread).
         body, raw_views = split_raw_inputs(payload)
-        if len(body) > INLINE_PAYLOAD_BYTES and self._heavy is not None:  # takes time: not on this thread
-            self._decode_later(start, call_id, method_id, body, raw_views, deadline, len(payload))
-        else:
-            self._start_direct(start, call_id, method_id, body, raw_views, deadline, alone)
+        method = self.methods[method_id]
+        request = None
+        if len(body) <= INLINE_PAYLOAD_BYTES or self._heavy is None:
+            request = self._parse(call_id, method, body)
+            if request is None:
+                self._direct_calls.pop(call_id, None)
+                return True
+            if self._heavy is None or converted_bytes(request, raw_views) <= INLINE_PAYLOAD_BYTES:
+                self._start_direct(start, call_id, method, request, raw_views, deadline, alone)
+                return True
+        self._decode_later(start, call_id, method_id, body, request, raw_views, deadline, len(payload))
         return True
 
-    def _decode_later(self, start: Direct, call_id: int, method_id: int, body: bytes,
+    def _decode_later(self, start: Direct, call_id: int, method_id: int, body: bytes, request: object | None,
                       raw_views: list[memoryview] | None, deadline: float | None, size: int) -> None:
-        """Hand a call with much to parse (typed contents) to the decoder thread; its payload (`size`
-        bytes) counts against the server's held bytes until it is queued (then the request's own
-        inputs count), so a greedy client cannot pile up a backlog of payloads here either."""
+        """Hand a call with much to decode (typed contents, many strings) to the decoder thread,
+        parsed (`request`) or not yet; its payload (`size` bytes) counts against the server's held
+        bytes until it is queued (then the request's own inputs count), so a greedy client cannot
+        pile up a backlog of payloads here either."""
         if self._held is not None:
             try:
                 self._held.take(size)
@@ -299,22 +308,22 @@ class NativeFront:
 
         def decode() -> None:
             try:
-                self._start_direct(start, call_id, method_id, body, raw_views, deadline, False)
+                method = self.methods[method_id]
+                parsed = request if request is not None else self._parse(call_id, method, body)
+                if parsed is None:
+                    self._direct_calls.pop(call_id, None)
+                    return
+                self._start_direct(start, call_id, method, parsed, raw_views, deadline, False)
             finally:
                 if self._held is not None:
                     self._held.give_back(size)
 
         self._heavy.submit(decode)
 
-    def _start_direct(self, start: Direct, call_id: int, method_id: int, body: bytes,
+    def _start_direct(self, start: Direct, call_id: int, method: UnaryMethod, request: object,
                       raw_views: list[memoryview] | None, deadline: float | None, alone: bool) -> None:
-        """Parse a direct call and queue it at its model (on the dispatch thread, or a decoder thread
-        for a large body)."""
-        method = self.methods[method_id]
-        request = self._parse(call_id, method, body)
-        if request is None:
-            self._direct_calls.pop(call_id, None)
-            return
+        """Decode a parsed direct call and queue it at its model (on the dispatch thread, or the
+        decoder thread for a large one)."""
         try:
             handle = start(request, deadline, lambda result: self._reply(call_id, method, result), alone, raw_views)
         except Exception as exc:  # noqa: BLE001 - what is wrong with the request itself

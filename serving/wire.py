@@ -6,8 +6,10 @@ builds a new bytes object (0.29 ms for one 600 KB image, 8.5 ms for the batch of
 freshly mapped memory. Here the raw inputs are split off the payload first: the rest of the message
 (names, shapes, parameters: a few hundred bytes) is parsed as usual, and each raw input is a
 memoryview of the payload that numpy wraps and ONNX Runtime reads as it is. So parsing a request
-costs the same for any tensor size, and the gRPC front's dispatch thread parses even large ones
-itself instead of handing them to another thread (serving/native_front.py).
+costs the same for any tensor size, and the gRPC front's dispatch thread decodes large numeric
+requests itself instead of handing them to another thread (serving/native_front.py). Strings
+(BYTES) still cost a Python object per element to decode: a request with many of them
+(`converted_bytes`) still goes to the decoder thread, as do large typed `contents`.
 
 Only the top level of the message is walked: each field's key, then its value skipped by wire type.
 Every length is checked against the payload; on anything the walk does not read (groups, a field
@@ -83,3 +85,11 @@ def split_raw_inputs(payload: bytes) -> tuple[bytes, list[memoryview] | None]:
     if split is None or not split[1]:
         return payload, None
     return split
+
+
+def converted_bytes(request: pb.ModelInferRequest, raw_views: list[memoryview] | None) -> int:
+    """Bytes of raw inputs that decoding converts element by element (BYTES: a Python object per
+    element), not just wraps; what makes a request with a small body slow to decode all the same."""
+    if not raw_views:
+        return 0
+    return sum(len(view) for tensor, view in zip(request.inputs[:], raw_views) if tensor.datatype == "BYTES")

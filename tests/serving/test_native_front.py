@@ -223,8 +223,9 @@ def _stats(stub, model: str) -> pb.ModelStatistics:
 
 def test_large_raw_inputs_are_read_in_place_and_large_typed_ones_parsed_off_the_dispatch_thread(tmp_path, monkeypatch):
     """A request's raw inputs are split off its payload (serving.wire), so one of any size is parsed
-    on the dispatch thread; a large typed one still goes to the decoder thread. Both are answered
-    right, and a wrong one among them fails alone."""
+    on the dispatch thread; a large typed one, or one with many strings to convert, still goes to the
+    decoder thread. All are answered right, and a wrong one among them fails alone."""
+    from serving.codec import encode_bytes
     from serving.limits import INLINE_PAYLOAD_BYTES
     from tests.serving.builders import doubler_graph, write_model
 
@@ -235,6 +236,20 @@ platform: "onnxruntime_onnx"
 max_batch_size: 2
 input [ {{ name: "x" data_type: TYPE_FP32 dims: [ {width} ] }} ]
 output [ {{ name: "y" data_type: TYPE_FP32 dims: [ {width} ] }} ]
+""")
+    def strings_graph():  # text [N, L] -> echo [N, L]
+        from onnx import TensorProto as T
+        from onnx import helper as h
+
+        text, echo = (h.make_tensor_value_info(name, T.STRING, ["N", "L"]) for name in ("text", "echo"))
+        return h.make_graph([h.make_node("Identity", ["text"], ["echo"])], "echo", [text], [echo])
+
+    write_model(tmp_path, "echo", graph=strings_graph, config="""
+name: "echo"
+platform: "onnxruntime_onnx"
+max_batch_size: 1
+input [ { name: "text" data_type: TYPE_STRING dims: [ -1 ] } ]
+output [ { name: "echo" data_type: TYPE_STRING dims: [ -1 ] } ]
 """)
     handed_off = []
     decode_later = NativeFront._decode_later
@@ -256,6 +271,13 @@ output [ {{ name: "y" data_type: TYPE_FP32 dims: [ {width} ] }} ]
             answer = stub.ModelInfer(typed, timeout=30)
             np.testing.assert_array_equal(output(answer, "y"), x[:1] * 2)
             assert len(handed_off) == 1  # typed contents take time to convert: off the dispatch thread
+            words = np.array([[b"w%d" % i for i in range(INLINE_PAYLOAD_BYTES // 6)]], dtype=object)
+            strings = pb.ModelInferRequest(model_name="echo")
+            strings.inputs.add(name="text", datatype="BYTES", shape=list(words.shape))
+            strings.raw_input_contents.append(encode_bytes(words))
+            answer = stub.ModelInfer(strings, timeout=30)
+            assert output(answer, "echo").tolist() == words.tolist()
+            assert len(handed_off) == 2  # raw, but a Python object per string: off the dispatch thread too
             short = raw_request("wide", x=("FP32", x[:1]))
             short.raw_input_contents[0] = short.raw_input_contents[0][:-4]  # one value short
             with pytest.raises(grpc.RpcError) as caught:
