@@ -561,8 +561,13 @@ def _learn(estimate: float | None, measured: float) -> float:
 
 
 def _deliver(ticket: Ticket, result: Result | BaseException) -> None:
-    """Call a request's `done` on this instance thread, once; a failing callback must not end the thread."""
+    """Call a request's `done` on this instance thread, once; a failing callback must not end the thread.
+
+    The ticket lets go of its inputs and its Split here: a split request's parts and their Split
+    refer to each other, so until the cyclic garbage collector ran, each answered request's
+    payload stayed in memory (19 MB per batch-32 request of a 224x224 CNN, hundreds of them)."""
     done, ticket.done = ticket.done, None
+    ticket.inputs, ticket.split = {}, None
     if done is None:
         return
     try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -345,6 +347,38 @@ def test_a_large_request_to_a_busy_adaptive_model_runs_as_parts_side_by_side():
         np.testing.assert_array_equal(outputs["y"], counted(5)["x"] + 1)
         assert timings.batch_size == 5
     assert [len(w) for w in scene.whole] == [1, 5]
+
+
+def test_an_answered_split_request_lets_go_of_its_inputs_without_the_garbage_collector():
+    """A split request's parts and their Split refer to each other. Its inputs (views of the
+    request's payload) must be freed once it is answered, not when the cyclic collector next runs:
+    a 224x224 CNN's batch-32 requests (19 MB each) held the server at 1.1 GB instead of 0.4."""
+    scene = SplitScene()
+
+    async def main():
+        scene.batcher.start()
+        try:
+            first = await scene.busy()
+            payload = counted(5)["x"].copy()  # owns its memory: the parts are views of it
+            alive = weakref.ref(payload)
+            split = asyncio.ensure_future(scene.batcher.submit({"x": payload}))
+            del payload
+            await until(lambda: len(scene.parts) == 2, "both parts to run on the free instance")
+            scene.release.set()
+            outputs, _ = await split
+            np.testing.assert_array_equal(outputs["y"], counted(5)["x"] + 1)
+            await first
+            return alive
+        finally:
+            scene.release.set()
+            await scene.batcher.close()
+
+    gc.disable()
+    try:
+        alive = asyncio.run(main())
+        assert alive() is None, "the answered request's inputs are still referenced"
+    finally:
+        gc.enable()
 
 
 def test_a_split_request_fails_once_with_its_parts_failure_and_others_are_served():
