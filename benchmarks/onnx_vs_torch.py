@@ -13,7 +13,6 @@ OMP_WAIT_POLICY=PASSIVE (PyTorch) and allow_spinning=0 (ONNX Runtime) keep idle 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
