@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from training import distributed
 from training import fit as fit_module
 from training.config import TrainConfig
 from training.fit import fit
@@ -53,7 +54,7 @@ def _worker(rank: int, port: int, out: str) -> None:
         if rank == 0:
             torch.save({"state": model.state_dict(), "steps": history[-1]["step"]}, out)
     finally:
-        dist.destroy_process_group()
+        distributed.stop()
 
 
 class Killed(Exception):
@@ -93,7 +94,7 @@ def _resume_worker(rank: int, port: int, root: str, phase: str) -> None:
         finally:
             fit_module._save_round = save_round
     finally:
-        dist.destroy_process_group()
+        distributed.stop()
 
 
 def test_a_two_process_run_killed_after_a_round_resumes_to_the_same_weights(tmp_path):
