@@ -9,11 +9,11 @@ what is queued is spread over them (each batch takes its share of the rows, in o
 all going to one, because on a CPU a batch stops gaining long before max_batch_size while an idle
 instance is an idle core (two b32 requests: two b32 runs side by side, not one b64 run); and under
 the adaptive plan (serving/plan.py) a large request that arrives while another runs and nothing
-waits is split into a part per instance (`_parts`), answered once all its parts are. Neither when a queue delay
-is configured, which asks for fuller batches. With a
+waits is split into a part per instance (`_parts`), answered once all its parts are, with or without
+dynamic batching. Neither when a queue delay is configured, which asks for fuller batches. With a
 delay configured an instance waits until the batch is full, reaches a preferred size, or the oldest
 request has waited `max_queue_delay_microseconds`; with `dynamic_batching {}` it never waits.
-Without dynamic batching each request runs alone.
+Without dynamic batching no two requests share a batch.
 
 A batch that fails is run again request by request on the same instance, so that only the request
 that caused the failure fails (Triton fails the whole batch). An instance thread that dies (a bug)
@@ -83,8 +83,7 @@ class BatchPolicy:
     side_by_side_memory_s: float = 0.05
     # ... and a request whose rows the divided session is measured to need at least this long for is
     # split into a part per instance, run side by side, where an instance would otherwise idle
-    # (`Batcher._parts` says when; rows are independent wherever the dynamic batcher may merge
-    # requests). Two b32 clients then keep both cores busy: each part runs at the
+    # (`Batcher._parts` says when; a model with a batch dimension, dynamic batching or not). Two b32 clients then keep both cores busy: each part runs at the
     # one-thread session's efficiency (the best on a CPU for the CNNs measured), and the next
     # request's parts start as soon as an instance is free, where two whole batches side by side
     # left a core idle while each client turned around. 2 ms: the second hand-over (~0.1 ms) costs
@@ -374,7 +373,7 @@ class Batcher:
 
     def _may_split(self) -> bool:
         """Whether this batcher may split requests (and so counts them until they are answered)."""
-        return self.side_by_side_run is not None and self.policy.dynamic and not self.policy.max_queue_delay_s
+        return self.side_by_side_run is not None and self.policy.max_batch_size > 0 and not self.policy.max_queue_delay_s
 
     def _counted(self, done: Done) -> Done:
         def answered(result: Result | BaseException) -> None:
@@ -393,7 +392,8 @@ class Batcher:
         (3,273 against 3,516 items/s). A request to an idle batcher runs whole on every core:
         there ONNX Runtime's own scheduling balances the cores, where two fixed parts wait for the
         slower one (the foreign CNN at b32c1: 3,345 items/s split, 3,563 whole). And only where
-        `_may_split`: the batcher may merge requests anyway (their rows are independent), no queue
+        `_may_split`: the model has a batch dimension (`max_batch_size` > 0 says its rows are
+        independent items, as Triton's batching assumes, with or without dynamic batching), no queue
         delay is configured (that asks for fuller batches, not smaller ones), the adaptive plan has
         a divided session, and it is measured to need at least `split_above_s` for these rows."""
         estimate = self._divided_row_ns

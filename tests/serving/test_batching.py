@@ -283,14 +283,14 @@ class SplitScene:
     `release`, and whose divided session is taught 1 ms a row: 2-row parts and more are worth
     splitting (`split_above_s` 2 ms)."""
 
-    def __init__(self, fail_on: float | None = None, max_queue_size: int = 0) -> None:
+    def __init__(self, fail_on: float | None = None, max_queue_size: int = 0, dynamic: bool = True) -> None:
         self.holding, self.release = threading.Event(), threading.Event()
         self.parts_gate = threading.Event()  # the divided session runs while this is set
         self.parts_gate.set()
         self.whole: list[np.ndarray] = []
         self.parts: list[np.ndarray] = []
         self.fail_on = fail_on
-        policy = BatchPolicy(max_batch_size=8, dynamic=True, instances=2, max_queue_size=max_queue_size,
+        policy = BatchPolicy(max_batch_size=8, dynamic=dynamic, instances=2, max_queue_size=max_queue_size,
                              side_by_side_memory_s=0.0)  # a request to an idle model runs on every core
         self.batcher = Batcher(self.all_cores, policy, "test", side_by_side_run=self.divided, side_by_side_row_ns=1e6)
 
@@ -319,11 +319,13 @@ def counted(n: int) -> dict:
     return {"x": np.arange(2 * n, dtype=np.float32).reshape(n, 2)}
 
 
-def test_a_large_request_to_a_busy_adaptive_model_runs_as_parts_side_by_side():
+@pytest.mark.parametrize("dynamic", [True, False], ids=["dynamic batching", "no dynamic batching"])
+def test_a_large_request_to_a_busy_adaptive_model_runs_as_parts_side_by_side(dynamic):
     """A request the divided session needs >= 2 ms for, arriving while another runs, is split into a
     part per instance; the parts run on the divided session, and the answer is the whole request's,
-    in order, once, with the parts' rows as its batch size. To an idle model it runs whole."""
-    scene = SplitScene()
+    in order, once, with the parts' rows as its batch size. To an idle model it runs whole. A plain
+    config without `dynamic_batching` splits too: `max_batch_size` > 0 makes rows independent items."""
+    scene = SplitScene(dynamic=dynamic)
     answers = []
 
     async def main():
@@ -468,15 +470,16 @@ def test_a_request_is_not_split_where_every_instance_has_a_request_already():
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sizes=st.lists(st.integers(1, 8), min_size=1, max_size=12), instances=st.integers(1, 3),
        failing=st.one_of(st.none(), st.integers(0, 11)), cancelled=st.one_of(st.none(), st.integers(0, 11)),
-       gap_s=st.sampled_from([0.0, 0.0005, 0.003]))
+       gap_s=st.sampled_from([0.0, 0.0005, 0.003]), dynamic=st.booleans())
 def test_every_request_gets_exactly_its_own_rows_whatever_is_split_merged_failed_or_cancelled(
-        sizes, instances, failing, cancelled, gap_s):
+        sizes, instances, failing, cancelled, gap_s, dynamic):
     """Property: requests of any sizes sent at once to an adaptive-plan batcher that splits whenever it
     may (bar 0), with one request that fails and one that is cancelled: every other request gets
     exactly its own rows + 1, in order; the failing one fails (only it); no row runs twice; nothing
-    waits forever."""
+    waits forever; without dynamic batching no execution holds two requests' rows."""
     ran: list[float] = []
     apart: list[bool] = []  # per execution: whether it held only part of some request's rows
+    merged: list[bool] = []  # per execution: whether it held rows of more than one request
     lock = threading.Lock()
 
     def session(inputs):
@@ -485,6 +488,7 @@ def test_every_request_gets_exactly_its_own_rows_whatever_is_split_merged_failed
             ran.extend(values.tolist())
             numbers = (values // 1000).astype(int)
             apart.append(any((numbers == n).sum() < sizes[n] for n in set(numbers.tolist())))
+            merged.append(len(set(numbers.tolist())) > 1)
         if failing is not None and (values == 1000 * failing).any():
             raise ValueError("this request is bad")
         time.sleep(0.002)
@@ -494,7 +498,7 @@ def test_every_request_gets_exactly_its_own_rows_whatever_is_split_merged_failed
         return {"x": np.repeat((1000 * number + np.arange(size, dtype=np.float32))[:, None], 2, axis=1)}
 
     async def main():
-        policy = BatchPolicy(max_batch_size=8, dynamic=True, instances=instances, split_above_s=0.0)
+        policy = BatchPolicy(max_batch_size=8, dynamic=dynamic, instances=instances, split_above_s=0.0)
         batcher = Batcher(session, policy, "test", side_by_side_run=session, side_by_side_row_ns=1.0)
         batcher.start()
         try:
@@ -524,6 +528,7 @@ def test_every_request_gets_exactly_its_own_rows_whatever_is_split_merged_failed
         np.testing.assert_array_equal(answer[0]["y"], request(number, size)["x"] + 1)
     times = collections.Counter(ran).values()
     assert max(times, default=0) <= (1 if failing is None else 2)  # only a failed batch's requests run again, alone
+    assert dynamic or not any(merged)
 
 
 def test_a_lone_cheap_request_to_an_idle_model_may_run_on_the_callers_thread():
