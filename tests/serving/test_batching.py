@@ -730,7 +730,8 @@ def test_timeout_parameter_expires_a_queued_request(stub, served):
     assert stub.ModelStatistics(pb.ModelStatisticsRequest(name="held")).model_stats[0].execution_count == before
 
 
-def test_large_requests_to_a_busy_adaptive_model_are_split_and_each_answered_whole(tmp_path, monkeypatch):
+@pytest.mark.parametrize("dynamic", [True, False], ids=["dynamic batching", "no dynamic batching"])
+def test_large_requests_to_a_busy_adaptive_model_are_split_and_each_answered_whole(tmp_path, monkeypatch, dynamic):
     """Through the real server and ONNX Runtime, a plain config (the adaptive plan), the split bar at 0
     (so that it does not depend on this machine's speed). First one request is held running while
     a second arrives: the second runs as two 2-row parts on the divided session and
@@ -740,12 +741,14 @@ def test_large_requests_to_a_busy_adaptive_model_are_split_and_each_answered_who
 
     from protos import grpc_service_pb2_grpc as pb_grpc
     from serving import plan, repository
-    from tests.serving.builders import plus_one_graph, write_model
+    from tests.serving.builders import CONFIGS, plus_one_graph, write_model
     from tests.serving.conftest import server_config, start_server
 
     monkeypatch.setattr(plan, "usable_cores", lambda: 2)  # a divided session on any machine
     monkeypatch.setattr(repository, "BatchPolicy", functools.partial(BatchPolicy, split_above_s=0.0))
-    write_model(tmp_path, "plain", graph=plus_one_graph)
+    config = CONFIGS["plain"] if dynamic else CONFIGS["plain"].replace("dynamic_batching { }\n", "")
+    assert ("dynamic_batching" in config) == dynamic
+    write_model(tmp_path, "plain", graph=plus_one_graph, config=config)
     running = start_server(server_config(tmp_path))
     try:
         loaded = running.server.models.resolve("plain")
