@@ -83,10 +83,11 @@ class BatchPolicy:
     side_by_side_memory_s: float = 0.05
     # ... and a request whose rows the divided session is measured to need at least this long for is
     # split into a part per instance, run side by side, where an instance would otherwise idle
-    # (`Batcher._parts` says when; a model with a batch dimension, dynamic batching or not). Two b32 clients then keep both cores busy: each part runs at the
-    # one-thread session's efficiency (the best on a CPU for the CNNs measured), and the next
-    # request's parts start as soon as an instance is free, where two whole batches side by side
-    # left a core idle while each client turned around. 2 ms: the second hand-over (~0.1 ms) costs
+    # (`Batcher._parts` says when; a model with a batch dimension, dynamic batching or not). Two b32
+    # clients then keep both cores busy: each part runs at the one-thread session's efficiency (the
+    # best on a CPU for the CNNs measured), and the next request's parts start as soon as an
+    # instance is free, where two whole batches side by side left a core idle while each client
+    # turned around. 2 ms: the second hand-over (~0.1 ms) costs
     # at most 5 %. Figures in the README (peers.py, b32c2).
     split_above_s: float = 0.002
 
