@@ -38,12 +38,18 @@ Cores: nothing is pinned by default: the client, the server under test and the i
 all cores as they would on a user's machine, and every server's ONNX Runtime picks its own thread
 count. Each row shows the CPU the client and the server used (in cores), so a client that ran out
 of CPU is visible (marked *); `--client-cpus` and `--server-cpus` (taskset lists) pin them apart.
+ONNX Runtime, when it picks its own thread count (the peers and in-process ORT), pins a worker to
+every physical core and so leaves a taskset list; dnnzoo keeps to it. A server that used more cores
+than its list holds is marked !. `--server-cpu-limit N` runs the servers and in-process ORT in a
+cgroup with a CPU quota of N cores instead (`cpu_quota.py`, as `docker run --cpus N` or a Kubernetes
+CPU limit; needs root), which no thread leaves.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import re
@@ -59,6 +65,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import cpu_quota  # noqa: E402
 from peers_client import Worker, client_worker, in_process_worker  # noqa: E402
 from peers_model import foreign_model, repository_model  # noqa: E402
 from serving.child_server import exit_with, stop_on_signals  # noqa: E402
@@ -154,8 +161,17 @@ def ratio_lines(shape: tuple[int, int], table: dict[str, dict]) -> list[str]:
     return lines
 
 
-def print_tables(summary: dict, header: list[str]) -> None:
+def cpu_count_of(cpus: str | None) -> int | None:
+    """How many CPUs a taskset list ("0", "0-1", "0,2-3") names; None for none."""
+    if not cpus:
+        return None
+    return sum(int(high or low) - int(low) + 1 for low, _, high in (part.partition("-") for part in cpus.split(",")))
+
+
+def print_tables(summary: dict, header: list[str], pinned: int | None = None) -> None:
+    """`pinned`: the server CPU list's size, to mark a server that used more cores (left its list)."""
     print("\n".join(header))
+    escaped = False
     for key, table in summary.items():
         batch, concurrency = (int(x) for x in re.fullmatch(r"b(\d+)c(\d+)", key).groups())
         print(f"\n{key}: batch {batch}, concurrency {concurrency}")
@@ -169,12 +185,17 @@ def print_tables(summary: dict, header: list[str]) -> None:
             client = row.get("client_cpu")
             mark = "*" if client is not None and client > SATURATED else " "
             client_text = f"{client:9.2f}{mark}" if client is not None else f"{'-':>9} "
+            left = "!" if pinned is not None and row["server_cpu"] > pinned + 0.1 else ""
+            escaped = escaped or bool(left)
             print(f"  {LABELS[target]:16} {row['items_s']:9.0f} {f'({low:.0f}-{high:.0f})':>14} {row['p50_ms']:8.3f} "
-                  f"{row['p99_ms']:8.3f} {client_text:>10} {row['server_cpu']:10.2f}")
+                  f"{row['p99_ms']:8.3f} {client_text:>10} {row['server_cpu']:10.2f}{left}")
         for line in ratio_lines((batch, concurrency), table) + rest_ratio_lines((batch, concurrency), table):
             print(f"  {line}")
     print(f"\nitems/s, p50, p99: median of the rounds; (min-max): items/s over the rounds. CPU in cores "
           f"(1.00 = one core busy); * = the client used more than {SATURATED} of a core and may be the limit.")
+    if escaped:
+        print(f"! = the server used more than the {pinned} CPU(s) of --server-cpus: ONNX Runtime's own thread "
+              f"count pins a worker to every core, whatever taskset says; --server-cpu-limit binds every server.")
 
 
 def main() -> int:
@@ -190,6 +211,9 @@ def main() -> int:
     parser.add_argument("--client-cpus", help="taskset list for the client, e.g. 1 (default: not pinned)")
     parser.add_argument("--server-cpus",
                         help="taskset list for servers and in-process ORT, e.g. 0 (default: not pinned)")
+    parser.add_argument("--server-cpu-limit", type=float, metavar="CORES",
+                        help="run servers and in-process ORT in a cgroup with this CPU quota, as a container "
+                             "limit does (needs root)")
     parser.add_argument("--mlserver-venv", type=Path, default=MLSERVER_VENV, help=f"default {MLSERVER_VENV}")
     parser.add_argument("--json", type=Path, help="write every measurement and the medians here")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=CONFIG",
@@ -237,25 +261,34 @@ def main() -> int:
             if batch > model.max_batch_size:
                 parser.error(f"batch {batch} is above {model.name}'s max_batch_size {model.max_batch_size}")
 
+        limit, cgroup = {}, None
+        if args.server_cpu_limit:
+            cgroup = cpu_quota.create(args.server_cpu_limit, tmp.name)
+            stack.callback(cpu_quota.remove, cgroup)  # last, once everything in it has stopped
+            limit = {"preexec_fn": functools.partial(cpu_quota.join, cgroup)}
         # Workers first (they import slowly), then every server: all start before any is measured.
-        reference = Worker(in_process_worker, str(model.onnx), model.input_name, args.server_cpus)
+        reference = Worker(in_process_worker, str(model.onnx), model.input_name, args.server_cpus,
+                           str(cgroup) if cgroup else None)
         stack.callback(reference.close)
         client = Worker(client_worker, args.client_cpus, str(ROOT))
         stack.callback(client.close)
         servers = {}
         rest_on = any(t in REST and REST[t][0] == "dnnzoo" for t in targets)
-        starters = {"dnnzoo": lambda: start_dnnzoo(repository, model.name, logs, args.server_cpus, http=rest_on),
-                    "thin": lambda: start_thin(model.onnx, model.name, logs, args.server_cpus),
+        starters = {"dnnzoo": lambda: start_dnnzoo(repository, model.name, logs, args.server_cpus, http=rest_on,
+                                                   **limit),
+                    "thin": lambda: start_thin(model.onnx, model.name, logs, args.server_cpus, **limit),
                     "mlserver": lambda: start_mlserver(model.onnx, model.name, tmp / "mlserver", logs,
-                                                       args.server_cpus, args.mlserver_venv)}
+                                                       args.server_cpus, args.mlserver_venv, **limit)}
         for name, text in variants.items():
             folder = tmp / f"variant-{name}"
             shutil.copytree(repository, folder)
             config = folder / model.name / "config.pbtxt"
             config.write_text(config.read_text() + "\n" + text + "\n")
-            starters[f"dnnzoo:{name}"] = lambda folder=folder: start_dnnzoo(folder, model.name, logs, args.server_cpus)
+            starters[f"dnnzoo:{name}"] = lambda folder=folder: start_dnnzoo(folder, model.name, logs, args.server_cpus,
+                                                                            **limit)
         for name, path in trees.items():
-            starters[f"dnnzoo@{name}"] = lambda path=path: start_dnnzoo(repository, model.name, logs, args.server_cpus, path)
+            starters[f"dnnzoo@{name}"] = lambda path=path: start_dnnzoo(repository, model.name, logs, args.server_cpus,
+                                                                        path, **limit)
         for target in targets:
             if target in needed and target in starters:
                 servers[target] = starters[target]()
@@ -317,17 +350,19 @@ def main() -> int:
         f"\nmodel {model.name} ({model.datatype} {list(model.dims)} per item{params}); "
         f"ONNX Runtime {onnxruntime.__version__}" + (f"; MLServer {mlserver_version}" if mlserver_version else ""),
         f"{os.cpu_count()} CPU cores; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
-        f"client CPUs {args.client_cpus or 'all'}, server CPUs {args.server_cpus or 'all'}",
+        f"client CPUs {args.client_cpus or 'all'}, server CPUs {args.server_cpus or 'all'}"
+        + (f", servers limited to {args.server_cpu_limit:g} CPU(s) by a cgroup quota" if args.server_cpu_limit else ""),
         f"{args.rounds} interleaved round(s) x {args.seconds:g} s per shape and target "
         f"({args.warmup:g} s warm-up each)",
     ]
-    print_tables(summary, header)
+    print_tables(summary, header, cpu_count_of(args.server_cpus))
     if args.json:
         args.json.write_text(json.dumps({
             "model": {"name": model.name, "datatype": model.datatype, "dims": list(model.dims), "params": model.params},
             "onnxruntime": onnxruntime.__version__, "mlserver": mlserver_version, "cpu_count": os.cpu_count(),
             "load_average": [load_before, load_after], "rounds": args.rounds, "seconds": args.seconds,
             "warmup": args.warmup, "client_cpus": args.client_cpus, "server_cpus": args.server_cpus,
+            "server_cpu_limit": args.server_cpu_limit,
             "measurements": measurements, "medians": summary,
         }, indent=1))
     return 0

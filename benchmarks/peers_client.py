@@ -145,8 +145,9 @@ def client_worker(connection, cpus: str | None, root: str) -> None:
             loop.run_until_complete(channel.close())
 
 
-def in_process_worker(connection, model_file: str, input_name: str, cpus: str | None) -> None:
-    """Process body: one InferenceSession with default SessionOptions, as the peers have.
+def in_process_worker(connection, model_file: str, input_name: str, cpus: str | None, cgroup: str | None = None) -> None:
+    """Process body: one InferenceSession with default SessionOptions, as the peers have; `cgroup`: a
+    cgroup to run in (`cpu_quota.py`).
 
     Jobs: ("reference", array) -> {output name: values}; ("run", array, concurrency, warmup, seconds)
     -> summary, `concurrency` threads calling `run` back to back."""
@@ -154,7 +155,10 @@ def in_process_worker(connection, model_file: str, input_name: str, cpus: str | 
 
     import onnxruntime as ort
 
+    import cpu_quota
+
     pin(cpus)
+    cpu_quota.join(cgroup)
     session = ort.InferenceSession(model_file, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
 

@@ -29,20 +29,20 @@ UVLOOP_SPEC = "uvloop==0.21.0"  # later uvloop releases break MLServer 1.7's par
 
 
 def start_dnnzoo(repository: Path, model: str, logs: Path, cpus: str | None, root: Path = ROOT,
-                 http: bool = False) -> Server:
+                 http: bool = False, **popen) -> Server:
     """`root`: the checkout whose dnnzoo runs (another branch's, to compare two in one run); `http`:
-    with its REST front on (for the REST targets)."""
+    with its REST front on (for the REST targets); `popen`: e.g. preexec_fn (every start_* takes it)."""
     env = dict(os.environ, PYTHONPATH=str(root))
     return child_server.start_dnnzoo(repository, logs / f"dnnzoo-{repository.name}-{root.name}.log", cpus, http=http,
-                                     cwd=root, env=env)
+                                     cwd=root, env=env, **popen)
 
 
-def start_thin(model_file: Path, model: str, logs: Path, cpus: str | None) -> Server:
+def start_thin(model_file: Path, model: str, logs: Path, cpus: str | None, **popen) -> Server:
     port = free_port()
     command = [sys.executable, str(HERE / "thin_server.py"), "--model-file", str(model_file), "--name", model,
                "--port", str(port)]
     log = logs / "thin.log"
-    server = Server("grpc.aio+ORT", f"127.0.0.1:{port}", launch(command, log, cpus, cwd=ROOT), log, 60)
+    server = Server("grpc.aio+ORT", f"127.0.0.1:{port}", launch(command, log, cpus, cwd=ROOT, **popen), log, 60)
     return server
 
 
@@ -77,7 +77,7 @@ def ensure_mlserver(venv: Path = MLSERVER_VENV) -> str:
 
 
 def start_mlserver(model_file: Path, model: str, folder: Path, logs: Path, cpus: str | None,
-                   venv: Path = MLSERVER_VENV) -> Server:
+                   venv: Path = MLSERVER_VENV, **popen) -> Server:
     """MLServer with the settings it ships with; only ports and the loopback host are set."""
     grpc_port, http_port = free_port(), free_port()
     folder.mkdir(parents=True)
@@ -95,6 +95,6 @@ def start_mlserver(model_file: Path, model: str, folder: Path, logs: Path, cpus:
     env["PYTHONPATH"] = str(model_folder)  # the parallel workers import the runtime too
     log = logs / "mlserver.log"
     command = [str(venv / "bin" / "mlserver"), "start", str(folder)]
-    server = Server("MLServer", f"127.0.0.1:{grpc_port}", launch(command, log, cpus, cwd=folder, env=env),
+    server = Server("MLServer", f"127.0.0.1:{grpc_port}", launch(command, log, cpus, cwd=folder, env=env, **popen),
                     log, 180, f"127.0.0.1:{http_port}")
     return server

@@ -28,19 +28,16 @@ leaves the count to the plan. Triton would start one instance there.
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from protos.model_config_pb2 import ModelConfig
 
 from serving import gpu
+from serving.cores import usable_cores
 from serving.gpu_options import group_devices
 
 DEFAULT_INSTANCES = 2
 ADAPTIVE_MAX_BYTES = 1 << 30  # a model larger than this opens one session, not two (memory)
-_CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
 @dataclass(frozen=True)
@@ -51,21 +48,6 @@ class ExecutionPlan:
     # intra-op threads of a batch that starts while another runs or waits (a second session);
     # None: every batch runs on the one session
     side_by_side_threads: int | None = None
-
-
-def usable_cores() -> int:
-    """Cores this process may run on: its affinity, lowered by a cgroup v2 CPU quota when one is set."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    try:
-        quota, period = _CGROUP_CPU_MAX.read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
 
 
 def int_parameter(config: ModelConfig, key: str) -> int | None:

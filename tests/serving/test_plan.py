@@ -48,18 +48,6 @@ def test_a_bad_thread_count_names_the_parameter():
         plan_for(_config('parameters { key: "intra_op_thread_count" value { string_value: "many" } }'), 2)
 
 
-def test_usable_cores_follow_a_cgroup_quota(tmp_path, monkeypatch):
-    cpu_max = tmp_path / "cpu.max"
-    monkeypatch.setattr(plan, "_CGROUP_CPU_MAX", cpu_max)
-    monkeypatch.setattr(plan.os, "sched_getaffinity", lambda pid: set(range(16)))
-    cpu_max.write_text("max 100000\n")
-    assert plan.usable_cores() == 16
-    cpu_max.write_text("250000 100000\n")  # a limit of 2.5 CPUs
-    assert plan.usable_cores() == 3
-    cpu_max.write_text("50000 100000\n")
-    assert plan.usable_cores() == 1
-
-
 def test_a_plain_config_is_served_with_the_adaptive_plan_and_reports_it(stub, served):
     """No count, no threads: every core for a batch alone (spinning within a run), a second session
     with the cores divided for batches side by side (none on one core), reported in ModelConfig."""
