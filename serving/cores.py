@@ -25,14 +25,27 @@ PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 
 def usable_cores(mount: Path = CGROUP_MOUNT, membership: Path = PROC_SELF_CGROUP) -> int:
     """The affinity mask's size, lowered to the cgroup CPU quota rounded up (a 2.5-CPU limit: 3)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    cores = _affinity()
     quota = cgroup_cpu_quota(mount, membership)
     if quota is not None:
         cores = min(cores, math.ceil(quota))
     return max(1, cores)
+
+
+def describe(mount: Path = CGROUP_MOUNT, membership: Path = PROC_SELF_CGROUP) -> str:
+    """The server's startup line on cores: what plans are made for, and from what, so that an operator
+    sees a container limit taken (or not)."""
+    quota = cgroup_cpu_quota(mount, membership)
+    limit = "no cgroup CPU quota" if quota is None else f"cgroup CPU quota {quota:g}"
+    cores = usable_cores(mount, membership)
+    return f"execution plans use {cores} core{'s' if cores != 1 else ''} (CPU affinity {_affinity()}, {limit})"
+
+
+def _affinity() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def cgroup_cpu_quota(mount: Path = CGROUP_MOUNT, membership: Path = PROC_SELF_CGROUP) -> float | None:

@@ -31,6 +31,7 @@ from grpc_reflection.v1alpha import reflection
 from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 
+from serving import cores
 from serving.auth import AuthInterceptor, Guard
 from serving.config import ServeConfig
 from serving.dataplane import DataPlane
@@ -241,6 +242,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
     if config.model_control_mode == "poll":
         server._poll_task = asyncio.get_running_loop().create_task(models.poll_forever(config.poll_seconds))
     log.info("gRPC front: %s", "pygrpc-native for unary RPCs, grpc.aio behind it" if front is not None else "grpc.aio")
+    log.info("CPU: %s", cores.describe())
     if guard is not None:
         log.info("bearer tokens: inference %s, repository control %s", "guarded" if guard.inference else "open",
                  "guarded" if guard.admin or guard.inference else "open")

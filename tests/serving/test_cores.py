@@ -86,3 +86,12 @@ def test_the_affinity_mask_caps_a_larger_quota(tmp_path, monkeypatch):
     _write(tmp_path, "fs/cpu.max", "400000 100000\n")
     _write(tmp_path, "self", "0::/\n")
     assert cores.usable_cores(tmp_path / "fs", tmp_path / "self") == 2
+
+
+def test_the_startup_line_names_the_cores_and_the_quota(tmp_path, sixteen_cores):
+    _write(tmp_path, "fs/cpu.max", "150000 100000\n")
+    _write(tmp_path, "self", "0::/\n")
+    line = cores.describe(tmp_path / "fs", tmp_path / "self")
+    assert line == "execution plans use 2 cores (CPU affinity 16, cgroup CPU quota 1.5)"
+    assert cores.describe(tmp_path / "absent", tmp_path / "absent") == (
+        "execution plans use 16 cores (CPU affinity 16, no cgroup CPU quota)")
