@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -96,6 +97,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(repository: Path, front: str):
+    """`dnnzoo serve` on `repository` with the gRPC `front`, ready: yields (process, address, stderr
+    lines so far); stopped with SIGTERM on leaving (its exit code is then `process.returncode`)."""
+    port = free_port()
+    command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
+               "--port", str(port), "--metrics-port", "-1", "--http-port", "-1", "--grpc-front", front,
+               "--log-level", "WARNING"]
+    server = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    log: list[str] = []  # read as it comes: a full pipe would stall the server, not measure it
+    reader = threading.Thread(target=lambda: log.extend(server.stderr), daemon=True)
+    reader.start()
+    address = f"127.0.0.1:{port}"
+    try:
+        with Client(address, timeout=2) as client:
+            for _ in range(300):
+                try:
+                    if client.server_ready():
+                        break
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.1)
+        yield server, address, log
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        reader.join(10)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -269,40 +299,18 @@ def main() -> int:
     parser.add_argument("--skip", default="", help="leave out the attacks whose name contains this")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        repository = build_repository(Path(tmp) / "repo")
-        port = free_port()
-        command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--host", "127.0.0.1",
-                   "--port", str(port), "--metrics-port", "-1", "--http-port", "-1", "--grpc-front", args.front, "--log-level", "WARNING"]
-        server = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-        log: list[str] = []  # read as it comes: a full pipe would stall the server, not measure it
-        reader = threading.Thread(target=lambda: log.extend(server.stderr), daemon=True)
-        reader.start()
-        address = f"127.0.0.1:{port}"
-        try:
-            with Client(address, timeout=2) as client:
-                for _ in range(300):
-                    try:
-                        if client.server_ready():
-                            break
-                    except grpc.RpcError:
-                        pass
-                    time.sleep(0.1)
-            start_rss = peak_rss_mb(server.pid)
-            print(f"server: {args.front} front, {os.cpu_count()} cores; RSS at start {start_rss:.0f} MB")
-            reset_peak(server.pid)
-            calm, _ = run_phase(address, args.seconds, args.good, 0, extra=args.bad)
-            calm_peak = peak_rss_mb(server.pid)
-            reset_peak(server.pid)
-            stormy, codes = run_phase(address, args.seconds, args.good, args.bad, args.only, args.skip)
-            stormy_peak = peak_rss_mb(server.pid)
-            with Client(address, timeout=5) as client:
-                live = client.server_live()
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
-            reader.join(10)
-            stderr = "".join(log)
+    with tempfile.TemporaryDirectory() as tmp, running_server(build_repository(Path(tmp) / "repo"), args.front) as (server, address, log):
+        start_rss = peak_rss_mb(server.pid)
+        print(f"server: {args.front} front, {os.cpu_count()} cores; RSS at start {start_rss:.0f} MB")
+        reset_peak(server.pid)
+        calm, _ = run_phase(address, args.seconds, args.good, 0, extra=args.bad)
+        calm_peak = peak_rss_mb(server.pid)
+        reset_peak(server.pid)
+        stormy, codes = run_phase(address, args.seconds, args.good, args.bad, args.only, args.skip)
+        stormy_peak = peak_rss_mb(server.pid)
+        with Client(address, timeout=5) as client:
+            live = client.server_live()
+    stderr = "".join(log)
 
     print(f"\n{'phase':<28}{'good requests':>14}{'success %':>11}{'p50 ms':>9}{'p99 ms':>9}{'peak RSS MB':>13}")
     for label, phase, peak in ((f"{args.good} + {args.bad} good clients", calm, calm_peak),

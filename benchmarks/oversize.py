@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,8 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from abuse import free_port, peak_rss_mb, reset_peak  # noqa: E402
-from serving.client import Client  # noqa: E402
+from abuse import peak_rss_mb, reset_peak, running_server  # noqa: E402
 from serving.loadgen import INFER  # noqa: E402
 
 UNLIMITED = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
@@ -78,36 +75,14 @@ async def send(address: str, payload: bytes, calls: int, connections: int) -> co
 
 def measure(front: str, loads: list[tuple[str, bytes, int, int]]) -> list[tuple[str, str, float, float, str]]:
     rows = []
-    with tempfile.TemporaryDirectory() as repository:
-        port = free_port()
-        command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", repository, "--host", "127.0.0.1",
-                   "--port", str(port), "--metrics-port", "-1", "--http-port", "-1", "--grpc-front", front,
-                   "--log-level", "WARNING"]
-        server = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-        log: list[str] = []
-        reader = threading.Thread(target=lambda: log.extend(server.stderr), daemon=True)
-        reader.start()
-        address = f"127.0.0.1:{port}"
-        try:
-            with Client(address, timeout=2) as client:
-                for _ in range(300):
-                    try:
-                        if client.server_live():
-                            break
-                    except grpc.RpcError:
-                        pass
-                    time.sleep(0.1)
-            for label, payload, calls, connections in loads:
-                reset_peak(server.pid)
-                start = time.perf_counter()
-                answers = asyncio.run(send(address, payload, calls, connections))
-                seconds = time.perf_counter() - start
-                rows.append((front, label, peak_rss_mb(server.pid), seconds,
-                             ", ".join(f"{answer} x{n}" for answer, n in answers.most_common())))
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
-            reader.join(10)
+    with tempfile.TemporaryDirectory() as repository, running_server(Path(repository), front) as (server, address, _):
+        for label, payload, calls, connections in loads:
+            reset_peak(server.pid)
+            start = time.perf_counter()
+            answers = asyncio.run(send(address, payload, calls, connections))
+            seconds = time.perf_counter() - start
+            rows.append((front, label, peak_rss_mb(server.pid), seconds,
+                         ", ".join(f"{answer} x{n}" for answer, n in answers.most_common())))
     return rows
 
 
