@@ -16,6 +16,11 @@ def _write(root: Path, relative: str, text: str) -> None:
     path.write_text(text)
 
 
+def _v1_quota(root: Path, folder: str, quota: str, period: str = "100000") -> None:
+    _write(root, f"{folder}/cpu.cfs_quota_us", quota + "\n")
+    _write(root, f"{folder}/cpu.cfs_period_us", period + "\n")
+
+
 @pytest.fixture
 def sixteen_cores(monkeypatch):
     monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: set(range(16)))
@@ -48,8 +53,7 @@ def test_the_smallest_quota_on_the_way_up_wins(tmp_path, sixteen_cores):
 
 @pytest.mark.parametrize("controllers", ["cpu,cpuacct", "cpu"])
 def test_a_v1_quota_in_the_cpu_hierarchy(tmp_path, sixteen_cores, controllers):
-    _write(tmp_path, f"fs/{controllers}/batch/job/cpu.cfs_quota_us", "300000\n")
-    _write(tmp_path, f"fs/{controllers}/batch/job/cpu.cfs_period_us", "100000\n")
+    _v1_quota(tmp_path, f"fs/{controllers}/batch/job", "300000")
     _write(tmp_path, "self", f"5:memory:/batch/job\n4:{controllers}:/batch/job\n0::/\n")
     assert cores.usable_cores(tmp_path / "fs", tmp_path / "self") == 3
 
@@ -57,15 +61,13 @@ def test_a_v1_quota_in_the_cpu_hierarchy(tmp_path, sixteen_cores, controllers):
 def test_a_v1_container_whose_named_path_is_not_mounted_reads_the_root(tmp_path, sixteen_cores):
     """Docker on cgroup v1 mounts the container's own cgroup as the root, while /proc/self/cgroup
     still names the host's path."""
-    _write(tmp_path, "fs/cpu,cpuacct/cpu.cfs_quota_us", "100000\n")
-    _write(tmp_path, "fs/cpu,cpuacct/cpu.cfs_period_us", "100000\n")
+    _v1_quota(tmp_path, "fs/cpu,cpuacct", "100000")
     _write(tmp_path, "self", "4:cpu,cpuacct:/docker/0123abcd\n")
     assert cores.usable_cores(tmp_path / "fs", tmp_path / "self") == 1
 
 
 def test_v1_minus_one_means_no_limit(tmp_path, sixteen_cores):
-    _write(tmp_path, "fs/cpu/cpu.cfs_quota_us", "-1\n")
-    _write(tmp_path, "fs/cpu/cpu.cfs_period_us", "100000\n")
+    _v1_quota(tmp_path, "fs/cpu", "-1")
     _write(tmp_path, "self", "1:cpu:/\n")
     assert cores.cgroup_cpu_quota(tmp_path / "fs", tmp_path / "self") is None
     assert cores.usable_cores(tmp_path / "fs", tmp_path / "self") == 16
@@ -74,8 +76,7 @@ def test_v1_minus_one_means_no_limit(tmp_path, sixteen_cores):
 @pytest.mark.parametrize("membership", ["", "garbage\n", "0::/../../elsewhere\n"])
 def test_odd_or_missing_files_leave_the_affinity(tmp_path, sixteen_cores, membership):
     _write(tmp_path, "fs/cpu.max", "not numbers\n")
-    _write(tmp_path, "fs/cpu/cpu.cfs_quota_us", "0\n")
-    _write(tmp_path, "fs/cpu/cpu.cfs_period_us", "0\n")
+    _v1_quota(tmp_path, "fs/cpu", "0", "0")
     _write(tmp_path, "self", membership)
     assert cores.usable_cores(tmp_path / "fs", tmp_path / "self") == 16
     assert cores.usable_cores(tmp_path / "absent", tmp_path / "absent-too") == 16
