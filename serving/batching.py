@@ -73,6 +73,10 @@ class BatchPolicy:
     # core can save at most ~0.15 ms, about what waking the pool and stopping its spinning cost: a
     # 784-1024-512-10 MLP (0.2 ms on one thread) answered 1,338 b1c1 requests/s on one thread and
     # 1,071 on both; the foreign CNN (0.64 ms on one thread) gains 13 % from both (peers.py, README).
+    # Above the bar, a lone single-row batch still runs on one thread where the warm runs at load
+    # found that no slower than every core (`Batcher._one_thread_enough`): an unseen LSTM's batch-1
+    # run takes 0.34 ms on one thread and 0.46 ms on both, and it answered 1,271 b1c1 requests/s
+    # against 1,070 (a transformer encoder: 1,123 against 1,003; peers.py, README).
     lone_on_one_thread_below_s: float = 0.0003
     # ... and a batch that starts alone within this long of two batches running side by side counts as
     # beside another: two clients whose batches end close together would otherwise take turns
@@ -174,13 +178,19 @@ class Batcher:
     def __init__(self, run: RunFn, policy: BatchPolicy, label: str = "model",
                  on_execution: Callable[[int, int, int, int], None] | None = None,
                  instance_runs: Sequence[RunFn] | None = None, side_by_side_run: RunFn | None = None,
-                 side_by_side_row_ns: float | None = None) -> None:
+                 side_by_side_row_ns: float | None = None, all_core_row_ns: float | None = None) -> None:
         self.run = run  # a caller running a batch on an instance's behalf uses this one
         self.instance_runs = instance_runs  # instance i's own run (its own session on its GPU), if given
         # the adaptive plan (serving/plan.py): a batch that starts while another runs or waits runs
         # here (a session with the cores divided), one that starts alone on `run` (every core)
         self.side_by_side_run = side_by_side_run
         self._divided_row_ns = side_by_side_row_ns  # running estimate of a row's cost on that session
+        # whether a lone single row runs on the divided session whatever its cost: the warm batch-1
+        # runs at load found it no slower than every core. Fixed at load, not learned: a session
+        # used for one lone batch in many measures slow with cold caches, and a choice learned from
+        # such runs moved a CNN's lone requests to one thread (-11 %, README)
+        self._single_row_divided = (side_by_side_row_ns is not None and all_core_row_ns is not None
+                                    and side_by_side_row_ns <= all_core_row_ns)
         self._side_by_side_ns = -(1 << 62)  # when batches last ran side by side (time.monotonic_ns)
         self.policy = policy
         self.label = label  # for messages: "model 'name' version v"
@@ -367,10 +377,13 @@ class Batcher:
         return time.monotonic_ns() - self._side_by_side_ns < self.policy.side_by_side_memory_s * 1e9
 
     def _one_thread_enough(self, rows: int) -> bool:
-        """Under the lock: whether a lone batch of `rows` runs fast enough on the divided session."""
+        """Under the lock: whether a lone batch of `rows` is better run on the divided session: it runs
+        below `lone_on_one_thread_below_s` there, or it is a single row and the divided session ran
+        one no slower than every core at load (a model whose operators do not divide their work)."""
         estimate = self._divided_row_ns
-        return (self.side_by_side_run is not None and estimate is not None
-                and estimate * rows < self.policy.lone_on_one_thread_below_s * 1e9)
+        if self.side_by_side_run is None or estimate is None:
+            return False
+        return estimate * rows < self.policy.lone_on_one_thread_below_s * 1e9 or (rows == 1 and self._single_row_divided)
 
     def _may_split(self) -> bool:
         """Whether this batcher may split requests (and so counts them until they are answered)."""

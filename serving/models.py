@@ -267,7 +267,8 @@ class ModelManager:
         side_by_side = await asyncio.to_thread(open_side_by_side, path, source.spec, self.providers, label, instances)
         batcher = Batcher(runtime.run, source.spec.batch_policy(), label, instance_runs=own,
                           side_by_side_run=side_by_side and side_by_side.run,
-                          side_by_side_row_ns=side_by_side and side_by_side.warm_run_ns)
+                          side_by_side_row_ns=side_by_side and side_by_side.warm_run_ns,
+                          all_core_row_ns=side_by_side and runtime.warm_run_ns)
         loaded = LoadedVersion(
             source.name, number, source.spec, runtime, batcher, stats,
             (source.fingerprint, source.version_fingerprints.get(number)), tuple(instances), side_by_side,

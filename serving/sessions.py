@@ -84,7 +84,7 @@ class LoadedSession:
     inter_op_threads: int
     device: int | None = None  # the GPU this session runs on (None: the provider's default, or the CPU)
     bind_outputs: bool = False  # run through an IOBinding, outputs left on the GPU and copied once
-    warm_run_ns: int | None = None  # the fastest of a few warm batch-1 runs (the divided session's)
+    warm_run_ns: int | None = None  # the fastest of a few warm batch-1 runs (the adaptive plan's sessions)
     caller_cores: frozenset[int] | None = None  # cores a run's caller is held to (`pool_placement`)
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -329,12 +329,15 @@ def open_side_by_side(path: Path, spec: ModelSpec, providers: ProviderChoice, la
     loaded = open_session(path, spec, providers, f"{label} (batches side by side)", list(instances[0].providers),
                           threads=threads)
     inputs = loaded.prepare(warm_up_inputs(spec))
-    timings = []
-    for _ in range(WARM_TIMED_RUNS):  # what a lone batch would cost here: the batcher's first estimate
-        started = time.perf_counter_ns()
-        loaded.run(dict(inputs))
-        timings.append(time.perf_counter_ns() - started)
-    loaded.warm_run_ns = min(timings)
+    sessions = (loaded, instances[0])  # the divided session and the all-core one, timed turn about
+    timings: tuple[list[int], list[int]] = ([], [])
+    for _ in range(WARM_TIMED_RUNS):  # what a lone batch would cost on each: the batcher's first estimates
+        for session, times in zip(sessions, timings):
+            started = time.perf_counter_ns()
+            session.run(dict(inputs))
+            times.append(time.perf_counter_ns() - started)
+    for session, times in zip(sessions, timings):
+        session.warm_run_ns = min(times)
     return loaded
 
 

@@ -233,6 +233,35 @@ def test_the_adaptive_plan_runs_a_lone_batch_on_every_core_unless_one_thread_is_
     assert used == [(lone_on, 1.0), ("divided", 2.0), (then_on, 3.0)]
 
 
+@pytest.mark.parametrize("every_core_ns, single_row_on", [(2e6, "divided"), (0.5e6, "all cores")])
+def test_a_lone_single_row_runs_on_one_thread_where_that_is_no_slower_than_every_core(every_core_ns, single_row_on):
+    """Above the 0.3 ms bar (one thread: 1 ms a row), a lone single-row batch still runs on the
+    divided session where every core was measured slower for it at load (an LSTM: 0.34 ms on one thread, 0.44
+    on two), and on every core where they are faster; a lone batch of several rows runs on every
+    core either way."""
+    used = []
+
+    def session(tag: str):
+        def run(inputs):
+            used.append((tag, len(inputs["x"])))
+            return {"y": inputs["x"] + 1}
+        return run
+
+    async def main():
+        policy = BatchPolicy(max_batch_size=4, dynamic=True, instances=2)
+        batcher = Batcher(session("all cores"), policy, "test", side_by_side_run=session("divided"),
+                          side_by_side_row_ns=1e6, all_core_row_ns=every_core_ns)
+        batcher.start()
+        try:
+            await batcher.submit(rows(1.0))
+            await batcher.submit(rows(2.0, n=2))
+        finally:
+            await batcher.close()
+
+    asyncio.run(main())
+    assert used == [(single_row_on, 1), ("all cores", 2)]
+
+
 def test_batches_count_as_side_by_side_from_when_they_last_ran_together_not_from_their_start():
     """Two long batches side by side, the second ending more than `side_by_side_memory_s` after
     both started: a batch that starts alone just after them still runs on the divided session."""
