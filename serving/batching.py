@@ -74,10 +74,14 @@ class BatchPolicy:
     # 784-1024-512-10 MLP (0.2 ms on one thread) answered 1,338 b1c1 requests/s on one thread and
     # 1,071 on both; the foreign CNN (0.64 ms on one thread) gains 13 % from both (peers.py, README).
     # Above the bar, a lone single-row batch still runs on one thread where the warm runs at load
-    # found that no slower than every core (`Batcher._one_thread_enough`): an unseen LSTM's batch-1
-    # run takes 0.34 ms on one thread and 0.46 ms on both, and it answered 1,271 b1c1 requests/s
-    # against 1,070 (a transformer encoder: 1,123 against 1,003; peers.py, README).
+    # found that clearly faster than every core (`Batcher._one_thread_enough`): an unseen LSTM's
+    # batch-1 run takes 0.34 ms on one thread and 0.46 ms on both, and it answered 1,271 b1c1
+    # requests/s against 1,070 (a transformer encoder: 1,123 against 1,003; peers.py, README).
     lone_on_one_thread_below_s: float = 0.0003
+    # "Clearly": at most this fraction of the all-core time. The models that gain measured 0.68-0.87;
+    # near 1 either session serves alike, and a model loaded while others keep the cores busy times
+    # its all-core runs slower than they are (the CNNs measured 1.3-1.5)
+    single_row_on_one_thread_below: float = 0.9
     # ... and a batch that starts alone within this long of two batches running side by side counts as
     # beside another: two clients whose batches end close together would otherwise take turns
     # starting "alone" on every core against the other's one-thread batch (3 threads on 2 cores;
@@ -186,11 +190,11 @@ class Batcher:
         self.side_by_side_run = side_by_side_run
         self._divided_row_ns = side_by_side_row_ns  # running estimate of a row's cost on that session
         # whether a lone single row runs on the divided session whatever its cost: the warm batch-1
-        # runs at load found it no slower than every core. Fixed at load, not learned: a session
+        # runs at load found it clearly faster than every core. Fixed at load, not learned: a session
         # used for one lone batch in many measures slow with cold caches, and a choice learned from
         # such runs moved a CNN's lone requests to one thread (-11 %, README)
         self._single_row_divided = (side_by_side_row_ns is not None and all_core_row_ns is not None
-                                    and side_by_side_row_ns <= all_core_row_ns)
+                                    and side_by_side_row_ns <= policy.single_row_on_one_thread_below * all_core_row_ns)
         self._side_by_side_ns = -(1 << 62)  # when batches last ran side by side (time.monotonic_ns)
         self.policy = policy
         self.label = label  # for messages: "model 'name' version v"
@@ -379,7 +383,7 @@ class Batcher:
     def _one_thread_enough(self, rows: int) -> bool:
         """Under the lock: whether a lone batch of `rows` is better run on the divided session: it runs
         below `lone_on_one_thread_below_s` there, or it is a single row and the divided session ran
-        one no slower than every core at load (a model whose operators do not divide their work)."""
+        one clearly faster than every core at load (a model whose operators do not divide their work)."""
         estimate = self._divided_row_ns
         if self.side_by_side_run is None or estimate is None:
             return False

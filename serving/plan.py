@@ -14,8 +14,8 @@ parameter win when given (a KIND_GPU group's count is per GPU it lists, or per v
   batches lost 10 % at batch 32 x 2 clients against a one-thread session per batch, which in turn
   lost 26 % for a lone batch-1 request; this plan takes the better of the two in each case. The
   batcher refines "alone" (serving/batching.py): a lone batch the divided session runs in under
-  0.3 ms runs there, as does a lone single row where the divided session ran one no slower than the
-  all-core one at load (an LSTM, an encoder), and batches count as side by side for 50 ms after
+  0.3 ms runs there, as does a lone single row where the divided session ran one clearly faster
+  than the all-core one at load (an LSTM, an encoder), and batches count as side by side for 50 ms after
   they were; and a request
   the divided session needs 2 ms or more for that arrives while another runs (nothing waiting,
   fewer requests unanswered than instances) is split into a part per instance, so that two

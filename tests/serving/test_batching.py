@@ -233,12 +233,14 @@ def test_the_adaptive_plan_runs_a_lone_batch_on_every_core_unless_one_thread_is_
     assert used == [(lone_on, 1.0), ("divided", 2.0), (then_on, 3.0)]
 
 
-@pytest.mark.parametrize("every_core_ns, single_row_on", [(2e6, "divided"), (0.5e6, "all cores")])
-def test_a_lone_single_row_runs_on_one_thread_where_that_is_no_slower_than_every_core(every_core_ns, single_row_on):
+@pytest.mark.parametrize("every_core_ns, single_row_on", [(2e6, "divided"), (1.05e6, "all cores"),
+                                                           (0.5e6, "all cores")])
+def test_a_lone_single_row_runs_on_one_thread_where_that_is_clearly_faster_than_every_core(every_core_ns,
+                                                                                          single_row_on):
     """Above the 0.3 ms bar (one thread: 1 ms a row), a lone single-row batch still runs on the
-    divided session where every core was measured slower for it at load (an LSTM: 0.34 ms on one thread, 0.44
-    on two), and on every core where they are faster; a lone batch of several rows runs on every
-    core either way."""
+    divided session where every core was measured clearly slower for it at load (an LSTM: 0.34 ms
+    on one thread, 0.46 on two), and on every core where they measured alike or faster; a lone
+    batch of several rows runs on every core either way."""
     used = []
 
     def session(tag: str):
