@@ -69,7 +69,11 @@ _RUN_OPTIONS.log_severity_level = 4
 BOUND_RUN_OPTIONS = ort.RunOptions()
 BOUND_RUN_OPTIONS.log_severity_level = 4
 BOUND_RUN_OPTIONS.add_run_config_entry("gpu_graph_id", "0")
-WARM_TIMED_RUNS = 3
+# Warm batch-1 runs timed on each adaptive session at load (the fastest counts): at least the first,
+# more while they fit the second, so that a cheap model's two sessions are compared on enough runs
+# (the batcher's single-row choice, serving/batching.py) and a costly one loads no slower.
+WARM_TIMED_RUNS = (3, 15)
+WARM_TIMING_BUDGET_S = 0.05
 _ALLOCATION_MARKERS = ("bad_alloc", "Failed to allocate", "out of memory", "OUT_OF_MEMORY")
 
 
@@ -331,13 +335,18 @@ def open_side_by_side(path: Path, spec: ModelSpec, providers: ProviderChoice, la
     inputs = loaded.prepare(warm_up_inputs(spec))
     sessions = (loaded, instances[0])  # the divided session and the all-core one, timed turn about
     timings: tuple[list[int], list[int]] = ([], [])
-    for _ in range(WARM_TIMED_RUNS):  # what a lone batch would cost on each: the batcher's first estimates
-        for session, times in zip(sessions, timings):
+    least, most = WARM_TIMED_RUNS
+    end = time.perf_counter() + WARM_TIMING_BUDGET_S
+    while len(timings[0]) < least or (len(timings[0]) < most and time.perf_counter() < end):
+        for session, times in zip(sessions, timings):  # what a lone batch costs on each: the batcher's first estimates
             started = time.perf_counter_ns()
             session.run(dict(inputs))
             times.append(time.perf_counter_ns() - started)
     for session, times in zip(sessions, timings):
         session.warm_run_ns = min(times)
+    log.info("%s: a warm batch-1 run takes %.0f us on %d thread(s), %.0f us on %d (fastest of %d)", label,
+             loaded.warm_run_ns / 1e3, threads, instances[0].warm_run_ns / 1e3, instances[0].intra_op_threads,
+             len(timings[0]))
     return loaded
 
 
