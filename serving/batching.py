@@ -80,7 +80,7 @@ class BatchPolicy:
     lone_on_one_thread_below_s: float = 0.0003
     # "Clearly": at most this fraction of the all-core time. The models that gain measured 0.68-0.87;
     # near 1 either session serves alike, and a model loaded while others keep the cores busy times
-    # its all-core runs slower than they are (the CNNs measured 1.3-1.5)
+    # its all-core runs slower than they are (the CNNs measured 1.3-1.7)
     single_row_on_one_thread_below: float = 0.9
     # ... and a batch that starts alone within this long of two batches running side by side counts as
     # beside another: two clients whose batches end close together would otherwise take turns
