@@ -1,4 +1,5 @@
-"""How many cores this process may use: its CPU affinity, lowered by a cgroup CPU quota.
+"""How many cores this process may use: the physical cores of its CPU affinity, lowered by a cgroup
+CPU quota; and which logical CPUs make up each of those cores.
 
 Why: `os.cpu_count()`, and ONNX Runtime's own default, see the host's cores. A container limited to
 2 of a 64-core host's CPUs (`docker run --cpus 2`, a Kubernetes CPU limit) that sized its thread
@@ -11,6 +12,15 @@ The quota is read on the process's own cgroup (from /proc/self/cgroup) and on ea
 since a limit on a parent (a Kubernetes pod, a systemd slice) binds its children; the smallest
 applies. Inside a container the named path may not exist under the mount (the container's cgroup is
 mounted as the root), which is why the mount root itself is always read too.
+
+Cores, not logical CPUs: on a host with SMT (Hyper-Threading), two logical CPUs share one core's
+execution units. ONNX Runtime's own default is one intra-op thread per physical core, each pinned to
+its core's logical CPUs (its threading guide: "6-core machine (with 12 HT logical processors) = 6
+total INTRA threads"), and that is the default every peer runs with. Counting logical CPUs would
+give the plan twice the threads on the same execution units, and could pin a pool's worker to its
+caller's sibling. The cores are read from sysfs topology (package and core id per logical CPU); a
+CPU whose topology cannot be read counts as a core of its own, as on this project's build machine,
+which has one thread per core.
 """
 
 from __future__ import annotations
@@ -21,31 +31,53 @@ from pathlib import Path, PurePosixPath
 
 CGROUP_MOUNT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+SYSFS_CPUS = Path("/sys/devices/system/cpu")
 
 
-def usable_cores(mount: Path = CGROUP_MOUNT, membership: Path = PROC_SELF_CGROUP) -> int:
-    """The affinity mask's size, lowered to the cgroup CPU quota rounded up (a 2.5-CPU limit: 3)."""
-    cores = _affinity()
+def usable_cores(mount: Path = CGROUP_MOUNT, membership: Path = PROC_SELF_CGROUP, topology: Path = SYSFS_CPUS) -> int:
+    """The physical cores in the affinity mask, lowered to the cgroup CPU quota rounded up (a 2.5-CPU
+    limit: 3)."""
+    cores = len(core_groups(topology))
     quota = cgroup_cpu_quota(mount, membership)
     if quota is not None:
         cores = min(cores, math.ceil(quota))
     return max(1, cores)
 
 
-def describe(mount: Path = CGROUP_MOUNT, membership: Path = PROC_SELF_CGROUP) -> str:
+def describe(mount: Path = CGROUP_MOUNT, membership: Path = PROC_SELF_CGROUP, topology: Path = SYSFS_CPUS) -> str:
     """The server's startup line on cores: what plans are made for, and from what, so that an operator
-    sees a container limit taken (or not)."""
+    sees a container limit (and SMT) taken into account, or not."""
     quota = cgroup_cpu_quota(mount, membership)
     limit = "no cgroup CPU quota" if quota is None else f"cgroup CPU quota {quota:g}"
-    cores = usable_cores(mount, membership)
-    return f"execution plans use {cores} core{'s' if cores != 1 else ''} (CPU affinity {_affinity()}, {limit})"
+    cores = usable_cores(mount, membership, topology)
+    logical, physical = len(_affinity()), len(core_groups(topology))
+    mask = f"CPU affinity {logical}" + (f" logical CPUs on {physical} cores" if physical != logical else "")
+    return f"execution plans use {cores} core{'s' if cores != 1 else ''} ({mask}, {limit})"
 
 
-def _affinity() -> int:
+def core_groups(topology: Path = SYSFS_CPUS) -> list[tuple[int, ...]]:
+    """The affinity mask's logical CPUs grouped by the physical core they share, each group sorted,
+    the groups in the order of their first CPU. Without readable topology, each CPU is its own core."""
+    groups: dict[object, list[int]] = {}
+    for cpu in sorted(_affinity()):
+        groups.setdefault(_core_of(cpu, topology), []).append(cpu)
+    return sorted(tuple(group) for group in groups.values())
+
+
+def _core_of(cpu: int, topology: Path) -> object:
+    """(package, core) ids of a logical CPU, or the CPU itself where sysfs does not say."""
+    folder = topology / f"cpu{cpu}" / "topology"
     try:
-        return len(os.sched_getaffinity(0))
+        return int((folder / "physical_package_id").read_text()), int((folder / "core_id").read_text())
+    except (OSError, ValueError):
+        return ("cpu", cpu)
+
+
+def _affinity() -> set[int]:
+    try:
+        return os.sched_getaffinity(0)
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return set(range(os.cpu_count() or 1))
 
 
 def cgroup_cpu_quota(mount: Path = CGROUP_MOUNT, membership: Path = PROC_SELF_CGROUP) -> float | None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 import grpc
 
 from serving.auth import Guard
+from serving.cores import usable_cores
 from serving.dataplane import HeldBytes
 from serving.limits import INLINE_PAYLOAD_BYTES
 from serving.status import MALFORMED_MESSAGE, status_of
@@ -138,7 +138,7 @@ class NativeFront:
         self._direct_calls: dict[int, object] = {}  # call id -> its handle, until answered
         self._last_wait_s = 0.0  # how long this thread last waited for events
         self.max_message = max_message
-        io_threads = 1 if (os.cpu_count() or 1) <= 2 else 2  # on 2 cores a second one only competes
+        io_threads = 1 if usable_cores() <= 2 else 2  # on 2 cores a second one only competes
         try:
             self._front = NativeGrpcFront(
                 address, [(m.path, False) for m in methods], io_threads=io_threads, call_details=True, metrics=True

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from serving import gpu, gpu_options
+from serving import cores, gpu, gpu_options
 from serving.errors import InvalidInput, ModelRunFailed, ServingError, TooLarge
 from serving.limits import ORT_SESSION_ENTRIES, shown, without_paths
 from serving.plan import ADAPTIVE_MAX_BYTES, int_parameter, plan_for
@@ -61,6 +61,7 @@ KIND_GPU, KIND_CPU = 1, 2  # ModelInstanceGroup.Kind values
 # client's (answered INVALID_ARGUMENT), so a bad client could flood the log, and a full stderr pipe
 # would stall the instance thread writing it. Runs log nothing; the failure goes to the client.
 AFFINITIES = "session.intra_op_thread_affinities"
+ORT_CONFIG_VALUE_CHARS = 1024  # the longest session config value ONNX Runtime takes
 _RUN_OPTIONS = ort.RunOptions()
 _RUN_OPTIONS.log_severity_level = 4
 # onnxruntime 1.31's `run_with_iobinding` looks up the run's `gpu_graph_id` and, when it is unset,
@@ -268,25 +269,28 @@ class PoolPlacement:
     caller: frozenset[int]
 
 
-def pool_placement(threads: int) -> PoolPlacement | None:
-    """The all-core session's placement: worker i on the (i+1)-th core this process may use, as ONNX
-    Runtime places its workers when it picks the thread count itself, and the caller on the first.
+def pool_placement(threads: int, topology: Path = cores.SYSFS_CPUS) -> PoolPlacement | None:
+    """The all-core session's placement: worker i on the (i+1)-th physical core this process may use
+    (on every logical CPU of that core), as ONNX Runtime places its workers when it picks the thread
+    count itself, and the caller on the CPUs of the cores left (the first, and any the plan does not use).
 
     Why: unpinned, a worker woken after a pause of 2 ms or more was often put on the caller's core,
     and the run lost its second core. Pinning only the workers is not enough in a server: the
     thread that calls `run` (the gRPC front's dispatch thread, an instance thread) floats, and runs
     whose caller sat on the worker's core took 0.85 ms p50 and 2.6 ms on average, against 0.56-0.58
-    ms with the caller held (the foreign CNN, batch 1, 10 ms pauses; README). None where there is
-    no worker to pin or too few cores."""
-    try:
-        cores = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
+    ms with the caller held (the foreign CNN, batch 1, 10 ms pauses; README). Whole cores, not
+    logical CPUs: a worker on its caller's SMT sibling would share the caller's execution units.
+    None where there is no worker to pin, too few cores, or more CPUs than ONNX Runtime's
+    1,024-character config value can list."""
+    groups = cores.core_groups(topology)
+    if threads < 2 or threads > len(groups):
         return None
-    if threads < 2 or threads > len(cores):
+    workers = groups[1:threads]
+    text = ";".join(",".join(str(cpu + 1) for cpu in group) for group in workers)  # ORT numbers CPUs from 1
+    if len(text) > ORT_CONFIG_VALUE_CHARS:
         return None
-    workers = cores[1:threads]
-    return PoolPlacement(";".join(str(core + 1) for core in workers),  # ORT numbers processors from 1
-                         frozenset(cores) - frozenset(workers))
+    taken = {cpu for group in workers for cpu in group}
+    return PoolPlacement(text, frozenset(cpu for group in groups for cpu in group) - taken)
 
 
 def open_instances(path: Path, spec: ModelSpec, providers: ProviderChoice, label: str) -> list[LoadedSession]:

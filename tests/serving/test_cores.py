@@ -1,5 +1,6 @@
-"""Usable cores: the affinity mask, lowered by a cgroup CPU quota on the process's cgroup or above it,
-on cgroup v2 and v1, as the files lie in a container, on a host and in a Kubernetes pod."""
+"""Usable cores: the physical cores of the affinity mask, lowered by a cgroup CPU quota on the process's
+cgroup or above it, on cgroup v2 and v1, as the files lie in a container, on a host and in a
+Kubernetes pod; SMT siblings counted once."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from serving import cores
 
 
 class FakeHost:
-    """A cgroup mount (`fs/`) and a /proc/self/cgroup (`self`) in a temp folder, and `serving.cores`
-    asked about them."""
+    """A cgroup mount (`fs/`), a /proc/self/cgroup (`self`) and a sysfs cpu folder (`cpu/`, empty
+    unless `smt` writes it: each CPU a core of its own) in a temp folder, and `serving.cores` asked
+    about them."""
 
     def __init__(self, root: Path) -> None:
-        self.mount, self.membership = root / "fs", root / "self"
+        self.mount, self.membership, self.topology = root / "fs", root / "self", root / "cpu"
 
     def write(self, relative: str, text: str) -> None:
         path = self.mount / relative
@@ -32,14 +34,27 @@ class FakeHost:
     def member_of(self, lines: str) -> None:
         self.membership.write_text(lines)
 
+    def smt(self, physical: int) -> None:
+        smt_topology(self.topology, physical)
+
     def usable_cores(self) -> int:
-        return cores.usable_cores(self.mount, self.membership)
+        return cores.usable_cores(self.mount, self.membership, self.topology)
 
     def quota(self) -> float | None:
         return cores.cgroup_cpu_quota(self.mount, self.membership)
 
     def describe(self) -> str:
-        return cores.describe(self.mount, self.membership)
+        return cores.describe(self.mount, self.membership, self.topology)
+
+
+def smt_topology(root: Path, physical: int) -> Path:
+    """A sysfs cpu folder for `physical` cores of two logical CPUs each, CPU n and n + physical on core n."""
+    for cpu in range(2 * physical):
+        folder = root / f"cpu{cpu}" / "topology"
+        folder.mkdir(parents=True)
+        (folder / "physical_package_id").write_text("0\n")
+        (folder / "core_id").write_text(f"{cpu % physical}\n")
+    return root
 
 
 @pytest.fixture
@@ -121,3 +136,33 @@ def test_the_startup_line_names_the_cores_and_the_quota(host, tmp_path, sixteen_
     assert host.describe() == "execution plans use 2 cores (CPU affinity 16, cgroup CPU quota 1.5)"
     assert FakeHost(tmp_path / "absent").describe() == (
         "execution plans use 16 cores (CPU affinity 16, no cgroup CPU quota)")
+
+
+def test_smt_siblings_count_as_one_core_as_onnx_runtime_counts_them(host, monkeypatch):
+    """8 logical CPUs on 4 cores: ONNX Runtime's default is 4 intra-op threads, and so is the plan's."""
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: set(range(8)))
+    host.smt(4)
+    assert cores.core_groups(host.topology) == [(0, 4), (1, 5), (2, 6), (3, 7)]
+    assert host.usable_cores() == 4
+    assert host.describe() == "execution plans use 4 cores (CPU affinity 8 logical CPUs on 4 cores, no cgroup CPU quota)"
+    host.v2_quota(".", "300000 100000")
+    host.member_of("0::/\n")
+    assert host.usable_cores() == 3  # a quota below the cores still binds
+
+
+def test_a_cpuset_of_one_sibling_per_core_counts_each_core(host, monkeypatch):
+    """As the Kubernetes static CPU manager or `taskset -c 0-3` leaves a process on an SMT host."""
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    host.smt(4)
+    assert cores.core_groups(host.topology) == [(0,), (1,), (2,), (3,)]
+    assert host.usable_cores() == 4
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: {0, 4, 1})
+    assert cores.core_groups(host.topology) == [(0, 4), (1,)]
+    assert host.usable_cores() == 2
+
+
+def test_unreadable_topology_counts_each_cpu_as_a_core(host, monkeypatch):
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    host.smt(2)
+    (host.topology / "cpu1" / "topology" / "core_id").write_text("not a number\n")
+    assert cores.core_groups(host.topology) == [(0, 2), (1,)]  # cpu2 is core 0's sibling; cpu1 stands alone

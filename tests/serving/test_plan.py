@@ -101,16 +101,30 @@ def test_a_model_too_large_to_hold_twice_keeps_one_session(tmp_path, monkeypatch
     assert sessions.side_by_side_threads(model, spec) is None
 
 
-def test_an_all_core_pool_pins_a_worker_to_each_core_but_the_callers(monkeypatch):
+def test_an_all_core_pool_pins_a_worker_to_each_core_but_the_callers(monkeypatch, tmp_path):
     """As ONNX Runtime places the workers of a pool whose size it picks itself: worker i on the
     (i+1)-th core this process may use (ORT numbers processors from 1); the caller keeps the rest."""
     from serving import sessions
 
     monkeypatch.setattr(sessions.os, "sched_getaffinity", lambda pid: {7, 4, 5, 6})
-    assert sessions.pool_placement(4) == sessions.PoolPlacement("6;7;8", frozenset({4}))
-    assert sessions.pool_placement(3) == sessions.PoolPlacement("6;7", frozenset({4, 7}))
-    assert sessions.pool_placement(1) is None  # no worker to pin
-    assert sessions.pool_placement(5) is None  # more threads than cores: no core of its own each
+    no_topology = tmp_path / "none"  # each CPU a core of its own
+    assert sessions.pool_placement(4, no_topology) == sessions.PoolPlacement("6;7;8", frozenset({4}))
+    assert sessions.pool_placement(3, no_topology) == sessions.PoolPlacement("6;7", frozenset({4, 7}))
+    assert sessions.pool_placement(1, no_topology) is None  # no worker to pin
+    assert sessions.pool_placement(5, no_topology) is None  # more threads than cores: no core of its own each
+
+
+def test_on_an_smt_host_each_worker_gets_a_whole_core_and_the_caller_none_of_theirs(monkeypatch, tmp_path):
+    """8 logical CPUs on 4 cores, siblings numbered n and n+4 (as Linux numbers Intel's): a worker on
+    its caller's sibling would share the caller's execution units."""
+    from serving import sessions
+    from tests.serving.test_cores import smt_topology
+
+    topology = smt_topology(tmp_path, physical=4)
+    monkeypatch.setattr(sessions.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert sessions.pool_placement(4, topology) == sessions.PoolPlacement("2,6;3,7;4,8", frozenset({0, 4}))
+    assert sessions.pool_placement(2, topology) == sessions.PoolPlacement("2,6", frozenset({0, 4, 2, 6, 3, 7}))
+    assert sessions.pool_placement(5, topology) is None  # 5 threads, 4 cores
 
 
 def test_a_held_run_keeps_only_its_caller_off_the_workers_cores_and_gives_its_affinity_back(tmp_path):
