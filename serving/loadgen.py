@@ -62,16 +62,29 @@ def _example(data_type: int, shape: tuple[int, ...], rng: np.random.Generator) -
     return datatype.name, np.zeros(shape, datatype.numpy).tobytes()
 
 
-def request_for(config: ModelConfig, batch: int, seed: int = 0) -> bytes:
-    """A serialised ModelInferRequest for `config`'s model carrying `batch` items (variable dimensions: 1)."""
+def request_for(config: ModelConfig, batch: int, seed: int = 0,
+                shapes: dict[str, tuple[int, ...]] | None = None) -> bytes:
+    """A serialised ModelInferRequest for `config`'s model carrying `batch` items. `shapes` gives an
+    input's dimensions without the batch (perf_analyzer's --shape); other variable dimensions are 1."""
     if config.max_batch_size <= 0 and batch != 1:
         raise ValueError(f"model {config.name!r} does not batch (max_batch_size 0): use batch 1")
     if config.max_batch_size > 0 and batch > config.max_batch_size:
         raise ValueError(f"batch {batch} is above model {config.name!r}'s max_batch_size {config.max_batch_size}")
+    shapes = shapes or {}
+    names = [tensor.name for tensor in config.input]
+    for name, dims in shapes.items():
+        if name not in names:
+            raise ValueError(f"--shape names input {name!r}, but model {config.name!r} has inputs {names}")
     rng = np.random.default_rng(seed)
     request = pb.ModelInferRequest(model_name=config.name)
     for tensor in config.input:
         dims = tuple(1 if d < 0 else int(d) for d in tensor.dims)
+        given = shapes.get(tensor.name)
+        if given is not None:
+            if len(given) != len(dims) or any(d >= 0 and d != g for d, g in zip(tensor.dims, given)):
+                raise ValueError(f"--shape {tensor.name}:{','.join(map(str, given))} does not fit the config's dims "
+                                 f"{list(tensor.dims)} (-1: any size; the batch dimension is not given)")
+            dims = given
         shape = (batch, *dims) if config.max_batch_size > 0 else dims
         datatype, raw = _example(tensor.data_type, shape, rng)
         request.inputs.add(name=tensor.name, datatype=datatype, shape=shape)

@@ -25,7 +25,7 @@ from serving.batching import Batcher
 from serving.errors import LoadFailed, ModelNotFound, ModelNotReady, Unsupported
 from serving.limits import shown
 from serving.repository import ModelSource, ModelSpec, Repository
-from serving.sessions import LoadedSession, ProviderChoice, open_instances, open_side_by_side
+from serving.sessions import LoadedSession, ProviderChoice, has_variable_dims, open_instances, open_side_by_side
 from serving.statistics import VersionStatistics
 
 log = logging.getLogger(__name__)
@@ -265,10 +265,13 @@ class ModelManager:
         stats = self.new_statistics(source.name, str(number))
         own = [s.run for s in instances] if any(s is not runtime for s in instances) else None  # one shared session: no list
         side_by_side = await asyncio.to_thread(open_side_by_side, path, source.spec, self.providers, label, instances)
+        # The single-row rule compares the two sessions' warm-up runs, which tell only for requests of
+        # the warm-up's shape: not for a model whose requests set a dimension of their own.
+        compared = side_by_side is not None and not has_variable_dims(source.spec)
         batcher = Batcher(runtime.run, source.spec.batch_policy(), label, instance_runs=own,
                           side_by_side_run=side_by_side and side_by_side.run,
                           side_by_side_row_ns=side_by_side and side_by_side.warm_run_ns,
-                          all_core_row_ns=side_by_side and runtime.warm_run_ns)
+                          all_core_row_ns=runtime.warm_run_ns if compared else None)
         loaded = LoadedVersion(
             source.name, number, source.spec, runtime, batcher, stats,
             (source.fingerprint, source.version_fingerprints.get(number)), tuple(instances), side_by_side,

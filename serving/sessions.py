@@ -62,6 +62,12 @@ KIND_GPU, KIND_CPU = 1, 2  # ModelInstanceGroup.Kind values
 # would stall the instance thread writing it. Runs log nothing; the failure goes to the client.
 AFFINITIES = "session.intra_op_thread_affinities"
 ORT_CONFIG_VALUE_CHARS = 1024  # the longest session config value ONNX Runtime takes
+# Zeros warm up a model (without model_warmup samples in its config) and time the plan's sessions.
+# A model with variable dimensions gets the first of these sizes that runs: 1 fails a convolution
+# without padding, or a pooling, of a CNN exported with a dynamic height and width, which Triton
+# (no warm-up by default) would serve.
+WARM_UP_SIZES = (1, 8, 32, 224)
+WARM_UP_MAX_ELEMENTS = 1 << 24  # an input of zeros no larger than this (64 MB of FP32)
 _RUN_OPTIONS = ort.RunOptions()
 _RUN_OPTIONS.log_severity_level = 4
 # onnxruntime 1.31's `run_with_iobinding` looks up the run's `gpu_graph_id` and, when it is unset,
@@ -90,6 +96,7 @@ class LoadedSession:
     device: int | None = None  # the GPU this session runs on (None: the provider's default, or the CPU)
     bind_outputs: bool = False  # run through an IOBinding, outputs left on the GPU and copied once
     warm_run_ns: int | None = None  # the fastest of a few warm batch-1 runs (the adaptive plan's sessions)
+    warm_up_size: int | None = None  # the variable dimensions' size of zeros that ran (`warm_up_size`)
     caller_cores: frozenset[int] | None = None  # cores a run's caller is held to (`pool_placement`)
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -336,7 +343,9 @@ def open_side_by_side(path: Path, spec: ModelSpec, providers: ProviderChoice, la
         return None
     loaded = open_session(path, spec, providers, f"{label} (batches side by side)", list(instances[0].providers),
                           threads=threads)
-    inputs = loaded.prepare(warm_up_inputs(spec))
+    if loaded.warm_up_size is None:  # no zeros run (the config's own samples warmed it): nothing to time
+        return loaded
+    inputs = loaded.prepare(warm_up_inputs(spec, loaded.warm_up_size))
     sessions = (loaded, instances[0])  # the divided session and the all-core one, timed turn about
     timings: tuple[list[int], list[int]] = ([], [])
     least, most = WARM_TIMED_RUNS
@@ -348,7 +357,8 @@ def open_side_by_side(path: Path, spec: ModelSpec, providers: ProviderChoice, la
             times.append(time.perf_counter_ns() - started)
     for session, times in zip(sessions, timings):
         session.warm_run_ns = min(times)
-    log.info("%s: a warm batch-1 run takes %.0f us on %d thread(s), %.0f us on %d (fastest of %d)", label,
+    shape = f" with variable dimensions of {loaded.warm_up_size}" if has_variable_dims(spec) else ""
+    log.info("%s: a warm batch-1 run%s takes %.0f us on %d thread(s), %.0f us on %d (fastest of %d)", label, shape,
              loaded.warm_run_ns / 1e3, threads, instances[0].warm_run_ns / 1e3, instances[0].intra_op_threads,
              len(timings[0]))
     return loaded
@@ -399,11 +409,12 @@ def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: 
     except (ValueError, OSError) as exc:
         raise ValueError(f"model_warmup: {_first_line(exc)}") from None
     try:
-        for run in runs or [gpu_options.WarmupRun("zeros", warm_up_inputs(spec), 1)]:
+        for run in runs:
             for _ in range(run.count):
                 loaded.run(loaded.prepare(dict(run.inputs)))
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"warm-up inference failed: {_first_line(exc)}") from None
+    loaded.warm_up_size = warm_up_size(loaded, required=not runs)
     return loaded
 
 
@@ -433,11 +444,40 @@ def check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:
                 )
 
 
-def warm_up_inputs(spec: ModelSpec) -> dict[str, np.ndarray]:
-    """Zeros of the configured shapes (batch 1, variable dims 1): enough to build every kernel."""
+def has_variable_dims(spec: ModelSpec) -> bool:
+    """Whether an input has a dimension besides the batch that each request sets (-1 in the config)."""
+    return any(d == -1 for tensor in spec.inputs for d in tensor.dims)
+
+
+def warm_up_size(loaded: LoadedSession, required: bool) -> int | None:
+    """Run zeros on the session (batch 1) and return the size of variable dimensions that ran: 1, or
+    for a model with variable dimensions the first of WARM_UP_SIZES that runs. Where none runs:
+    ValueError naming the sizes tried if `required` (the config has no warm-up samples), else None."""
+    tried, failure = [], None
+    for size in WARM_UP_SIZES if has_variable_dims(loaded.spec) else (1,):
+        inputs = warm_up_inputs(loaded.spec, size)
+        if size > 1 and any(array.size > WARM_UP_MAX_ELEMENTS for array in inputs.values()):
+            break
+        tried.append(str(size))
+        try:
+            loaded.run(loaded.prepare(inputs))
+            return size
+        except Exception as exc:  # noqa: BLE001
+            failure = exc
+    if not required:
+        return None
+    if not has_variable_dims(loaded.spec):
+        raise ValueError(f"warm-up inference failed: {_first_line(failure)}")
+    raise ValueError(f"warm-up inference failed on zeros with the variable dimensions set to each of "
+                     f"{', '.join(tried)} (last: {_first_line(failure)}); give config.pbtxt a model_warmup "
+                     "sample the model takes")
+
+
+def warm_up_inputs(spec: ModelSpec, size: int = 1) -> dict[str, np.ndarray]:
+    """Zeros of the configured shapes (batch 1, variable dims `size`): enough to build every kernel."""
     inputs = {}
     for tensor in spec.inputs:
-        shape = tuple(1 if d == -1 else d for d in spec.full_shape(tensor))
+        shape = (1,) * (spec.max_batch_size > 0) + tuple(size if d == -1 else d for d in tensor.dims)
         if tensor.datatype.name == "BYTES":
             inputs[tensor.name] = np.full(shape, "", dtype=object)
         else:

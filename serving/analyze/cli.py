@@ -62,6 +62,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     shape = p.add_argument_group("load shape")
     shape.add_argument("--batch", type=int, default=1, help="items per request (default 1)")
     shape.add_argument("--concurrency", type=int, default=1, help="clients sending back to back (default 1)")
+    shape.add_argument("--shape", type=_input_shape, action="append", default=[], metavar="NAME:DIMS",
+                       help="an input's dimensions without the batch, for dimensions the config leaves variable "
+                            "(-1), e.g. image:3,224,224 (as perf_analyzer's --shape); repeat per input; default 1")
     shape.add_argument("--latency-budget-ms", type=float,
                        help="the p99 latency a plan may have (default: none, the fastest plan wins)")
     shape.add_argument("--seconds", type=float, default=3.0, help="measured seconds per plan (default 3)")
@@ -99,6 +102,29 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error("--instances and --threads must be at least 1")
 
 
+def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    name, _, dims = text.rpartition(":")
+    try:
+        shape = tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        shape = ()
+    if not name or not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME:DIMS with positive dimensions, e.g. image:3,224,224")
+    return name, shape
+
+
+def _payload(config: ModelConfig, args: argparse.Namespace) -> bytes:
+    given = dict(args.shape)
+    for tensor in config.input:
+        if -1 in tensor.dims and tensor.name not in given:
+            print(f"note: input {tensor.name!r} has variable dimensions {list(tensor.dims)}, sent as 1; give "
+                  f"--shape {tensor.name}:DIMS for the size your clients send", file=sys.stderr)
+    try:
+        return loadgen.request_for(config, args.batch, shapes=dict(args.shape))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _local_model(repository: Path, name: str) -> tuple[Path, ModelConfig]:
     """The model folder and its config; UserError naming what is missing or wrong."""
     if not repository.is_dir():
@@ -134,14 +160,14 @@ def analyze(args: argparse.Namespace) -> int:
     cores = usable_cores()
     if args.url:
         config = _running_model(args.url, args.model)
-        payload = loadgen.request_for(config, args.batch)
+        payload = _payload(config, args)
         measure = load(payload, args.batch, args.concurrency, args.seconds, args.warmup)
         plans = [plan_of(config)]  # as the server reports it (its cores, not necessarily ours)
         results = sweep(plans, lambda plan: measure(args.url), args.rounds)
         where = f"the server at {args.url}"
     else:
         folder, config = _local_model(args.repository, args.model)
-        payload = loadgen.request_for(config, args.batch)
+        payload = _payload(config, args)
         plans = grid(config, args.batch, args.concurrency, cores, args.quick, args.instances, args.threads,
                      args.delays_us, args.preferred)
         measure = load(payload, args.batch, args.concurrency, args.seconds, args.warmup)

@@ -172,6 +172,17 @@ HEALTHY = tuple(GRAPHS)
 BROKEN = ("corrupt", "badconfig")
 
 
+def unpadded_conv_graph(kernel: int):
+    """image [N,1,H,W] FP32 (H and W set by each request) -> mean [N,1,1,1] of a kernel x kernel
+    convolution without padding: it runs only on images at least `kernel` pixels high and wide, as a
+    CNN exported with a dynamic height and width does."""
+    x = h.make_tensor_value_info("image", T.FLOAT, ["N", 1, "H", "W"])
+    y = h.make_tensor_value_info("mean", T.FLOAT, ["N", 1, 1, 1])
+    w = numpy_helper.from_array(np.full((1, 1, kernel, kernel), 1.0 / kernel**2, np.float32), "w")
+    nodes = [h.make_node("Conv", ["image", "w"], ["c"]), h.make_node("GlobalAveragePool", ["c"], ["mean"])]
+    return h.make_graph(nodes, "unpadded_conv", [x], [y], [w])
+
+
 def write_model(root: Path, name: str, version: int = 1, graph=None, config: str | None = None) -> Path:
     folder = Path(root) / name
     folder.mkdir(parents=True, exist_ok=True)

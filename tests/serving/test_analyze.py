@@ -185,3 +185,28 @@ def test_the_load_requests_decode_on_the_server_side_for_every_input_kind():
         "a": ((4, 2, 1), "f"), "b": ((4, 3), "u"), "c": ((4, 1), "i"), "d": ((4, 2), "O")}
     with pytest.raises(ValueError, match="above model 'm'"):
         request_for(config, 9)
+    shaped = pb.ModelInferRequest.FromString(request_for(config, 2, shapes={"a": (2, 5)}))
+    assert [list(tensor.shape) for tensor in shaped.inputs][0] == [2, 2, 5]  # --shape a:2,5
+    with pytest.raises(ValueError, match=r"does not fit the config's dims \[2, -1\]"):
+        request_for(config, 1, shapes={"a": (3, 5)})
+    with pytest.raises(ValueError, match="has inputs"):
+        request_for(config, 1, shapes={"nosuch": (1,)})
+
+
+def test_a_variable_size_input_is_analyzed_at_the_shape_given(tmp_path, capsys):
+    """A CNN with a dynamic height and width, whose 5x5 convolution has no padding: the default 1x1
+    images fail every request; `--shape image:1,16,16` (perf_analyzer's spelling) measures it."""
+    from tests.serving.builders import unpadded_conv_graph
+    from tests.serving.test_config_fields import unpadded_conv_config
+
+    write_model(tmp_path / "repo", "conv5", graph=lambda: unpadded_conv_graph(5), config=unpadded_conv_config("conv5"))
+    running = start_server(server_config(tmp_path / "repo"))
+    try:
+        code = dnnzoo(["analyze", "conv5", "--url", running.address, *FAST, "--shape", "image:1,16,16",
+                       "--chart", str(tmp_path / "c.png"), "--json", str(tmp_path / "c.json")])
+        assert code == 0, capsys.readouterr()
+        assert json.loads((tmp_path / "c.json").read_text())["results"][0]["items_s"] > 0
+        assert dnnzoo(["analyze", "conv5", "--url", running.address, *FAST, "--shape", "image:16,16"]) == 2
+        assert "does not fit the config's dims [1, -1, -1]" in capsys.readouterr().err
+    finally:
+        running.stop()

@@ -11,7 +11,7 @@ from protos.model_config_pb2 import ModelConfig
 
 from serving import config_fields
 from serving.client import Client
-from tests.serving.builders import write_model
+from tests.serving.builders import unpadded_conv_graph, write_model
 from tests.serving.conftest import server_config, start_server
 from tests.serving.test_isolation import TABLE, ids, lookup_config, lookup_graph
 
@@ -110,5 +110,39 @@ def test_model_warmup_samples_run_at_load_and_a_bad_one_keeps_the_model_unavaila
             index = {row.name: row for row in client.repository_index()}
             assert index["warm"].state == "READY" and index["warm"].reason == ""
             assert index["cold"].state == "UNAVAILABLE" and "warm-up inference failed" in index["cold"].reason
+    finally:
+        running.stop()
+
+
+def unpadded_conv_config(name: str) -> str:
+    return (f'name: "{name}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 4\n'
+            'input [ { name: "image" data_type: TYPE_FP32 dims: [ 1, -1, -1 ] } ]\n'
+            'output [ { name: "mean" data_type: TYPE_FP32 dims: [ 1, 1, 1 ] } ]\n')
+
+
+def test_a_model_with_variable_dims_warms_up_on_the_first_size_it_takes_or_says_what_to_do(tmp_path):
+    """Zeros of size 1 fail a 5x5 convolution without padding: the server tries larger sizes, as a CNN
+    exported with a dynamic height and width needs; one that no size fits names the fix."""
+    root = tmp_path / "repo"
+    write_model(root, "conv5", graph=lambda: unpadded_conv_graph(5), config=unpadded_conv_config("conv5"))
+    write_model(root, "conv300", graph=lambda: unpadded_conv_graph(300), config=unpadded_conv_config("conv300"))
+    running = start_server(server_config(root))
+    try:
+        with Client(running.address, timeout=10) as client:
+            index = {row.name: row for row in client.repository_index()}
+            assert index["conv5"].state == "READY", index["conv5"].reason
+            assert index["conv300"].state == "UNAVAILABLE"
+            assert "variable dimensions set to each of 1, 8, 32, 224" in index["conv300"].reason
+            assert "model_warmup" in index["conv300"].reason
+            image = np.arange(2 * 1 * 6 * 7, dtype=np.float32).reshape(2, 1, 6, 7)
+            got = client.infer("conv5", {"image": image})["mean"]
+            windows = np.lib.stride_tricks.sliding_window_view(image, (5, 5), axis=(2, 3)).mean(axis=(-1, -2))
+            np.testing.assert_allclose(got[:, 0, 0, 0], windows.mean(axis=(1, 2, 3)), rtol=1e-5)
+        loaded = running.server.models.resolve("conv5")
+        assert loaded.runtime.warm_up_size == 8
+        if loaded.side_by_side is not None:  # the adaptive plan timed both sessions on 8 x 8 zeros, but a
+            # request's own size decides its cost: no fixed single-row choice from that timing
+            assert loaded.side_by_side.warm_up_size == 8 and loaded.side_by_side.warm_run_ns > 0
+            assert not loaded.batcher._single_row_divided
     finally:
         running.stop()
