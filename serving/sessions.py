@@ -67,7 +67,7 @@ ORT_CONFIG_VALUE_CHARS = 1024  # the longest session config value ONNX Runtime t
 # without padding, or a pooling, of a CNN exported with a dynamic height and width, which Triton
 # (no warm-up by default) would serve.
 WARM_UP_SIZES = (1, 8, 32, 224)
-WARM_UP_MAX_ELEMENTS = 1 << 24  # an input of zeros no larger than this (64 MB of FP32)
+WARM_UP_MAX_ELEMENTS = 1 << 22  # larger sizes are not tried where an input of zeros would pass this (16 MB of FP32)
 _RUN_OPTIONS = ort.RunOptions()
 _RUN_OPTIONS.log_severity_level = 4
 # onnxruntime 1.31's `run_with_iobinding` looks up the run's `gpu_graph_id` and, when it is unset,
