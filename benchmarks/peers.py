@@ -3,6 +3,7 @@
     python benchmarks/peers.py                                  # the foreign ResNet-style CNN, 3 rounds x 5 s
     python benchmarks/peers.py --rounds 1 --seconds 2           # a quick look
     python benchmarks/peers.py --model-repo model_repository --model digits_classifier
+    python benchmarks/peers.py --model-repo REPO --model cnn --input-dims 3,64,64   # a config with dims [3, -1, -1]
     python benchmarks/peers.py --json peers.json                # also every measurement, raw
     python benchmarks/peers.py --targets dnnzoo --variant 1x2='instance_group [{count: 1}] parameters {key:
         "intra_op_thread_count" value {string_value: "2"}}'       # dnnzoo's default beside a hand-tuned plan
@@ -203,6 +204,9 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-repo", type=Path, help="serve a model from this repository instead of the foreign CNN")
     parser.add_argument("--model", help="with --model-repo: the model's name (one input, max_batch_size > 0)")
+    parser.add_argument("--input-dims", type=lambda text: tuple(int(d) for d in text.split(",")),
+                        help="with --model-repo: the input's dimensions without the batch, for a model whose config "
+                             "leaves some variable (-1), e.g. 3,64,64 (default: 1 for each variable one)")
     parser.add_argument("--shapes", type=shapes, default=shapes("b1c1,b1c16,b32c2"), help="default b1c1,b1c16,b32c2")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3); the table shows medians")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per shape, target and round")
@@ -254,7 +258,7 @@ def main() -> int:
         logs = tmp / "logs"
         logs.mkdir()
         if args.model_repo:
-            model = repository_model(args.model_repo, args.model, repository)
+            model = repository_model(args.model_repo, args.model, repository, args.input_dims)
         else:
             model = foreign_model(repository)
         for batch, _ in args.shapes:

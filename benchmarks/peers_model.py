@@ -102,8 +102,9 @@ def foreign_model(repository: Path) -> ServedModel:
                        sum(p.numel() for p in net.parameters()))
 
 
-def repository_model(source: Path, name: str, repository: Path) -> ServedModel:
-    """Copy `source/name` (its own config, as it is) into `repository`; describe its one input."""
+def repository_model(source: Path, name: str, repository: Path, dims: tuple[int, ...] | None = None) -> ServedModel:
+    """Copy `source/name` (its own config, as it is) into `repository`; describe its one input, whose
+    variable dimensions are `dims` where given (else 1)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -120,6 +121,8 @@ def repository_model(source: Path, name: str, repository: Path) -> ServedModel:
     shutil.copytree(source / name, repository / name)
     version = max(read.versions)
     tensor = spec.inputs[0]
-    dims = tuple(1 if d == -1 else d for d in tensor.dims)
+    if dims is not None and (len(dims) != len(tensor.dims) or any(d not in (-1, g) for d, g in zip(tensor.dims, dims))):
+        raise SystemExit(f"--input-dims {list(dims)} does not fit input {tensor.name!r}'s dims {list(tensor.dims)}")
+    dims = dims or tuple(1 if d == -1 else d for d in tensor.dims)
     return ServedModel(name, repository / name / Path(read.versions[version]).relative_to(source / name),
                        tensor.name, tensor.datatype.name, dims, spec.max_batch_size)

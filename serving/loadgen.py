@@ -72,7 +72,7 @@ def request_for(config: ModelConfig, batch: int, seed: int = 0,
         raise ValueError(f"batch {batch} is above model {config.name!r}'s max_batch_size {config.max_batch_size}")
     shapes = shapes or {}
     names = [tensor.name for tensor in config.input]
-    for name, dims in shapes.items():
+    for name in shapes:
         if name not in names:
             raise ValueError(f"--shape names input {name!r}, but model {config.name!r} has inputs {names}")
     rng = np.random.default_rng(seed)

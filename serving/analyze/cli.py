@@ -120,7 +120,7 @@ def _payload(config: ModelConfig, args: argparse.Namespace) -> bytes:
             print(f"note: input {tensor.name!r} has variable dimensions {list(tensor.dims)}, sent as 1; give "
                   f"--shape {tensor.name}:DIMS for the size your clients send", file=sys.stderr)
     try:
-        return loadgen.request_for(config, args.batch, shapes=dict(args.shape))
+        return loadgen.request_for(config, args.batch, shapes=given)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
