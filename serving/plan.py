@@ -3,7 +3,7 @@ each ONNX Runtime run may use.
 
 Triton's semantics first: a config's `instance_group` count and its `intra_op_thread_count`
 parameter win when given (a KIND_GPU group's count is per GPU it lists, or per visible GPU). What a config leaves out is chosen from the cores this process may use
-(its CPU affinity, and a cgroup CPU quota such as a Kubernetes limit):
+(the physical cores of its CPU affinity, and a cgroup CPU quota such as a Kubernetes limit; serving/cores.py):
 
 - neither given (a plain config): the plan adapts to what is queued. DEFAULT_INSTANCES instance
   threads; a batch that starts alone (no other batch running, nothing else queued) runs on a session
