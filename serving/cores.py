@@ -25,6 +25,7 @@ which has one thread per core.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path, PurePosixPath
@@ -64,8 +65,10 @@ def core_groups(topology: Path = SYSFS_CPUS) -> list[tuple[int, ...]]:
     return sorted(tuple(group) for group in groups.values())
 
 
+@functools.lru_cache(maxsize=4096)
 def _core_of(cpu: int, topology: Path) -> object:
-    """(package, core) ids of a logical CPU, or the CPU itself where sysfs does not say."""
+    """(package, core) ids of a logical CPU, or the CPU itself where sysfs does not say. Read once:
+    a CPU's core does not change while the server runs."""
     folder = topology / f"cpu{cpu}" / "topology"
     try:
         return int((folder / "physical_package_id").read_text()), int((folder / "core_id").read_text())

@@ -111,8 +111,9 @@ class Catalog:
             raise TooLarge(f"{service}: {count} {what}; the server's cap is {allowed} (--{limit.replace('_', '-')})")
 
     def window(self, handle: ModelHandle) -> int:
-        """How many chunks of one call may be queued or running at once on this model."""
-        return max(MIN_WINDOW, handle.spec.batch_policy().instances)
+        """How many chunks of one call may be queued or running at once on this model. Once per model
+        version: the plan reads the cgroup and sysfs files (~0.1 ms), too slow for every call."""
+        return self.cached(handle, "window", lambda: max(MIN_WINDOW, handle.spec.batch_policy().instances))
 
     def find(self, name: str, version: str, task: str, service: str) -> ModelHandle:
         if not name:
