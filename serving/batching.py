@@ -46,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from serving.errors import DeadlineExceeded, InvalidInput, ModelNotReady, QueueFull, VersionRetired
+from serving.single_row_probe import SingleRowProbe
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +74,18 @@ class BatchPolicy:
     # core can save at most ~0.15 ms, about what waking the pool and stopping its spinning cost: a
     # 784-1024-512-10 MLP (0.2 ms on one thread) answered 1,338 b1c1 requests/s on one thread and
     # 1,071 on both; the foreign CNN (0.64 ms on one thread) gains 13 % from both (peers.py, README).
-    # Above the bar, a lone single-row batch still runs on one thread where the warm runs at load
-    # found that clearly faster than every core (`Batcher._one_thread_enough`): an unseen LSTM's
-    # batch-1 run takes 0.34 ms on one thread and 0.46 ms on both, and it answered 1,271 b1c1
-    # requests/s against 1,070 (a transformer encoder: 1,123 against 1,003; peers.py, README).
+    # Above the bar, a lone single-row batch still runs on one thread where the first lone single
+    # rows in service found that faster than every core (`Batcher._one_thread_enough`, serving/
+    # single_row_probe.py): an unseen LSTM's batch-1 run takes 0.34 ms on one thread and 0.46 ms on
+    # both, and it answered 1,271 b1c1 requests/s against 1,070 (a transformer encoder: 1,123
+    # against 1,003; peers.py, README).
     lone_on_one_thread_below_s: float = 0.0003
-    # "Clearly": at most this fraction of the all-core time. The models that gain measured 0.68-0.87;
-    # near 1 either session serves alike, and a model loaded while others keep the cores busy times
-    # its all-core runs slower than they are (the CNNs measured 1.3-1.7)
-    single_row_on_one_thread_below: float = 0.9
+    # "Faster": in service, at most this fraction of the all-core time. At equal times one thread
+    # still wins, since it leaves a core to the client and the front (the encoder at 0.87-0.9 answered
+    # 990 b1c1 requests/s on one thread against 931 on both). Medians in service, one thread over
+    # every core: the LSTM 0.78, the encoder 0.87; the CNNs 1.13 (3x64x64), 1.21 (MobileNet-style),
+    # 1.54 (the foreign CNN)
+    single_row_on_one_thread_below: float = 1.0
     # ... and a batch that starts alone within this long of two batches running side by side counts as
     # beside another: two clients whose batches end close together would otherwise take turns
     # starting "alone" on every core against the other's one-thread batch (3 threads on 2 cores;
@@ -124,7 +128,7 @@ class Ticket:
     """One queued request, or one part of a split request (`split`). `done` gets its own rows of
     the outputs, or the exception."""
 
-    __slots__ = ("inputs", "rows", "signature", "enqueued_ns", "deadline", "done", "state", "split")
+    __slots__ = ("inputs", "rows", "signature", "enqueued_ns", "deadline", "done", "state", "split", "probe")
 
     def __init__(self, inputs: Arrays, rows: int, signature: tuple, deadline: float | None, done: Done,
                  split: Split | None = None) -> None:
@@ -134,6 +138,7 @@ class Ticket:
         self.done = done
         self.state = _QUEUED
         self.split = split
+        self.probe: bool | None = None  # a lone single row the in-service probe placed: on one thread?
 
 
 class Split:
@@ -182,19 +187,18 @@ class Batcher:
     def __init__(self, run: RunFn, policy: BatchPolicy, label: str = "model",
                  on_execution: Callable[[int, int, int, int], None] | None = None,
                  instance_runs: Sequence[RunFn] | None = None, side_by_side_run: RunFn | None = None,
-                 side_by_side_row_ns: float | None = None, all_core_row_ns: float | None = None) -> None:
+                 side_by_side_row_ns: float | None = None, probe_single_rows: bool = False) -> None:
         self.run = run  # a caller running a batch on an instance's behalf uses this one
         self.instance_runs = instance_runs  # instance i's own run (its own session on its GPU), if given
         # the adaptive plan (serving/plan.py): a batch that starts while another runs or waits runs
         # here (a session with the cores divided), one that starts alone on `run` (every core)
         self.side_by_side_run = side_by_side_run
         self._divided_row_ns = side_by_side_row_ns  # running estimate of a row's cost on that session
-        # whether a lone single row runs on the divided session whatever its cost: the warm batch-1
-        # runs at load found it clearly faster than every core. Fixed at load, not learned: a session
-        # used for one lone batch in many measures slow with cold caches, and a choice learned from
-        # such runs moved a CNN's lone requests to one thread (-11 %, README)
-        self._single_row_divided = (side_by_side_row_ns is not None and all_core_row_ns is not None
-                                    and side_by_side_row_ns <= policy.single_row_on_one_thread_below * all_core_row_ns)
+        # whether a lone single row runs on the divided session whatever its cost: settled by the first
+        # lone single rows in service (serving/single_row_probe.py, which places them meanwhile) where
+        # `probe_single_rows` (a model whose requests all have one shape); every core elsewhere
+        self._single_row_divided = False
+        self._probe = SingleRowProbe() if side_by_side_run is not None and probe_single_rows else None
         self._side_by_side_ns = -(1 << 62)  # when batches last ran side by side (time.monotonic_ns)
         self.policy = policy
         self.label = label  # for messages: "model 'name' version v"
@@ -259,7 +263,7 @@ class Batcher:
             parts = self._parts(rows) if splits else 1
             self._unanswered += splits
             here = run_here and parts == 1 and not self._queue and not self._running and self._cheap(rows)
-            divided = here and (self._side_by_side_lately() or self._one_thread_enough(rows))
+            divided = here and (self._side_by_side_lately() or self._one_thread_enough(rows, ticket))
             if here:
                 ticket.state = _TAKEN
                 self._running += 1
@@ -347,7 +351,7 @@ class Batcher:
                     if self._running > 1 or got[0].split or any(t.state == _QUEUED for t in self._queue):
                         self._side_by_side_ns = time.monotonic_ns()
                         return got, True
-                    return got, self._side_by_side_lately() or self._one_thread_enough(sum(t.rows for t in got))
+                    return got, self._side_by_side_lately() or self._one_thread_enough(sum(t.rows for t in got), got[0])
             for ticket in got:  # answered outside the lock: `done` may do real work
                 _deliver(ticket, DeadlineExceeded(f"{self.label}: deadline passed while queued; not run"))
 
@@ -380,14 +384,22 @@ class Batcher:
     def _side_by_side_lately(self) -> bool:
         return time.monotonic_ns() - self._side_by_side_ns < self.policy.side_by_side_memory_s * 1e9
 
-    def _one_thread_enough(self, rows: int) -> bool:
-        """Under the lock: whether a lone batch of `rows` is better run on the divided session: it runs
-        below `lone_on_one_thread_below_s` there, or it is a single row and the divided session ran
-        one clearly faster than every core at load (a model whose operators do not divide their work)."""
+    def _one_thread_enough(self, rows: int, first: Ticket) -> bool:
+        """Under the lock: whether a lone batch of `rows` (`first` its first request) is better run on
+        the divided session: it runs below `lone_on_one_thread_below_s` there, or it is a single row
+        and the divided session runs one faster than every core (a model whose operators do
+        not divide their work): as the in-service probe schedules it while that runs, then as it found."""
         estimate = self._divided_row_ns
         if self.side_by_side_run is None or estimate is None:
             return False
-        return estimate * rows < self.policy.lone_on_one_thread_below_s * 1e9 or (rows == 1 and self._single_row_divided)
+        if estimate * rows < self.policy.lone_on_one_thread_below_s * 1e9:
+            return True
+        if rows != 1:
+            return False
+        if self._probe is not None:
+            first.probe = self._probe.one_thread_next()
+            return first.probe
+        return self._single_row_divided
 
     def _may_split(self) -> bool:
         """Whether this batcher may split requests (and so counts them until they are answered)."""
@@ -466,7 +478,8 @@ class Batcher:
                 output_ns: int, free: bool, divided: bool = False) -> None:
         total = sum(ticket.rows for ticket in batch)
         if free:
-            self._free((input_ns + infer_ns + output_ns) / total, infer_ns / total if divided else None)
+            self._free((input_ns + infer_ns + output_ns) / total, infer_ns / total if divided else None,
+                       batch[0].probe if len(batch) == 1 else None, started, infer_ns)
         if self.on_execution is not None:
             try:
                 self.on_execution(total, input_ns, infer_ns, output_ns)
@@ -475,12 +488,17 @@ class Batcher:
         for ticket, values in zip(batch, outputs):
             _deliver(ticket, (values, Timings(started - ticket.enqueued_ns, input_ns, infer_ns, output_ns, total)))
 
-    def _free(self, row_ns: float | None = None, divided_row_ns: float | None = None) -> None:
+    def _free(self, row_ns: float | None = None, divided_row_ns: float | None = None, probe: bool | None = None,
+              started_ns: int = 0, infer_ns: int = 0) -> None:
         """An execution ended: count it out, learn its cost per row (and the divided session's, when
-        it ran there), wake an instance for the queue."""
+        it ran there), give the in-service probe its run (`probe`: the session it placed it on), wake
+        an instance for the queue."""
         with self._changed:
             if self._running > 1:  # it ran beside another until now: that counts from its end, not its start
                 self._side_by_side_ns = time.monotonic_ns()
+            elif probe is not None and self._probe is not None and self._side_by_side_ns < started_ns:
+                # it ran alone throughout (no batch beside it, ended or not): a fair sample
+                self._settle(probe, infer_ns)
             self._running -= 1
             if row_ns is not None:
                 self._row_ns = _learn(self._row_ns, row_ns)
@@ -488,6 +506,19 @@ class Batcher:
                 self._divided_row_ns = _learn(self._divided_row_ns, divided_row_ns)
             if self._queue:
                 self._changed.notify()  # another idle instance may take what is left
+
+    def _settle(self, one_thread: bool, infer_ns: int) -> None:
+        """Under the lock: record a probed run; when the probe has its samples, its choice stands."""
+        probe = self._probe
+        probe.record(one_thread, infer_ns)
+        if not probe.finished:
+            return
+        self._single_row_divided = probe.one_thread_wins(self.policy.single_row_on_one_thread_below)
+        self._probe = None
+        all_cores, one = probe.medians_ns()
+        log.info("%s: a lone single row runs in %.0f us on every core and %.0f us on one thread in service "
+                 "(medians of %d): %s", self.label, all_cores / 1e3, one / 1e3, len(probe.samples[0]),
+                 "one thread from now on" if self._single_row_divided else "every core from now on")
 
     def _run_batch(self, batch: list[Ticket], run: RunFn | None) -> tuple[list[Arrays], int, int, int]:
         """Concatenate along dim 0, run, slice each request's rows back out."""

@@ -265,13 +265,12 @@ class ModelManager:
         stats = self.new_statistics(source.name, str(number))
         own = [s.run for s in instances] if any(s is not runtime for s in instances) else None  # one shared session: no list
         side_by_side = await asyncio.to_thread(open_side_by_side, path, source.spec, self.providers, label, instances)
-        # The single-row rule compares the two sessions' warm-up runs, which tell only for requests of
-        # the warm-up's shape: not for a model whose requests set a dimension of their own.
-        compared = side_by_side is not None and not has_variable_dims(source.spec)
+        # The single-row probe compares runs of whatever lone single rows come: alike only where every
+        # request has one shape, not for a model whose requests set a dimension of their own.
         batcher = Batcher(runtime.run, source.spec.batch_policy(), label, instance_runs=own,
                           side_by_side_run=side_by_side and side_by_side.run,
                           side_by_side_row_ns=side_by_side and side_by_side.warm_run_ns,
-                          all_core_row_ns=runtime.warm_run_ns if compared else None)
+                          probe_single_rows=not has_variable_dims(source.spec))
         loaded = LoadedVersion(
             source.name, number, source.spec, runtime, batcher, stats,
             (source.fingerprint, source.version_fingerprints.get(number)), tuple(instances), side_by_side,

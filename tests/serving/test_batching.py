@@ -233,35 +233,87 @@ def test_the_adaptive_plan_runs_a_lone_batch_on_every_core_unless_one_thread_is_
     assert used == [(lone_on, 1.0), ("divided", 2.0), (then_on, 3.0)]
 
 
-@pytest.mark.parametrize("every_core_ns, single_row_on", [(2e6, "divided"), (1.05e6, "all cores"),
-                                                           (0.5e6, "all cores")])
-def test_a_lone_single_row_runs_on_one_thread_where_that_is_clearly_faster_than_every_core(every_core_ns,
-                                                                                          single_row_on):
-    """Above the 0.3 ms bar (one thread: 1 ms a row), a lone single-row batch still runs on the
-    divided session where every core was measured clearly slower for it at load (an LSTM: 0.34 ms
-    on one thread, 0.46 on two), and on every core where they measured alike or faster; a lone
-    batch of several rows runs on every core either way."""
+@pytest.mark.parametrize("every_core_ms, one_thread_ms, settled_on", [
+    (4.0, 1.0, "divided"),  # an LSTM's kind: a second thread only adds its wake-up
+    (1.0, 4.0, "all cores"),  # a CNN's kind (the margin: the probe's own test below)
+])
+def test_the_first_lone_single_rows_settle_which_session_runs_them(every_core_ms, one_thread_ms, settled_on):
+    """Above the 0.3 ms bar (one thread: 1 ms a row at load), lone single rows run in blocks on each
+    session in turn (serving/single_row_probe.py); the medians of their runs then decide where the
+    rest run, with the 0.9 margin. A lone batch of several rows runs on every core throughout."""
+    from serving import single_row_probe
+
+    used = []
+
+    def session(tag: str, ms: float):
+        def run(inputs):
+            used.append((tag, len(inputs["x"])))
+            time.sleep(ms / 1e3)  # the session's run time: what the probe measures
+            return {"y": inputs["x"] + 1}
+        return run
+
+    probed = single_row_probe.BLOCK_RUNS * single_row_probe.BLOCKS
+
+    async def main():
+        policy = BatchPolicy(max_batch_size=4, dynamic=True, instances=2)
+        batcher = Batcher(session("all cores", every_core_ms), policy, "test",
+                          side_by_side_run=session("divided", one_thread_ms), side_by_side_row_ns=1e6,
+                          probe_single_rows=True)
+        batcher.start()
+        try:
+            for _ in range(probed + 3):
+                await batcher.submit(rows(1.0))
+            await batcher.submit(rows(2.0, n=2))
+        finally:
+            await batcher.close()
+
+    asyncio.run(main())
+    block = single_row_probe.BLOCK_RUNS
+    schedule = [("all cores", 1)] * block + [("divided", 1)] * block
+    assert used == schedule * 2 + [(settled_on, 1)] * 3 + [("all cores", 2)]
+
+
+def test_without_the_probe_a_lone_single_row_runs_on_every_core():
+    """A model whose requests set a dimension of their own (no probe: runs of different shapes do
+    not compare): lone single rows above the bar run on every core."""
     used = []
 
     def session(tag: str):
         def run(inputs):
-            used.append((tag, len(inputs["x"])))
+            used.append(tag)
             return {"y": inputs["x"] + 1}
         return run
 
     async def main():
         policy = BatchPolicy(max_batch_size=4, dynamic=True, instances=2)
         batcher = Batcher(session("all cores"), policy, "test", side_by_side_run=session("divided"),
-                          side_by_side_row_ns=1e6, all_core_row_ns=every_core_ns)
+                          side_by_side_row_ns=1e6, probe_single_rows=False)
         batcher.start()
         try:
-            await batcher.submit(rows(1.0))
-            await batcher.submit(rows(2.0, n=2))
+            for _ in range(3):
+                await batcher.submit(rows(1.0))
         finally:
             await batcher.close()
 
     asyncio.run(main())
-    assert used == [(single_row_on, 1), ("all cores", 2)]
+    assert used == ["all cores"] * 3
+
+
+def test_the_probe_runs_blocks_counts_all_but_their_first_run_and_ignores_runs_it_did_not_ask_for():
+    from serving.single_row_probe import BLOCK_RUNS, BLOCKS, SingleRowProbe
+
+    probe = SingleRowProbe()
+    order = []
+    while not probe.finished:
+        one_thread = probe.one_thread_next()
+        order.append(one_thread)
+        probe.record(not one_thread, 1)  # not what it asked for: ignored
+        probe.record(one_thread, 300 if one_thread else 400)
+    assert order == ([False] * BLOCK_RUNS + [True] * BLOCK_RUNS) * (BLOCKS // 2)
+    assert [len(samples) for samples in probe.samples] == [(BLOCK_RUNS - 1) * BLOCKS // 2] * 2
+    assert probe.medians_ns() == (400, 300)
+    assert probe.one_thread_wins(0.9)  # 300 <= 0.9 x 400
+    assert not probe.one_thread_wins(0.7)
 
 
 def test_batches_count_as_side_by_side_from_when_they_last_ran_together_not_from_their_start():

@@ -141,8 +141,8 @@ def test_a_model_with_variable_dims_warms_up_on_the_first_size_it_takes_or_says_
         loaded = running.server.models.resolve("conv5")
         assert loaded.runtime.warm_up_size == 8
         if loaded.side_by_side is not None:  # the adaptive plan timed both sessions on 8 x 8 zeros, but a
-            # request's own size decides its cost: no fixed single-row choice from that timing
+            # request's own size decides its cost: lone single rows of different sizes do not compare
             assert loaded.side_by_side.warm_up_size == 8 and loaded.side_by_side.warm_run_ns > 0
-            assert not loaded.batcher._single_row_divided
+            assert loaded.batcher._probe is None
     finally:
         running.stop()

@@ -67,8 +67,8 @@ def test_a_plain_config_is_served_with_the_adaptive_plan_and_reports_it(stub, se
         side = loaded.side_by_side.session.get_session_options().intra_op_num_threads
         assert side == expected.side_by_side_threads < expected.intra_op_threads
         assert config.parameters[contract.SIDE_BY_SIDE_THREADS].string_value == str(side)
-        assert loaded.side_by_side.warm_run_ns > 0 and loaded.runtime.warm_run_ns > 0  # timed at load, both: the
-        # batcher's first estimates for a lone single row on each
+        assert loaded.side_by_side.warm_run_ns > 0 and loaded.runtime.warm_run_ns > 0  # timed at load, both
+        assert loaded.batcher._probe is not None  # its requests have one shape: lone single rows settle their session
         spins = [loaded.runtime.session.get_session_options().get_session_config_entry(key)
                  for key in ("session.intra_op.allow_spinning", "session.force_spinning_stop")]
         assert spins == ["1", "1"]  # it runs batches alone: its workers spin, within a run only
