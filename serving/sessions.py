@@ -442,6 +442,26 @@ def check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:
                     f"{kind} {tensor.name!r}: the graph's shape {arg.shape} has rank {len(arg.shape)}, "
                     f"the config implies rank {expected_rank} (max_batch_size {spec.max_batch_size})"
                 )
+            if arg.shape is not None:
+                _check_dims(kind, tensor.name, arg.shape, model_dims, spec.max_batch_size)
+
+
+def _check_dims(kind: str, name: str, graph: list, config_dims: list[int], max_batch_size: int) -> None:
+    """The graph's fixed dimensions agree with the config, as Triton's ONNX Runtime backend checks
+    when it loads a model: a batching config needs a variable first dimension, and a dimension the
+    graph fixes must have that size in the config (-1 there would admit requests the graph refuses).
+    A named or unknown dimension in the graph (a str or None from ONNX Runtime) takes any size."""
+    shown_graph = [d if isinstance(d, int) else -1 for d in graph]
+    if max_batch_size > 0 and isinstance(graph[0], int):
+        raise ValueError(
+            f"{kind} {name!r}: max_batch_size is {max_batch_size}, but the graph fixes the first (batch) "
+            f"dimension: {shown_graph}; export the model with a variable batch dimension, or set "
+            f"max_batch_size: 0 and give the full shape in dims"
+        )
+    own = shown_graph[1:] if max_batch_size > 0 else shown_graph
+    if any(g != -1 and g != c for g, c in zip(own, config_dims)):
+        raise ValueError(f"{kind} {name!r}: the config's dims {list(config_dims)} do not match the graph's {own} "
+                         f"(without the batch dimension; -1: variable)")
 
 
 def has_variable_dims(spec: ModelSpec) -> bool:

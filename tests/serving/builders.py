@@ -35,9 +35,11 @@ def doubler_graph(width: int = 4, factor: float = 2.0):
     return h.make_graph(nodes, "doubler", [x], [y, p], [k])
 
 
-def plus_one_graph():
-    x = h.make_tensor_value_info("x", T.FLOAT, ["N", 2])
-    y = h.make_tensor_value_info("y", T.FLOAT, ["N", 2])
+def plus_one_graph(batch: int | str = "N"):
+    """x [batch,2] FP32 -> y = x + 1; an int `batch` fixes the first dimension, as an export without a
+    dynamic batch dimension does."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [batch, 2])
+    y = h.make_tensor_value_info("y", T.FLOAT, [batch, 2])
     one = h.make_tensor("one", T.FLOAT, [], [1.0])
     return h.make_graph([h.make_node("Add", ["x", "one"], ["y"])], "plus_one", [x], [y], [one])
 
