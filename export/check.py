@@ -48,11 +48,7 @@ def _graph_shape(value: onnx.ValueInfoProto) -> list[int] | None:
     return [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
 
 
-def _fmt(shape) -> str:
-    return "[" + ",".join(str(d) for d in shape) + "]"
-
-
-def _tensor_problems(kind: str, tensor, graph_values: dict[str, onnx.ValueInfoProto], batched: bool) -> list[str]:
+def _tensor_problems(kind: str, tensor, graph_values: dict[str, onnx.ValueInfoProto], max_batch_size: int) -> list[str]:
     value = graph_values.get(tensor.name)
     if value is None:
         return [f"{kind} {tensor.name!r} is not in the ONNX graph (graph has {', '.join(graph_values) or 'none'})"]
@@ -64,20 +60,8 @@ def _tensor_problems(kind: str, tensor, graph_values: dict[str, onnx.ValueInfoPr
     if value.type.tensor_type.elem_type != expected_type.onnx:
         actual = onnx.TensorProto.DataType.Name(value.type.tensor_type.elem_type)
         problems.append(f"{kind} {tensor.name!r} is {actual} in the graph but {expected_type.config_name} in the config")
-    shape = _graph_shape(value)
-    expected = ([-1] if batched else []) + list(tensor.dims)
-    if shape is None:
-        return problems
-    if len(shape) != len(expected):
-        return problems + [f"{kind} {tensor.name!r} has shape {_fmt(shape)} in the graph but {_fmt(expected)} by the config"]
-    if batched and shape[0] != -1:
-        problems.append(f"{kind} {tensor.name!r}: max_batch_size > 0 needs a dynamic first dimension, the graph has {shape[0]}")
-    for axis, (have, want) in enumerate(zip(shape, expected)):
-        if axis == 0 and batched:
-            continue
-        if have != -1 and have != want:
-            problems.append(f"{kind} {tensor.name!r} dimension {axis} is {have} in the graph but {want} in the config")
-    return problems
+    dims = tensor.reshape.shape if tensor.HasField("reshape") else tensor.dims
+    return problems + contract.shape_problems(kind, tensor.name, _graph_shape(value), dims, max_batch_size)
 
 
 def _graph_problems(path: Path, config: ModelConfig) -> list[str]:
@@ -89,12 +73,11 @@ def _graph_problems(path: Path, config: ModelConfig) -> list[str]:
     initializers = {i.name for i in graph.initializer}
     inputs = {v.name: v for v in graph.input if v.name not in initializers}
     outputs = {v.name: v for v in graph.output}
-    batched = config.max_batch_size > 0
     problems = []
     for tensor in config.input:
-        problems += _tensor_problems("input", tensor, inputs, batched)
+        problems += _tensor_problems("input", tensor, inputs, config.max_batch_size)
     for tensor in config.output:
-        problems += _tensor_problems("output", tensor, outputs, batched)
+        problems += _tensor_problems("output", tensor, outputs, config.max_batch_size)
     missing = sorted(set(inputs) - {t.name for t in config.input})
     if missing:
         problems.append(f"graph inputs missing from the config: {', '.join(missing)}")

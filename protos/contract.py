@@ -82,6 +82,38 @@ class TensorSpec:
         object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
 
 
+
+def shape_problems(kind: str, name: str, graph: list[int] | None, dims: tuple[int, ...] | list[int],
+                   max_batch_size: int) -> list[str]:
+    """Why a config tensor's `dims` (its `reshape` where it has one) do not fit the graph's shape, as
+    Triton's ONNX Runtime backend checks when it loads a model: the same rank (with the batch
+    dimension first when max_batch_size > 0), a variable first dimension to batch on, and every
+    dimension the graph fixes given that size (-1 in the config would admit requests the graph
+    refuses). `graph`: ints, -1 where named or unknown; None where the graph states no shape.
+    Serving refuses to load such a model; `dnnzoo repo check` reports it."""
+    if graph is None:
+        return []
+    batched = max_batch_size > 0
+    expected = [-1] * batched + list(dims)
+    if len(graph) != len(expected):
+        return [f"{kind} {name!r} has shape {_dims_text(graph)} in the graph but {_dims_text(expected)} by the config "
+                f"(max_batch_size {max_batch_size})"]
+    problems = []
+    if batched and graph[0] != -1:
+        problems.append(f"{kind} {name!r}: max_batch_size is {max_batch_size}, but the graph fixes the first (batch) "
+                        f"dimension: {_dims_text(graph)}; export the model with a variable batch dimension, or set "
+                        f"max_batch_size: 0 and give the full shape in dims")
+    for axis in range(batched, len(graph)):
+        have, want = graph[axis], expected[axis]
+        if have != -1 and have != want:
+            problems.append(f"{kind} {name!r} dimension {axis} is {have} in the graph but "
+                            f"{'-1 (any size)' if want == -1 else want} in the config")
+    return problems
+
+
+def _dims_text(dims) -> str:
+    return "[" + ",".join(str(d) for d in dims) + "]"
+
 # -- parameter keys (config.pbtxt `parameters`, string values; Triton ignores them) ----------------
 
 PREFIX = "dnnzoo."

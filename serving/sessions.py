@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from protos import contract
 
 from serving import cores, gpu, gpu_options
 from serving.errors import InvalidInput, ModelRunFailed, ServingError, TooLarge
@@ -424,7 +425,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:
-    """Every configured tensor exists in the graph with the same element type and rank."""
+    """Every configured tensor exists in the graph with the same element type, and its dims fit the
+    graph's shape (`contract.shape_problems`, which `dnnzoo repo check` applies too)."""
     graph = {arg.name: arg for arg in (*session.get_inputs(), *session.get_outputs())}
     for kind, tensors in (("input", spec.inputs), ("output", spec.outputs)):
         for tensor in tensors:
@@ -435,33 +437,11 @@ def check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:
                 raise ValueError(
                     f"{kind} {tensor.name!r}: config says {tensor.datatype.config_name}, the graph has {arg.type}"
                 )
-            model_dims = list(tensor.reshape) if tensor.reshape is not None else list(tensor.dims)
-            expected_rank = len(model_dims) + (1 if spec.max_batch_size > 0 else 0)
-            if arg.shape is not None and len(arg.shape) != expected_rank:
-                raise ValueError(
-                    f"{kind} {tensor.name!r}: the graph's shape {arg.shape} has rank {len(arg.shape)}, "
-                    f"the config implies rank {expected_rank} (max_batch_size {spec.max_batch_size})"
-                )
-            if arg.shape is not None:
-                _check_dims(kind, tensor.name, arg.shape, model_dims, spec.max_batch_size)
-
-
-def _check_dims(kind: str, name: str, graph: list, config_dims: list[int], max_batch_size: int) -> None:
-    """The graph's fixed dimensions agree with the config, as Triton's ONNX Runtime backend checks
-    when it loads a model: a batching config needs a variable first dimension, and a dimension the
-    graph fixes must have that size in the config (-1 there would admit requests the graph refuses).
-    A named or unknown dimension in the graph (a str or None from ONNX Runtime) takes any size."""
-    shown_graph = [d if isinstance(d, int) else -1 for d in graph]
-    if max_batch_size > 0 and isinstance(graph[0], int):
-        raise ValueError(
-            f"{kind} {name!r}: max_batch_size is {max_batch_size}, but the graph fixes the first (batch) "
-            f"dimension: {shown_graph}; export the model with a variable batch dimension, or set "
-            f"max_batch_size: 0 and give the full shape in dims"
-        )
-    own = shown_graph[1:] if max_batch_size > 0 else shown_graph
-    if any(g != -1 and g != c for g, c in zip(own, config_dims)):
-        raise ValueError(f"{kind} {name!r}: the config's dims {list(config_dims)} do not match the graph's {own} "
-                         f"(without the batch dimension; -1: variable)")
+            dims = tensor.reshape if tensor.reshape is not None else tensor.dims
+            graph_shape = None if arg.shape is None else [d if isinstance(d, int) else -1 for d in arg.shape]
+            problems = contract.shape_problems(kind, tensor.name, graph_shape, dims, spec.max_batch_size)
+            if problems:
+                raise ValueError(problems[0])
 
 
 def has_variable_dims(spec: ModelSpec) -> bool:

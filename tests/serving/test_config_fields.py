@@ -9,6 +9,7 @@ import pytest
 from protos.config_text import parse_config
 from protos.model_config_pb2 import ModelConfig
 
+from export.check import check_repository
 from serving import config_fields
 from serving.client import Client
 from tests.serving.builders import plus_one_graph, unpadded_conv_graph, write_model
@@ -126,28 +127,35 @@ def _plus_one_config(name: str, max_batch_size: int, dims: str) -> str:
             f'output [ {{ name: "y" data_type: TYPE_FP32 dims: {dims} }} ]\n')
 
 
-def test_a_config_that_contradicts_the_graphs_fixed_dimensions_is_refused_at_load(tmp_path):
-    """As Triton's ONNX Runtime backend refuses it. A graph exported without a dynamic batch dimension
+def test_a_config_that_contradicts_the_graphs_fixed_dimensions_is_refused_at_load_and_by_repo_check(tmp_path):
+    """As Triton's ONNX Runtime backend refuses it, and `dnnzoo repo check` reports it in the same
+    words (one rule: contract.shape_problems). A graph exported without a dynamic batch dimension
     under a batching config used to load: it answered batch 1 and failed every larger batch."""
     root = tmp_path / "repo"
     write_model(root, "fixed_batched", graph=lambda: plus_one_graph(batch=1), config=_plus_one_config("fixed_batched", 8, "[ 2 ]"))
     write_model(root, "fixed_whole", graph=lambda: plus_one_graph(batch=1), config=_plus_one_config("fixed_whole", 0, "[ 1, 2 ]"))
     write_model(root, "wrong_width", graph=plus_one_graph, config=_plus_one_config("wrong_width", 8, "[ 3 ]"))
     write_model(root, "any_width", graph=plus_one_graph, config=_plus_one_config("any_width", 8, "[ -1 ]"))
+    expected = {
+        "fixed_batched": "input 'x': max_batch_size is 8, but the graph fixes the first (batch) dimension: [1,2]; "
+                         "export the model with a variable batch dimension, or set max_batch_size: 0",
+        "wrong_width": "input 'x' dimension 1 is 2 in the graph but 3 in the config",
+        "any_width": "input 'x' dimension 1 is 2 in the graph but -1 (any size) in the config",
+    }
     running = start_server(server_config(root))
     try:
         with Client(running.address, timeout=10) as client:
             index = {row.name: row for row in client.repository_index()}
             assert index["fixed_whole"].state == "READY", index["fixed_whole"].reason
             np.testing.assert_array_equal(client.infer("fixed_whole", {"x": np.array([[1, 2]], np.float32)})["y"], [[2, 3]])
-            refused = {name: index[name] for name in ("fixed_batched", "wrong_width", "any_width")}
-            assert {row.state for row in refused.values()} == {"UNAVAILABLE"}
-            assert ("input 'x': max_batch_size is 8, but the graph fixes the first (batch) dimension: [1, 2]"
-                    in refused["fixed_batched"].reason) and "max_batch_size: 0" in refused["fixed_batched"].reason
-            assert "input 'x': the config's dims [3] do not match the graph's [2]" in refused["wrong_width"].reason
-            assert "input 'x': the config's dims [-1] do not match the graph's [2]" in refused["any_width"].reason
+            for name, words in expected.items():
+                assert index[name].state == "UNAVAILABLE" and words in index[name].reason, (name, index[name].reason)
     finally:
         running.stop()
+    checked = {result.name: result for result in check_repository(root)}
+    assert checked["fixed_whole"].ok, checked["fixed_whole"].problems
+    for name, words in expected.items():
+        assert any(words in problem for problem in checked[name].problems), (name, checked[name].problems)
 
 
 def test_a_model_with_variable_dims_warms_up_on_the_first_size_it_takes_or_says_what_to_do(tmp_path):
