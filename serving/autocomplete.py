@@ -54,9 +54,8 @@ def complete(config: ModelConfig, model_file: Path, has_file: bool) -> ModelConf
     lead = 1 if completed.max_batch_size > 0 else 0
     for target, described in ((completed.input, inputs), (completed.output, outputs)):
         for name, data_type, shape in described:
-            if lead and (not shape or shape[0] != -1):
-                raise ValueError(f"max_batch_size is {completed.max_batch_size} but the graph's {name!r} "
-                                 f"has no variable first dimension to batch on (shape {list(shape)})")
+            # a batching config over a graph with no variable first dimension is completed all the
+            # same, and then refused at load by the one shape rule (contract.shape_problems)
             tensor = target.add(name=name, data_type=data_type, dims=list(shape[lead:]) or [1])
             if not shape[lead:]:  # a scalar per item: stated as [1], reshaped to () for the graph, as Triton does
                 tensor.reshape.SetInParent()

@@ -34,6 +34,9 @@ def served(tmp_path_factory):
     _save(per_item_scalar_graph(), root / "bare_scalar" / "1" / "model.onnx")
     _save(doubler_graph(), root / "named_only" / "1" / "model.onnx")
     (root / "named_only" / "config.pbtxt").write_text('name: "named_only"\nplatform: "onnxruntime_onnx"\n', encoding="utf-8")
+    _save(int64_graph(), root / "batching_fixed" / "1" / "model.onnx")  # v [2,2] under max_batch_size 8
+    (root / "batching_fixed" / "config.pbtxt").write_text(
+        'name: "batching_fixed"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n', encoding="utf-8")
     (root / "bare_corrupt" / "1").mkdir(parents=True)
     (root / "bare_corrupt" / "1" / "model.onnx").write_bytes(b"not a graph")
     (root / "bare_empty").mkdir()
@@ -91,3 +94,10 @@ def test_unreadable_or_missing_graphs_are_unavailable_with_a_reason(served):
     assert "/" not in index["bare_corrupt"].reason.split(":", 1)[0]
     assert index["bare_empty"].state == "UNAVAILABLE" and "no numeric version folder" in index["bare_empty"].reason
     assert index["bare_batched"].state == "READY"  # the others serve
+
+
+def test_a_batching_config_over_a_graph_without_a_batch_dimension_is_refused_by_the_shape_rule(served):
+    """Completed like any other, then refused at load in the words `dnnzoo repo check` uses."""
+    row = {m.name: m for m in served.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=10).models}["batching_fixed"]
+    assert row.state == "UNAVAILABLE"
+    assert "input 'v': max_batch_size is 8, but the graph fixes the first (batch) dimension: [2,2]" in row.reason
