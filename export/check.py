@@ -45,7 +45,7 @@ def _graph_shape(value: onnx.ValueInfoProto) -> list[int] | None:
     tensor = value.type.tensor_type
     if not tensor.HasField("shape"):
         return None
-    return [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in tensor.shape.dim]
 
 
 def _tensor_problems(kind: str, tensor, graph_values: dict[str, onnx.ValueInfoProto], max_batch_size: int) -> list[str]:

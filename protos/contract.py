@@ -82,14 +82,13 @@ class TensorSpec:
         object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
 
 
-
 def shape_problems(kind: str, name: str, graph: list[int] | None, dims: tuple[int, ...] | list[int],
                    max_batch_size: int) -> list[str]:
     """Why a config tensor's `dims` (its `reshape` where it has one) do not fit the graph's shape, as
     Triton's ONNX Runtime backend checks when it loads a model: the same rank (with the batch
     dimension first when max_batch_size > 0), a variable first dimension to batch on, and every
     dimension the graph fixes given that size (-1 in the config would admit requests the graph
-    refuses). `graph`: ints, -1 where named or unknown; None where the graph states no shape.
+    refuses). `graph`: positive ints, -1 where named or unknown; None where the graph states no shape.
     Serving refuses to load such a model; `dnnzoo repo check` reports it."""
     if graph is None:
         return []
@@ -113,6 +112,7 @@ def shape_problems(kind: str, name: str, graph: list[int] | None, dims: tuple[in
 
 def _dims_text(dims) -> str:
     return "[" + ",".join(str(d) for d in dims) + "]"
+
 
 # -- parameter keys (config.pbtxt `parameters`, string values; Triton ignores them) ----------------
 

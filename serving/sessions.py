@@ -438,7 +438,7 @@ def check_graph(session: ort.InferenceSession, spec: ModelSpec) -> None:
                     f"{kind} {tensor.name!r}: config says {tensor.datatype.config_name}, the graph has {arg.type}"
                 )
             dims = tensor.reshape if tensor.reshape is not None else tensor.dims
-            graph_shape = None if arg.shape is None else [d if isinstance(d, int) else -1 for d in arg.shape]
+            graph_shape = None if arg.shape is None else [d if isinstance(d, int) and d > 0 else -1 for d in arg.shape]
             problems = contract.shape_problems(kind, tensor.name, graph_shape, dims, spec.max_batch_size)
             if problems:
                 raise ValueError(problems[0])
