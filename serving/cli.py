@@ -26,9 +26,11 @@ log = logging.getLogger("serving")
 def build_parser(prog: str) -> argparse.ArgumentParser:
     d = ServeConfig()
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("--repository", help=f"model repository folder (default {d.repository}; {env_name('repository')})")
+    # Triton's names (--model-repository, --grpc-port) are accepted too, so its command lines carry over
+    p.add_argument("--repository", "--model-repository", dest="repository",
+                   help=f"model repository folder (default {d.repository}; {env_name('repository')})")
     p.add_argument("--host", help=f"address to bind (default {d.host})")
-    p.add_argument("--port", type=int, help=f"gRPC port (default {d.port}; 0 = any free port)")
+    p.add_argument("--port", "--grpc-port", dest="port", type=int, help=f"gRPC port (default {d.port}; 0 = any free port)")
     p.add_argument("--metrics-port", type=int, help=f"Prometheus /metrics port (default {d.metrics_port}; -1 = off)")
     p.add_argument("--http-port", type=int, help=f"HTTP/REST port, KServe v2 as Triton serves it (default {d.http_port}; 0 = any free port; -1 = off)")
     p.add_argument("--http-read-seconds", type=float,

@@ -232,6 +232,27 @@ def test_environment_variables_and_flags():
         from_env({}, tls_cert="cert.pem")
 
 
+def test_tritons_flag_names_start_the_server(repository, tmp_path):
+    """An operator's `tritonserver --model-repository=... --grpc-port ...` line carries over as it is."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DNNZOO_PROVIDERS="cpu")
+    command = [sys.executable, "-m", "dnnzoo", "serve", f"--model-repository={repository}", "--grpc-port", "0",
+               "--host", "127.0.0.1", "--http-port", "-1", "--metrics-port", "-1"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = next((int(m.group(1)) for line in process.stderr
+                     if (m := re.search(r"on 127\.0\.0\.1:(\d+) \(gRPC\)", line))), None)
+        assert port, "server did not report its port"
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            assert stub.ModelReady(pb.ModelReadyRequest(name="doubler"), timeout=30).ready
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_cli_reports_a_missing_repository_without_training_extra_or_builds(tmp_path, monkeypatch):
     from serving import cli
 
