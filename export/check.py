@@ -33,10 +33,11 @@ class ModelCheck:
     def ok(self) -> bool:
         return not self.problems
 
-    def line(self) -> str:
+    def line(self, name_width: int = 0) -> str:
+        """One line of `dnnzoo repo check`; `name_width` pads the name so that the columns line up."""
         versions = ",".join(str(v) for v in self.versions) or "-"
         if self.ok:
-            return f"ok    {self.name}  versions {versions}  {self.task}"
+            return f"ok    {self.name:<{name_width}}  versions {versions}  {self.task}"
         return f"FAIL  {self.name}: " + "; ".join(self.problems)
 
 

@@ -27,8 +27,9 @@ def main(argv: list[str], prog: str = "dnnzoo repo") -> int:
     if not results:
         print(f"{prog}: error: {args.repository} holds no model folders", file=sys.stderr)
         return 1
+    width = max(len(r.name) for r in results)
     for result in results:
-        print(result.line())
+        print(result.line(width))
     if args.report:
         from export.check import read_configs
         from export.precision import report_table

@@ -3,8 +3,8 @@
 The chart answers "which plan, and what does it cost in latency" at a glance: one point per plan,
 throughput up, p99 latency right, the latency budget as a dashed line with the plans beyond it
 greyed out, the chosen plan as a large red star named in the legend. Each point carries its
-row number in the table; only the plans on the frontier (none faster at a lower p99) and the
-server's default plan carry their names too, so that labels do not pile up.
+row number in the table and its name; past ALL_NAMED plans only the plans on the frontier (none
+faster at a lower p99) and the server's default plan carry their names, so that labels do not pile up.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from serving.analyze.grid import Plan
 from serving.commands import common
 
+ALL_NAMED = 6  # up to this many plans, every point carries its name
 
 
 def ranked(results: list[tuple[Plan, dict]]) -> list[tuple[Plan, dict]]:
@@ -93,6 +94,8 @@ def chart(results: list[tuple[Plan, dict]], chosen: Plan | None, budget_ms: floa
                 linewidth=1, drawstyle="steps-post", zorder=2, label="frontier: best throughput for its p99")
     default = {plan for plan, _ in results if plan.adaptive and not plan.delay_us and not plan.preferred}
     named = {plan for plan, _ in front} | {chosen} | default  # the default plan: what the rest are against
+    if len(results) <= ALL_NAMED:
+        named = {plan for plan, _ in results}
     labels = []
     for number, (plan, row) in enumerate(ranked(results), 1):
         text = f"{number} {plan.label}" if plan in named else str(number)

@@ -55,6 +55,11 @@ def emit(args: argparse.Namespace, data: object, text: Callable[[], str]) -> Non
     print(json.dumps(data, indent=2) if args.json else text())
 
 
+def wrote(path) -> None:
+    """Say where a picture went, on stderr so that --json output stays one document."""
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def run(prog: str, body: Callable[[], int]) -> int:
     """Run a subcommand: gRPC failures and bad files print one line and exit 1 (server) or 2 (usage)."""
     try:

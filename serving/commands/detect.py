@@ -34,7 +34,9 @@ def main(argv: list[str], prog: str = "dnnzoo detect") -> int:
             from serving.commands import drawing
 
             for i, (source, result) in enumerate(zip(sources, reply.results)):
-                drawing.boxes(source, result.detections).save(_drawn_path(args.draw, i, len(sources)))
+                path = _drawn_path(args.draw, i, len(sources))
+                drawing.boxes(source, result.detections).save(path)
+                common.wrote(path)
         rows = [
             [item["image"], d["label"], f"{d['score']:.3f}", *(f"{v:.1f}" for v in d["box"])]
             for item in data for d in item["detections"]

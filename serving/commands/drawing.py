@@ -7,25 +7,27 @@ import io
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 HISTORY, FORECAST, GRID_LINE = "#1f77b4", "#ff7f0e", 96
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#469990", "#9a6324"]
 
 
 def boxes(image_bytes: bytes, detections) -> Image.Image:
-    """The image (as sent) in colour, each detection outlined and labelled with its score."""
+    """The image (as sent) in colour, each detection outlined and tagged `label: score`. Every outline
+    is drawn before any tag, so that no box's line runs through another's tag."""
     image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
     draw = ImageDraw.Draw(image)
     width = max(1, round(min(image.size) / 150))
+    font = ImageFont.load_default(size=max(11, round(min(image.size) / 20)))
     for d in detections:
-        colour = COLOURS[d.class_id % len(COLOURS)]
-        draw.rectangle([d.x_min, d.y_min, d.x_max, d.y_max], outline=colour, width=width)
-        text = f"{d.label} {d.score:.2f}"
-        left, top, right, bottom = draw.textbbox((d.x_min, d.y_min), text)
-        y = max(0, d.y_min - (bottom - top) - 2)
-        draw.rectangle([d.x_min, y, d.x_min + (right - left) + 2, y + (bottom - top) + 2], fill=colour)
-        draw.text((d.x_min + 1, y), text, fill="white")
+        draw.rectangle([d.x_min, d.y_min, d.x_max, d.y_max], outline=COLOURS[d.class_id % len(COLOURS)], width=width)
+    for d in detections:
+        text = f"{d.label}: {d.score:.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        y = d.y_min - (bottom - top) - 3 if d.y_min >= bottom - top + 3 else d.y_min  # above the box, else inside it
+        draw.rectangle([d.x_min, y, d.x_min + right - left + 3, y + bottom - top + 3], fill=COLOURS[d.class_id % len(COLOURS)])
+        draw.text((d.x_min + 2 - left, y + 1 - top), text, fill="white", font=font)
     return image
 
 

@@ -60,6 +60,7 @@ def main(argv: list[str], prog: str = "dnnzoo forecast") -> int:
             from serving.commands import drawing
 
             drawing.plot(series, values).save(args.plot)
+            common.wrote(args.plot)
         data = {"horizon": reply.horizon, "trained_horizon": reply.trained_horizon, "fed_back": reply.fed_back, "forecast": values}
         note = f"\n(beyond the trained horizon of {reply.trained_horizon}: predictions were fed back)" if reply.fed_back else ""
         rows = [[f"t+{i + 1}", f"{v:.5g}"] for i, v in enumerate(values)]

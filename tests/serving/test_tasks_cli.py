@@ -58,7 +58,9 @@ def test_detect_draws_boxes(server, tmp_path, task_client):
     scene = scenes.generate(scenes.make_bank(images.digits(), 14, 32), 1, seed=11, canvas=64).images[0, 0]
     source, drawn = tmp_path / "scene.png", tmp_path / "boxes.png"
     Image.fromarray(scene).save(source)
-    data = json.loads(dnnzoo("detect", str(source), "--server", server, "--draw", str(drawn), "--json").stdout)
+    done = dnnzoo("detect", str(source), "--server", server, "--draw", str(drawn), "--json")
+    data = json.loads(done.stdout)  # one JSON document: the note about the picture is on stderr
+    assert done.stderr.strip() == f"wrote {drawn}"
     expected = task_client.detect("digits_detector", [source.read_bytes()]).results[0].detections
     assert [d["label"] for d in data[0]["detections"]] == [d.label for d in expected]
     assert expected, "the tiny detector finds nothing in this scene: nothing would be drawn"
@@ -85,7 +87,9 @@ def test_forecast_values_csv_and_plot(server, tmp_path, task_client):
     assert data["fed_back"] is True
     csv_file, plot = tmp_path / "series.csv", tmp_path / "plot.png"
     csv_file.write_text("t,level\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)))
-    table = dnnzoo("forecast", "--csv", str(csv_file), "--column", "level", "--plot", str(plot), "--server", server).stdout
+    done = dnnzoo("forecast", "--csv", str(csv_file), "--column", "level", "--plot", str(plot), "--server", server)
+    table = done.stdout
+    assert done.stderr.strip() == f"wrote {plot}"
     assert len([line for line in table.splitlines() if line.startswith("t+")]) == 10
     assert Image.open(plot).size == (800, 400)
     done = dnnzoo("forecast", "--csv", str(csv_file), "--column", "nope", "--server", server, check=False)
