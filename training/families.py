@@ -99,7 +99,6 @@ NOT_APPLIED: dict[str, dict[str, str]] = {
     "autoencoder": {
         "augment": "it reconstructs the images as they are; --noise adds input noise",
     },
-    "tabular": {"augment": "its loop trains on the table's rows as they are"},
 }
 
 

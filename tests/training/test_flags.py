@@ -41,7 +41,6 @@ REFUSED = [
     ("sequence", ["--batch-norm"]),
     ("sequence", ["--augment"]),
     ("autoencoder", ["--augment"]),
-    ("tabular", ["--augment"]),
 ]
 
 
