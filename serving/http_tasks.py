@@ -90,6 +90,13 @@ class Body:
     def text(self, key: str, default: str = "") -> str:
         return self._get(key, (str,), "a string", default)
 
+    def choice(self, key: str, choices: tuple[str, ...]) -> str:
+        """A string field that must be one of `choices`; the first is the default."""
+        value = self.text(key, choices[0])
+        if value not in choices:
+            raise InvalidInput(f"{key!r} must be one of {', '.join(map(repr, choices))}, got {value[:40]!r}")
+        return value
+
     def integer(self, key: str, default: int | None = None) -> int | None:
         return self._get(key, (int,), "an integer", default, int)
 
@@ -262,7 +269,7 @@ class TaskRoutes:
     async def detect(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         model, version = self._model(body, contract.DETECTION)
-        images, answer_png = body.images(), body.text("format", "json") == "png"
+        images, answer_png = body.images(), body.choice("format", ("json", "png")) == "png"
         draw = body.flag("draw") or answer_png
         if draw and any(not isinstance(image, EncodedImage) for image in images):
             raise InvalidInput("drawing the boxes needs encoded images (PNG, JPEG, …), not raw pixels")
@@ -315,11 +322,11 @@ class TaskRoutes:
         body = await self._body(request)
         model, version = self._model(body, contract.GENERATION)
         latents = body.numbers("latents") if "latents" in body.fields else None
+        answer_png, scale = body.choice("format", ("json", "png")) == "png", body.integer("scale", 4)
+        if not 1 <= scale <= 8:
+            raise InvalidInput(f"'scale' must be between 1 and 8, got {scale}")
         result = await generation.generate(self.catalog, model, version, body.integer("count", 1), body.integer("seed"), latents)
-        if body.text("format", "json") == "png":
-            scale = body.integer("scale", 4)
-            if not 1 <= scale <= 8:
-                raise InvalidInput(f"'scale' must be between 1 and 8, got {scale}")
+        if answer_png:
             return _png_response(await asyncio.to_thread(_grid_png, result.images, scale))
         return _json({"model": result.model, "model_version": result.version, "seed": result.seed, "seeded": result.seeded,
                       "latent_size": result.latent_size, "images": [_b64png(image) for image in result.images]})

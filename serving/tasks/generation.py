@@ -30,6 +30,9 @@ class Generated:
     latent_size: int
 
 
+SEED_LIMIT = 2**64  # seeds are gRPC uint64s, so every seed REST takes can be repeated over gRPC
+
+
 def latents_for(seed: int, count: int, latent_size: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, latent_size)).astype(np.float32)
 
@@ -53,6 +56,8 @@ async def generate(catalog: Catalog, model: str, version: str, count: int, seed:
     else:
         if count < 1:
             raise InvalidInput(f"Generate: count must be at least 1, got {count}")
+        if seed is not None and not 0 <= seed < SEED_LIMIT:
+            raise InvalidInput(f"Generate: seed must be at least 0 and below 2**64 (gRPC's uint64), got {str(seed)[:40]}")
         used = secrets.randbits(63) if seed is None else int(seed)
         inputs, seeded = latents_for(used, count, size), True
     name = handle.spec.inputs[0].name

@@ -68,19 +68,25 @@ def missing_tokens(catalog: Catalog, handle) -> frozenset[str]:
 
 
 def parse_csv(text: str) -> list[dict[str, str]]:
-    """CSV text with a header row -> rows as column -> cell text."""
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if not header:
-        raise InvalidInput(f"{SERVICE}: the CSV payload has no header row")
-    header = [h.strip() for h in header]
-    rows = []
-    for line, cells in enumerate(reader, start=2):
-        if not cells:
-            continue
-        if len(cells) != len(header):
-            raise InvalidInput(f"{SERVICE}: CSV line {line} has {len(cells)} cells, the header {len(header)}")
-        rows.append(dict(zip(header, (c.strip() for c in cells))))
+    """CSV text with a header row -> rows as column -> cell text. Any line ending (\n, \r\n, \r)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if not header:
+            raise InvalidInput(f"{SERVICE}: the CSV payload has no header row")
+        header = [h.strip() for h in header]
+        repeated = sorted({h for h in header if header.count(h) > 1})
+        if repeated:
+            raise InvalidInput(f"{SERVICE}: the CSV header names {', '.join(map(repr, repeated))[:200]} more than once")
+        rows = []
+        for cells in reader:
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                raise InvalidInput(f"{SERVICE}: CSV line {reader.line_num} has {len(cells)} cells, the header {len(header)}")
+            rows.append(dict(zip(header, (c.strip() for c in cells))))
+    except csv.Error as exc:  # an unterminated quote, a cell over the csv module's field limit, a NUL
+        raise InvalidInput(f"{SERVICE}: the CSV payload cannot be read at line {reader.line_num}: {exc}") from None
     return rows
 
 

@@ -47,6 +47,9 @@ def test_json_rows_json_csv_and_a_csv_body_answer_as_grpc_predict(http, expected
     assert predictions(ok(http.post("/v1/predict", {"csv": CSV, "top_k": 2}))) == expected  # the only tabular model
     bare = ok(http.post(f"/v1/predict?model={MODEL}&top_k=2", body=CSV.encode(), headers={"Content-Type": "text/csv"}))
     assert predictions(bare) == expected
+    for ending in ("\r\n", "\r"):  # a spreadsheet's or an old Mac's line endings read the same
+        other = ok(http.post(f"/v1/predict?model={MODEL}&top_k=2", body=CSV.replace("\n", ending).encode(), headers={"Content-Type": "text/csv"}))
+        assert predictions(other) == expected
 
 
 def test_the_openapi_example_runs_on_the_tiny_model(http):
@@ -67,6 +70,8 @@ def test_the_openapi_example_runs_on_the_tiny_model(http):
     ({"rows": [ROW], "top_k": 0}, {}, 400, "top_k"),
     (b"island,sex\nBiscoe", {"Content-Type": "text/csv"}, 400, "CSV line 2 has 1 cells"),
     (b"\xff\xfe", {"Content-Type": "text/csv"}, 400, "not UTF-8"),
+    (b'island,sex\n"Biscoe' + b"x" * 200_000, {"Content-Type": "text/csv"}, 400, "cannot be read at line 2: field larger than field limit"),
+    (b"island,island\nBiscoe,Dream", {"Content-Type": "text/csv"}, 400, "the CSV header names 'island' more than once"),
     ({"rows": [ROW] * (MAX_ROWS + 1)}, {}, 413, f"{MAX_ROWS + 1} rows in one call; the server's cap is {MAX_ROWS} (--max-rows)"),
     (f"{HEADER}\n" + "\n".join([",".join(map(str, ROW.values()))] * (MAX_ROWS + 1)), {"Content-Type": "text/csv"}, 413, "--max-rows"),
     ({"model": "nope", "rows": [ROW]}, {}, 404, "nope"),

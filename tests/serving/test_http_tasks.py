@@ -160,6 +160,12 @@ def test_models_lists_every_model_with_its_task(http):
     ("/v1/generate", b'{"count": 100000}', {}, 413, "max-generate-count"),
     ("/v1/generate", b'{"count": 2, "format": "png", "scale": 99}', {}, 400, "'scale'"),
     ("/v1/generate", b'{"latents": [[1, 2]]}', {}, 400, "latent size"),
+    ("/v1/generate", b'{"count": 1, "seed": -1}', {}, 400, "seed must be at least 0 and below 2**64"),
+    ("/v1/generate", b'{"count": 1, "seed": 18446744073709551616}', {}, 400, "seed must be at least 0 and below 2**64"),
+    ("/v1/generate", b'{"count": 1, "format": "gif"}', {}, 400, "'format' must be one of 'json', 'png', got 'gif'"),
+    ("/v1/generate", b'{"count": 1, "scale": 0}', {}, 400, "'scale' must be between 1 and 8, got 0"),
+    ("/v1/generate", b'{"count": 1, "scale": 2.5}', {}, 400, "'scale' must be an integer"),
+    ("/v1/detect", b'{"images": ["aGVsbG8="], "format": "svg"}', {}, 400, "'format' must be one of"),
 ])  # fmt: skip
 def test_bad_bodies_get_a_short_error_naming_the_fault(http, path, body, headers, status, words):
     assert words in http.error(status, http.post(path, body=body, headers={"Content-Type": "application/json", **headers}))
