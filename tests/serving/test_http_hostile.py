@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import http.client as http_client
 import json
+import logging
 import struct
 import threading
 import zlib
@@ -40,6 +41,27 @@ def test_body_above_the_cap_is_refused_before_it_is_read(running):
     claim = b"POST /v2/models/doubler/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\nConnection: close\r\n\r\n{"
     answer = raw_exchange(running.server.http_port, claim)
     assert answer.startswith(b"HTTP/1.1 413") and b"--max-message-mb" in answer
+
+
+MALFORMED = [  # HTTP/1.1 messages aiohttp's parser refuses with 400
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 20000 + b"\r\n\r\n",
+]
+
+
+def test_malformed_http_messages_get_400_and_no_traceback_in_the_log(running, caplog):
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    for message in MALFORMED * 5:
+        assert raw_exchange(running.server.http_port, message).split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    assert Http(running.server.http_port).get("/v2/health/live")[0] == 200
+    lines = [r for r in caplog.records if r.name.startswith("aiohttp") and r.levelno >= logging.WARNING]
+    assert not [r for r in lines if r.exc_info or r.exc_text], "a malformed request logged a traceback"
+    assert len(lines) <= 1, [r.getMessage() for r in lines]  # one counting line a minute at most
+    assert all("malformed HTTP request" in r.getMessage() and len(r.getMessage()) < 400 for r in lines)
 
 
 # -- hostile bodies --------------------------------------------------------------------------------------------
