@@ -103,6 +103,7 @@ def check_model(folder: Path, names: set[str]) -> ModelCheck:
     result.task = parameters.get(contract.TASK, f"(no {contract.TASK})")
     if contract.TASK in parameters:
         problems += contract.task_problems(parameters[contract.TASK], parameters)
+    problems += contract.request_parameter_problems(config)
     if config.name and config.name != folder.name:
         problems.append(f"config name {config.name!r} differs from the folder name")
     if config.platform != contract.PLATFORM and config.backend != contract.BACKEND:

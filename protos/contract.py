@@ -212,6 +212,39 @@ def input_range_key(input_name: str) -> str:
     return f"{PREFIX}input.{input_name}.range"
 
 
+def positive_integer(text: str) -> int | None:
+    """`dnnzoo.max_request_elements`'s value as a number, None unless it is a positive whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def inclusive_range(text: str) -> tuple[int, int] | None:
+    """`dnnzoo.input.<input>.range`'s "LOW,HIGH" as numbers, None unless it is two whole numbers, LOW <= HIGH."""
+    try:
+        low, high = (int(part) for part in text.split(","))
+    except ValueError:
+        return None
+    return (low, high) if low <= high else None
+
+
+def request_parameter_problems(config) -> list[str]:
+    """What in the parameters that bound requests (dnnzoo.max_request_elements, dnnzoo.input.<input>.range)
+    cannot be read: the server refuses such a config at load rather than every request after it."""
+    parameters = parameters_of(config)
+    problems = []
+    text = parameters.get(MAX_REQUEST_ELEMENTS)
+    if text is not None and positive_integer(text) is None:
+        problems.append(f"parameter {MAX_REQUEST_ELEMENTS!r} is {text[:40]!r}, not a positive whole number")
+    for tensor in config.input:
+        key = input_range_key(tensor.name)
+        if key in parameters and inclusive_range(parameters[key]) is None:
+            problems.append(f"parameter {key[:120]!r} is {parameters[key][:40]!r}, not 'LOW,HIGH' (whole numbers, LOW <= HIGH)")
+    return problems
+
+
 # -- the table of tasks ---------------------------------------------------------------------------
 
 CLASSIFICATION = "classification"

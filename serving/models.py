@@ -236,6 +236,13 @@ class ModelManager:
                 if number in entry.versions:  # a failed reload leaves the old one serving
                     keep[number] = entry.versions[number]
                 entry.refused = "; ".join(filter(None, (entry.refused, errors[number])))
+        if not keep and not fresh and entry.versions:
+            # Nothing of the update can serve (a version_policy naming only missing versions, say):
+            # refuse it whole, as a failed reload, and keep serving what was loaded.
+            entry.refused = "; ".join(errors.values()) or "no version to serve"
+            entry.reason = f"update not applied: {entry.refused}"
+            log.error("model %r: %s (previous versions keep serving)", name, entry.reason)
+            return entry
         old = [v for n, v in entry.versions.items() if keep.get(n) is not v]
         entry.versions = {**keep, **fresh}
         entry.version_errors = {n: e for n, e in errors.items() if n not in entry.versions}

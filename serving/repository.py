@@ -193,6 +193,9 @@ def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> Mo
     if config.WhichOneof("scheduling_choice") in ("sequence_batching", "ensemble_scheduling"):
         raise ValueError(f"{config.WhichOneof('scheduling_choice')} is not supported by this server")
     check_bounds(config)
+    unreadable = contract.request_parameter_problems(config)
+    if unreadable:
+        raise ValueError("; ".join(unreadable))
     fields = config_fields.review(config)
     if fields.refused:
         raise ValueError("config.pbtxt sets what this server refuses: " + "; ".join(fields.refused))

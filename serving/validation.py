@@ -44,12 +44,9 @@ def element_cap(spec: ModelSpec, limits: RequestLimits) -> tuple[int, str]:
     text = _parameter(spec, contract.MAX_REQUEST_ELEMENTS)
     if text is None:
         return limits.max_request_elements, "the server's --max-request-elements"
-    try:
-        own = int(text)
-    except ValueError:
-        own = 0
-    if own <= 0:
-        raise ModelNotReady(f"model {spec.name!r} cannot serve: its {contract.MAX_REQUEST_ELEMENTS} parameter {text!r} "
+    own = contract.positive_integer(text)
+    if own is None:
+        raise ModelNotReady(f"model {spec.name!r} cannot serve: its {contract.MAX_REQUEST_ELEMENTS} parameter {text[:40]!r} "
                             "is not a positive integer")
     if own < limits.max_request_elements:
         return own, f"the model's {contract.MAX_REQUEST_ELEMENTS} parameter"
@@ -62,13 +59,10 @@ def value_range(spec: ModelSpec, tensor: TensorSpec) -> tuple[int, int] | None:
     text = _parameter(spec, key)
     if text is None:
         return None
-    try:
-        low, high = (int(part) for part in text.split(","))
-    except ValueError:
-        low, high = 1, 0
-    if low > high:
-        raise ModelNotReady(f"model {spec.name!r} cannot serve: its {key} parameter {text!r} is not 'LOW,HIGH'")
-    return low, high
+    bounds = contract.inclusive_range(text)
+    if bounds is None:
+        raise ModelNotReady(f"model {spec.name!r} cannot serve: its {key} parameter {text[:40]!r} is not 'LOW,HIGH'")
+    return bounds
 
 
 def check_inputs(spec: ModelSpec, request: InferRequest, limits: RequestLimits = DEFAULT_LIMITS) -> dict[str, np.ndarray]:

@@ -144,6 +144,16 @@ def test_explicit_load_errors(explicit):
     request = pb.RepositoryModelLoadRequest(model_name="doubler")
     request.parameters["config"].string_param = '{"input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [4]}]}'  # no outputs
     expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.UNAVAILABLE, "inputs and outputs", "still serving")
+    config = json_format.MessageToDict(explicit.ModelConfig(pb.ModelConfigRequest(name="doubler")).config)
+    for change, words in [
+        ({"version_policy": {"specific": {"versions": [5]}}}, "version 5 named by version_policy has no folder"),
+        ({"parameters": {"dnnzoo.max_request_elements": {"string_value": "-1"}}}, "not a positive whole number"),
+        ({"parameters": {"dnnzoo.input.x.range": {"string_value": "a,b"}}}, "not 'LOW,HIGH'"),
+    ]:  # refused whole at load; the version loaded before keeps serving
+        request.parameters["config"].string_param = json_format.MessageToJson(json_format.ParseDict({**config, **change}, pb.ModelConfigResponse().config))
+        expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.UNAVAILABLE, words, "still serving")
+        response = explicit.ModelInfer(raw_request("doubler", x=("FP32", np.ones((1, 4), np.float32))), timeout=30)
+        np.testing.assert_array_equal(output(response, "y"), np.full((1, 4), 2, np.float32))
     request.parameters["config"].string_param = "{not json"
     expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.INVALID_ARGUMENT, "JSON")
     request.parameters["config"].string_param = '{"name": "pixels"}'
