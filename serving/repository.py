@@ -253,7 +253,7 @@ def check_bounds(config: ModelConfig) -> None:
     for key in ("intra_op_thread_count", "inter_op_thread_count"):
         if key in config.parameters:
             text = config.parameters[key].string_value
-            if not (text.isdigit() and int(text) <= limits.MAX_THREADS):
+            if not (text.isascii() and text.isdigit() and int(text) <= limits.MAX_THREADS):  # "²" is a digit to isdigit()
                 raise ValueError(f"parameter {key!r} must be a whole number 0..{limits.MAX_THREADS}, got {text[:40]!r}")
     if "execution_mode" in config.parameters and config.parameters["execution_mode"].string_value not in ("", "0", "1"):
         raise ValueError("parameter 'execution_mode' must be 0 (sequential) or 1 (parallel)")

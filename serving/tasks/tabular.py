@@ -118,18 +118,27 @@ def columns(rows: Sequence[Mapping[str, object]], inputs, missing: frozenset[str
     return arrays
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _number(value, missing: frozenset[str], row: int, column: str) -> float:
+    """A numeric cell as the model's float32: NaN for a missing one; an infinite number, or one beyond
+    float32's range, is refused (it would turn every probability of the row into NaN)."""
     if value is MISSING:
         return math.nan
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    text = str(value).strip()
-    if text in missing:
-        return math.nan
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidInput(f"{SERVICE}: row {row}: column {shown(column)} is numeric; got {shown(text)}") from None
+        number = float(value) if not isinstance(value, int) or abs(value) <= FLOAT32_MAX else math.inf
+    else:
+        text = str(value).strip()
+        if text in missing:
+            return math.nan
+        try:
+            number = float(text)
+        except ValueError:
+            raise InvalidInput(f"{SERVICE}: row {row}: column {shown(column)} is numeric; got {shown(text)}") from None
+    if abs(number) > FLOAT32_MAX:
+        raise InvalidInput(f"{SERVICE}: row {row}: column {shown(column)} holds {shown(str(value))}, outside float32's finite range")
+    return number
 
 
 async def predict(catalog: Catalog, model: str, version: str, rows: Sequence[Mapping[str, object]] | None, csv_text: str = "",

@@ -210,6 +210,7 @@ def explicit(tmp_path_factory):
     ('{"instance_group": [{"count": 100000}]}', "instance_group"),
     ('{"dynamic_batching": {"max_queue_delay_microseconds": "99999999999"}}', "max_queue_delay_microseconds"),
     ('{"parameters": {"intra_op_thread_count": {"string_value": "-3"}}}', "intra_op_thread_count"),
+    ('{"parameters": {"intra_op_thread_count": {"string_value": "\u00b2"}}}', "'intra_op_thread_count' must be a whole number 0.."),
     ('{"model_warmup": [{"name": "w"}]}', "cannot be overridden"),
 ])
 def test_load_overrides_outside_the_allow_list_are_refused(explicit, override, words):
