@@ -200,6 +200,10 @@ def _decode_typed(message: pb.ModelInferRequest.InferInputTensor, tensor: str, s
     field = TYPED_FIELDS.get(datatype.name)
     if field is None:
         raise InvalidInput(f"input {shown(tensor)}: {datatype.name} can only be sent as raw_input_contents")
+    stray = [f.name for f, _ in message.contents.ListFields() if f.name != field]
+    if stray:
+        raise InvalidInput(f"input {shown(tensor)}: {datatype.name} values go in contents.{field}, "
+                           f"but contents.{stray[0]} is set too")
     values = getattr(message.contents, field)
     bound = max(len(values), budget.cap)
     count = elements(shape, bound)

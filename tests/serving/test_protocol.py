@@ -251,6 +251,15 @@ def test_typed_count_not_matching_shape(stub):
     expect_error(stub.ModelInfer, request, grpc.StatusCode.INVALID_ARGUMENT, "'x'", "needs 4")
 
 
+def test_typed_values_in_a_second_contents_field_are_refused_not_ignored(stub):
+    request = pb.ModelInferRequest(model_name="doubler")
+    tensor = request.inputs.add(name="x", datatype="FP32", shape=[1, 4])
+    tensor.contents.fp32_contents.extend([1, 2, 3, 4])
+    tensor.contents.int_contents.extend([5])
+    expect_error(stub.ModelInfer, request, grpc.StatusCode.INVALID_ARGUMENT, "'x'", "contents.fp32_contents",
+                 "contents.int_contents is set too")
+
+
 def test_batch_above_max_batch_size(stub):
     request = raw_request("doubler", x=("FP32", np.zeros((9, 4), np.float32)))
     expect_error(stub.ModelInfer, request, grpc.StatusCode.INVALID_ARGUMENT, "'x'", "9", "max_batch_size 8")
