@@ -34,7 +34,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help=f"Prometheus /metrics port (default {d.metrics_port}; -1 = off)")
     p.add_argument("--http-port", type=int, help=f"HTTP/REST port, KServe v2 as Triton serves it (default {d.http_port}; 0 = any free port; -1 = off)")
     p.add_argument("--http-read-seconds", type=float,
-                   help=f"an HTTP client must send each request's headers, and then its body, within this (default {d.http_read_seconds:g})")
+                   help=f"an HTTP client must send each request's headers, and then its body, within this; idle connections to the REST and metrics ports close after it (default {d.http_read_seconds:g})")
     p.add_argument("--providers", choices=PROVIDER_CHOICES, help="execution providers: auto = TensorRT, CUDA, CPU by preference")
     p.add_argument("--model-control-mode", choices=CONTROL_MODES, help="none (default), poll or explicit")
     p.add_argument("--load-model", nargs="+", action="extend", metavar="NAME", help="explicit mode: models to load at start (* = all)")

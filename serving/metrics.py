@@ -1,4 +1,4 @@
-"""Prometheus metrics for one server, on their own registry and HTTP port, read at scrape time.
+"""Prometheus metrics for one server, on their own registry and HTTP port (serving.metrics_http), read at scrape time.
 
 A request pays for no metric: the series are built when /metrics is scraped, from the statistics
 the server keeps anyway for ModelStatistics (`serving.statistics`), so the two can never disagree.
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, metrics as _prometheus_metrics, start_http_server
+from prometheus_client import CollectorRegistry, metrics as _prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
@@ -47,11 +47,6 @@ class Metrics:
     def watch_models(self, snapshot: Callable[[], Iterable[tuple[str, str, tuple[str, ...]]]]) -> None:
         """Export `dnnzoo_model_loaded{model,version,providers}` = 1, read at scrape time."""
         self.registry.register(_LoadedModels(snapshot))
-
-    def serve(self, host: str, port: int):
-        """Start the /metrics HTTP endpoint in a daemon thread; returns (httpd, bound port)."""
-        httpd, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return httpd, httpd.server_port
 
 
 @dataclass

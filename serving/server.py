@@ -44,6 +44,7 @@ from serving.http_front import HttpFront
 from serving.http_tasks import TaskRoutes
 from serving.limits import RequestLimits
 from serving.metrics import Metrics
+from serving.metrics_http import MetricsEndpoint
 from serving.models import ModelManager
 from serving.native_front import MethodTable, NativeFront, available
 from serving.repository import Repository
@@ -69,7 +70,7 @@ class Server:
     metrics: Metrics
     port: int
     metrics_port: int | None
-    _metrics_httpd: object | None = None
+    _metrics_endpoint: MetricsEndpoint | None = None
     front: NativeFront | None = None  # the public port when the native front is on
     _socket_dir: str | None = None  # holds the grpc.aio server's Unix socket behind the front
     _poll_task: asyncio.Task | None = None
@@ -115,9 +116,8 @@ class Server:
             await self.front.close()
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
-        if self._metrics_httpd is not None:
-            self._metrics_httpd.shutdown()
-            self._metrics_httpd.server_close()
+        if self._metrics_endpoint is not None:
+            await self._metrics_endpoint.close()
         self._stopped.set()
         log.info("stopped")
 
@@ -222,9 +222,10 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         port = _bind(grpc_server, address, credentials)
 
     await models.start()
-    httpd, metrics_port = (None, None)
+    endpoint, metrics_port = (None, None)
     if config.metrics_port >= 0:
-        httpd, metrics_port = metrics.serve(config.host, config.metrics_port)
+        endpoint = MetricsEndpoint(metrics.registry, config.http_read_seconds)
+        metrics_port = await endpoint.start(config.host, config.metrics_port)
     metrics.watch_models(lambda: [(v.name, str(v.version), v.runtime.providers) for v in models.loaded()])
     await grpc_server.start()
     if front is not None:
@@ -236,7 +237,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         await http.start(config.host, config.http_port)
     plane.accepting = True
     await health.server_ready(True)
-    server = Server(grpc_server, plane, models, health, metrics, port, metrics_port, httpd, front=front,
+    server = Server(grpc_server, plane, models, health, metrics, port, metrics_port, endpoint, front=front,
                     _socket_dir=socket_dir, http=http)
     server._stopped = asyncio.Event()
     if config.model_control_mode == "poll":

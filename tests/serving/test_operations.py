@@ -65,6 +65,29 @@ def test_metrics_scraped_over_http(stub, served):
     assert re.search(r'dnnzoo_model_loaded\{model="doubler",providers="[A-Za-z,]*CPUExecutionProvider",version="1"\} 1', text)
 
 
+def test_idle_connections_to_the_metrics_port_cost_no_thread_and_are_closed(repository):
+    """A client holding connections open to /metrics neither grows the server's threads nor keeps
+    them: they close after --http-read-seconds, and scrapes are answered meanwhile (gzip when asked)."""
+    import gzip
+    import socket
+    import threading
+
+    running = start_server(server_config(repository, http_read_seconds=1.0))
+    try:
+        before = threading.active_count()
+        idle = [socket.create_connection(("127.0.0.1", running.server.metrics_port), timeout=10) for _ in range(64)]
+        request = urllib.request.Request(f"http://127.0.0.1:{running.server.metrics_port}/metrics", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.headers["Content-Encoding"] == "gzip"
+            assert b"dnnzoo_model_loaded" in gzip.decompress(answer.read())
+        assert threading.active_count() < before + 8  # the threaded server started one per connection
+        for connection in idle:
+            assert connection.recv(1) == b""  # closed by the server, well before the 10 s socket timeout
+            connection.close()
+    finally:
+        running.stop()
+
+
 def _scraped(served, model: str) -> dict[str, float]:
     """The pixels model's samples on /metrics, by sample name (failures summed over reasons)."""
     from prometheus_client.parser import text_string_to_metric_families
