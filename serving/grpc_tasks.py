@@ -66,8 +66,16 @@ def _images(images) -> Sequence[ImageInput]:
     return Converted(images, _image)
 
 
-def _output_image(pixels: np.ndarray, formats) -> pb.OutputImage:
-    wanted = {f for f in formats if f != pb.IMAGE_FORMAT_UNSPECIFIED} or {pb.PNG}
+def _formats(formats) -> set[int]:
+    """The image formats a call asks for (none or UNSPECIFIED: PNG); a number the enum lacks is refused
+    before the model runs (protobuf keeps unknown enum values, which would otherwise give empty images)."""
+    unknown = sorted({f for f in formats if f not in pb.ImageFormat.values()})
+    if unknown:
+        raise InvalidInput(f"formats: {unknown[0]} is not an image format (known: {', '.join(pb.ImageFormat.keys())})")
+    return {f for f in formats if f != pb.IMAGE_FORMAT_UNSPECIFIED} or {pb.PNG}
+
+
+def _output_image(pixels: np.ndarray, wanted: set[int]) -> pb.OutputImage:
     image = pb.OutputImage()
     plane = np.asarray(pixels, np.uint8).reshape(pixels.shape[-2:])
     if pb.PNG in wanted:
@@ -176,6 +184,7 @@ class ImageGenerationServicer(pb_grpc.ImageGenerationServicer):
         self.catalog = catalog
 
     async def Generate(self, request, context):
+        formats = _formats(request.formats)
         source = request.WhichOneof("source")
         latents = Converted(request.latents.vectors, lambda v, _: v.values) if source == "latents" else None
         seed = request.seed if source == "seed" else None
@@ -184,7 +193,7 @@ class ImageGenerationServicer(pb_grpc.ImageGenerationServicer):
         )
         return pb.GenerateResponse(
             model=result.model, model_version=result.version, seed=result.seed, seeded=result.seeded,
-            latent_size=result.latent_size, images=[_output_image(image, request.formats) for image in result.images],
+            latent_size=result.latent_size, images=[_output_image(image, formats) for image in result.images],
         )  # fmt: skip
 
 
@@ -197,13 +206,14 @@ class AutoencodingServicer(pb_grpc.AutoencodingServicer):
         return pb.EncodeResponse(model=result.model, model_version=result.version, codes=[pb.Vector(values=c.tolist()) for c in result.codes])
 
     async def Reconstruct(self, request, context):
+        formats = _formats(request.formats)
         result = await autoencoding.reconstruct(
             self.catalog, request.model, request.model_version, _images(request.images), deadline_of(context)
         )
         return pb.ReconstructResponse(
             model=result.model, model_version=result.version,
             reconstructions=[
-                pb.Reconstruction(image=_output_image(image, request.formats), error=float(error))
+                pb.Reconstruction(image=_output_image(image, formats), error=float(error))
                 for image, error in zip(result.images, result.errors)
             ],
         )  # fmt: skip

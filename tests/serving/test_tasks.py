@@ -350,6 +350,17 @@ def test_generation_bad_input(task_client, kwargs, words):
     assert error.code() == (TOO_LARGE if "cap" in words else INVALID) and words in error.details()
 
 
+def test_an_image_format_the_enum_lacks_is_refused_not_answered_with_empty_images(task_client):
+    from protos import dnnzoo_tasks_pb2 as tasks
+
+    request = tasks.GenerateRequest(model="digits_gan", count=1, seed=1, formats=[99])
+    error = _status(lambda: task_client.generation.Generate(request, timeout=30))
+    assert error.code() == INVALID and "formats: 99 is not an image format (known: IMAGE_FORMAT_UNSPECIFIED, PNG, RAW)" in error.details()
+    request = tasks.ReconstructRequest(model="digits_autoencoder", formats=[tasks.RAW, 7])
+    error = _status(lambda: task_client.autoencoding.Reconstruct(request, timeout=30))
+    assert error.code() == INVALID and "formats: 7" in error.details()
+
+
 # -- autoencoding -----------------------------------------------------------------------------------
 
 
