@@ -35,6 +35,8 @@ ORT_SESSION_ENTRIES = frozenset({
     "memory.enable_memory_arena_shrinkage",
 })
 
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max: a number above it is inf in a model input
+
 
 @dataclass(frozen=True)
 class RequestLimits:

@@ -7,27 +7,57 @@ const tokenInput = $("token");
 tokenInput.value = sessionStorage.getItem("dnnzoo-token") || "";
 tokenInput.addEventListener("change", () => sessionStorage.setItem("dnnzoo-token", tokenInput.value));
 
+// An error the page has shown: thrown on to stop the handler, then not reported again.
+class Shown extends Error {}
+
+// The error line, and the page's results greyed out while it stands: they answer an earlier request.
 function showError(message) {
   const box = $("error");
   box.textContent = message || "";
   box.hidden = !message;
+  const page = document.querySelector(".page.shown");
+  if (page) page.classList.toggle("failed", Boolean(message));
+  return new Shown(message);
 }
+
+// Handlers are async; what they throw (a refused request, a typo in a field) is shown once, not left
+// as an "Uncaught (in promise)" error in the browser's console.
+window.addEventListener("unhandledrejection", (e) => {
+  if (!(e.reason instanceof Shown)) showError(String((e.reason && e.reason.message) || e.reason));
+  e.preventDefault();
+});
+// The browser's own check of a field (a number above its max) replaces any earlier error.
+document.addEventListener("invalid", () => showError(""), true);
 
 // POST (or GET when body is undefined) to the server; JSON back, or a Blob when asked for a picture.
 async function api(path, body, { blob = false } = {}) {
   const headers = {};
   if (tokenInput.value) headers.Authorization = "Bearer " + tokenInput.value;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const answer = await fetch(path, { method: body === undefined ? "GET" : "POST", headers,
-                                      body: body === undefined ? undefined : JSON.stringify(body) });
+  document.body.classList.add("busy");
+  let answer;
+  try {
+    answer = await fetch(path, { method: body === undefined ? "GET" : "POST", headers,
+                                 body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw showError("cannot reach the server (" + e.message + "); is it still running?");
+  } finally {
+    document.body.classList.remove("busy");
+  }
   if (!answer.ok) {
     let message = answer.status + " " + answer.statusText;
     try { message = (await answer.json()).error || message; } catch (e) { /* not JSON */ }
-    showError(path + ": " + message);
-    throw new Error(message);
+    throw showError(message);
   }
   showError("");
   return blob ? answer.blob() : answer.json();
+}
+
+// A number field's value; an empty field is refused here (Number("") would send 0).
+function numberIn(id, name) {
+  const text = $(id).value.trim();
+  if (text === "" || !Number.isFinite(Number(text))) throw showError(name + ": give a number");
+  return Number(text);
 }
 
 function cell(row, text, tag = "td") {
@@ -49,7 +79,7 @@ const pngData = (b64) => "data:image/png;base64," + b64;
 // -- drawing pads ------------------------------------------------------------------------------------
 
 function pad(canvas, onDone) {
-  const ctx = canvas.getContext("2d");
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
   const clear = () => { ctx.fillStyle = "black"; ctx.fillRect(0, 0, canvas.width, canvas.height); };
   clear();
   let drawing = false;
@@ -80,7 +110,7 @@ function framed(canvas) {
       }
     }
   }
-  if (bottom < 0) return canvas.toDataURL("image/png");
+  if (bottom < 0) return null;  // no ink: nothing to classify
   const side = Math.max(bottom - top, right - left) + 1;
   const cx = (left + right) / 2, cy = (top + bottom) / 2;
   // through 8×8, the resolution of the training digits, then up again, so strokes blur as theirs did
@@ -105,6 +135,7 @@ $("clear-pad").addEventListener("click", () => { digitPad.clear(); $("bars").rep
 
 async function classify() {
   const image = digitPad.digit();
+  if (image === null) { $("bars").replaceChildren(); throw showError("draw a digit first: the pad is empty"); }
   const answer = await api("/v1/classify", { images: [image], top_k: 5 });
   $("classify-model").textContent = answer.model + " v" + answer.model_version;
   const bars = $("bars");
@@ -146,6 +177,7 @@ const loadImage = (src) => new Promise((resolve, reject) => {
 
 // A 256-pixel scene: three GAN digits at random sizes, one per column band, so they never overlap.
 $("make-scene").addEventListener("click", async () => {
+  $("scene-file").value = "";  // the scene shown is no longer the uploaded file
   const seed = Math.floor(Math.random() * 1e6);
   const answer = await api("/v1/generate", { count: 3, seed });
   const canvas = document.createElement("canvas");
@@ -169,7 +201,7 @@ const words = (text) => text.split(/[\s,]+/).filter(Boolean);
 $("words-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const answer = await api("/v1/similar", { positive: words($("positive").value), negative: words($("negative").value),
-                                            top_k: Number($("words-k").value) });
+                                            top_k: numberIn("words-k", "top") });
   fillTable($("neighbours"), ["rank", "word", "cosine"], answer.neighbors.map((n, i) => [i + 1, n.word, n.score.toFixed(4)]));
 });
 
@@ -224,11 +256,25 @@ $("wave").addEventListener("click", () => {
   $("series").value = values.join(", ");
 });
 
+// The series typed or pasted: numbers separated by commas, spaces or new lines, or a CSV table (as
+// `dnnzoo samples` writes series.csv), whose last column is read and whose header line is skipped.
+function seriesValues(text) {
+  const lines = text.trim().split(/\r?\n/).filter((l) => l.trim());
+  const table = lines.length > 1 && lines.every((l) => l.includes(","));
+  let cells = table ? lines.map((l) => l.split(",").pop().trim()) : text.split(/[\s,;]+/).filter(Boolean);
+  if (table && !Number.isFinite(Number(cells[0]))) cells = cells.slice(1);  // the header
+  const bad = cells.find((c) => !Number.isFinite(Number(c)));
+  if (!cells.length || bad !== undefined) {
+    throw showError("values: " + (bad === undefined ? "none given" : JSON.stringify(bad.slice(0, 20)) + " is not a number") +
+                    "; give numbers separated by commas, spaces or new lines, or paste a CSV column");
+  }
+  return cells.map(Number);
+}
+
 $("forecast-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  const history = $("series").value.split(/[\s,;]+/).filter(Boolean).map(Number);
-  if (!history.length || history.some((v) => !Number.isFinite(v))) { showError("values: give numbers separated by commas"); return; }
-  const answer = await api("/v1/forecast", { series: history, horizon: Number($("horizon").value) });
+  const history = seriesValues($("series").value);
+  const answer = await api("/v1/forecast", { series: history, horizon: numberIn("horizon", "horizon") });
   plot($("plot"), history, answer.forecasts[0]);
   $("plot").dataset.forecast = answer.forecasts[0].length;
 });
@@ -238,7 +284,7 @@ $("forecast-form").addEventListener("submit", async (e) => {
 let pending = null;
 async function generate() {
   $("seed-value").textContent = $("seed").value;
-  const blob = await api("/v1/generate", { count: Number($("count").value), seed: Number($("seed").value), format: "png", scale: 4 },
+  const blob = await api("/v1/generate", { count: numberIn("count", "count"), seed: Number($("seed").value), format: "png", scale: 4 },
                          { blob: true });
   const grid = $("grid");
   if (grid.src) URL.revokeObjectURL(grid.src);
@@ -275,7 +321,7 @@ let tableModel = null;
 async function table() {
   const index = await api("/v1/models");
   const ready = index.models.find((m) => m.task === "tabular" && m.state === "READY");
-  if (!ready) { showError("no ready tabular model on this server"); return; }
+  if (!ready) throw showError("no ready tabular model on this server");
   if (tableModel === ready.name) return;
   const metadata = await api("/v2/models/" + encodeURIComponent(ready.name));
   const fields = $("table-fields");
@@ -301,7 +347,7 @@ $("table-form").addEventListener("submit", async (e) => {
   for (const field of $("table-fields").querySelectorAll("input")) {
     const text = field.value.trim();
     row[field.name] = text === "" ? null : field.dataset.numeric ? Number(text) : text;
-    if (field.dataset.numeric && text !== "" && !Number.isFinite(row[field.name])) { showError(field.name + ": give a number"); return; }
+    if (field.dataset.numeric && text !== "" && !Number.isFinite(row[field.name])) throw showError(field.name + ": give a number");
   }
   const answer = await api("/v1/predict", { model: tableModel, rows: [row] });
   const p = answer.predictions[0];
@@ -336,11 +382,12 @@ async function models() {
 
 const onShow = { generate, table, models };
 function show() {
-  const name = (location.hash || "#classify").slice(1);
+  let name = (location.hash || "#classify").slice(1);
+  if (!$("page-" + name)) name = "classify";  // an unknown #page shows the first one, not a blank page
   document.querySelectorAll(".page").forEach((p) => p.classList.toggle("shown", p.id === "page-" + name));
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.hash === "#" + name));
   showError("");
-  if (onShow[name]) onShow[name]().catch(() => {});
+  if (onShow[name]) onShow[name]();
 }
 window.addEventListener("hashchange", show);
 show();

@@ -24,6 +24,7 @@ from protos import contract
 
 from serving.dataplane import ModelHandle
 from serving.errors import InvalidInput, TooLarge, Unsupported
+from serving.limits import FLOAT32_MAX
 from serving.tasks.catalog import Catalog, in_window
 
 
@@ -38,10 +39,11 @@ class Forecasts:
 
 
 def _check_values(values, what: str) -> np.ndarray:
+    """The values as the model's float32; one that is not finite there (1e300 becomes inf) is refused."""
     array = np.asarray(values, np.float64)
-    bad = np.flatnonzero(~np.isfinite(array))
+    bad = np.flatnonzero(~(np.abs(array) <= FLOAT32_MAX))
     if bad.size:
-        raise InvalidInput(f"{what}: value {int(bad[0])} is {array[bad[0]]} (values must be finite)")
+        raise InvalidInput(f"{what}: value {int(bad[0])} is {array[bad[0]]:g} (values must be finite and within float32's range)")
     return array.astype(np.float32)
 
 

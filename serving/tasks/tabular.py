@@ -21,7 +21,7 @@ import numpy as np
 
 from protos import contract
 from serving.errors import InvalidInput, Unsupported
-from serving.limits import shown
+from serving.limits import FLOAT32_MAX, shown
 from serving.tasks.catalog import Catalog
 from serving.tasks.classification import ClassScore
 
@@ -116,9 +116,6 @@ def columns(rows: Sequence[Mapping[str, object]], inputs, missing: frozenset[str
             else:
                 arrays[tensor.name][i, 0] = "" if value is MISSING else _text(value)
     return arrays
-
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _number(value, missing: frozenset[str], row: int, column: str) -> float:

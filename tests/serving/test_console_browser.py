@@ -213,3 +213,57 @@ def test_a_table_row_form_is_built_from_the_columns_and_predicts(browser, base):
     shown = browser.execute_script("return [...document.querySelectorAll('#table-classes tr')].slice(1).map(r => r.cells[0].textContent)")
     assert shown == [c["label"] for c in expected["classes"]]
     shot(browser, "table")
+
+
+def test_a_refused_request_greys_the_old_result_and_says_why_without_a_script_error(browser, base):
+    open_page(browser, base, "words")
+    browser.get_log("browser")  # drop what earlier pages logged
+    browser.find_element("css selector", "#words-form button").click()
+    wait_for(browser, "document.querySelectorAll('#neighbours tr').length > 1", "neighbours of the default word")
+    field = browser.find_element("id", "positive")
+    field.clear()
+    field.send_keys("zzzznotaword")
+    browser.find_element("css selector", "#words-form button").click()
+    wait_for(browser, "!document.getElementById('error').hidden", "an error line")
+    assert "zzzznotaword" in browser.find_element("id", "error").text
+    assert browser.execute_script("return getComputedStyle(document.getElementById('neighbours')).opacity") == "0.25"
+    shot(browser, "words-refused")
+    assert not [e for e in browser.get_log("browser") if "Uncaught" in e["message"]]
+    field.clear()
+    field.send_keys("key")
+    browser.find_element("css selector", "#words-form button").click()
+    wait_for(browser, "document.getElementById('error').hidden", "the error line cleared by the next answer")
+    assert browser.execute_script("return getComputedStyle(document.getElementById('neighbours')).opacity") == "1"
+
+
+def test_an_empty_pad_and_a_pasted_csv_are_handled_in_the_page(browser, base, tmp_path):
+    open_page(browser, base, "classify")
+    browser.find_element("id", "clear-pad").click()
+    browser.execute_script("document.getElementById('pad').dispatchEvent(new PointerEvent('pointerup'))")  # a release with no ink
+    browser.execute_script("const p = document.getElementById('pad'); p.dispatchEvent(new PointerEvent('pointerdown', {pointerId: 1, clientX: -999, clientY: -999}));"
+                           "p.dispatchEvent(new PointerEvent('pointerup', {pointerId: 1}))")
+    wait_for(browser, "document.getElementById('error').textContent.includes('draw a digit first')", "the empty-pad message")
+    open_page(browser, base, "forecast")
+    series = [round(0.5 * __import__("math").sin(i / 4), 3) for i in range(30)]
+    csv = "step,value\n" + "".join(f"{i},{v}\n" for i, v in enumerate(series))  # as `dnnzoo samples` writes series.csv
+    browser.execute_script("document.getElementById('series').value = arguments[0]", csv)
+    browser.find_element("css selector", "#forecast-form button[type=submit]").click()
+    wait_for(browser, "document.getElementById('plot').dataset.forecast === '10'", "a forecast from the pasted CSV")
+    expected = post(base, "/v1/forecast", {"series": series, "horizon": 10})["forecasts"][0]
+    assert len(expected) == 10
+
+
+def test_pages_fit_a_phone_screen(browser, base):
+    browser.set_window_size(390, 844)
+    try:
+        for page in ("classify", "detect", "words", "forecast", "generate", "autoencoder", "table", "models"):
+            open_page(browser, base, page)
+            width = browser.execute_script("return document.documentElement.scrollWidth")
+            assert width <= 390, f"the {page} page is {width} px wide on a 390 px screen"
+            header = browser.execute_script("const h = document.querySelector('header').getBoundingClientRect(),"
+                                            " a = [...document.querySelectorAll('#nav a')].map(x => x.getBoundingClientRect());"
+                                            " return a.every(r => r.bottom <= h.bottom && r.right <= h.right)")
+            assert header, f"a menu entry leaves the header on the {page} page"
+        shot(browser, "phone-models")
+    finally:
+        browser.set_window_size(1200, 1000)

@@ -157,6 +157,7 @@ def test_models_lists_every_model_with_its_task(http):
     ("/v1/forecast", b'{"series": []}', {}, 400, "'series'"),
     ("/v1/forecast", b'{"series": [[1, "a"]]}', {}, 400, "item 0"),
     ("/v1/forecast", b'{"series": [1, 2, 3], "horizon": 0}', {}, 400, "horizon"),
+    ("/v1/forecast", b'{"series": [1e300, 2e300, 3e300]}', {}, 400, "value 0 is 1e+300 (values must be finite and within float32's range)"),
     ("/v1/generate", b'{"count": 100000}', {}, 413, "max-generate-count"),
     ("/v1/generate", b'{"count": 2, "format": "png", "scale": 99}', {}, 400, "'scale'"),
     ("/v1/generate", b'{"latents": [[1, 2]]}', {}, 400, "latent size"),
