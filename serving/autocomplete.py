@@ -26,6 +26,8 @@ from protos import contract
 from protos.config_text import from_onnx
 from protos.model_config_pb2 import ModelConfig
 
+from serving.limits import without_paths
+
 DEFAULT_MAX_BATCH_SIZE = 32
 Graph = tuple[tuple[tuple[str, int, tuple[int, ...]], ...], tuple[tuple[str, int, tuple[int, ...]], ...]]
 
@@ -76,7 +78,7 @@ def _graph(path: str, mtime_ns: int, size: int) -> Graph:
     except Exception as exc:  # noqa: BLE001 - ORT raises several types for a bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"no inputs and outputs in the config, and the graph cannot be read to "
-                         f"complete them: {first[:200]}") from None
+                         f"complete them: {without_paths(first)[:200]}") from None
 
     def described(args) -> tuple:
         rows = []

@@ -32,6 +32,8 @@ import numpy as np
 from protos.config_text import from_config
 from protos.model_config_pb2 import ModelConfig, ModelInstanceGroup
 
+from serving import files
+
 TENSORRT, CUDA = "TensorrtExecutionProvider", "CUDAExecutionProvider"
 ENGINE_CACHE_FOLDER = "trt_cache"
 PRECISION_MODES = {"FP32": {}, "FP16": {"trt_fp16_enable": "True"}, "INT8": {"trt_int8_enable": "True", "trt_fp16_enable": "True"}}
@@ -203,7 +205,11 @@ def _from_file(model_dir: Path, file_name: str, dtype: np.dtype, shape: tuple[in
         raise ValueError(f"model_warmup {sample!r}: input_data_file {file_name[:60]!r} must be a plain file name in {WARMUP_FOLDER}/")
     item_shape = shape[lead:]
     one = np.dtype(dtype).itemsize * int(np.prod(item_shape, dtype=np.int64))
-    data = (Path(model_dir) / WARMUP_FOLDER / file_name).read_bytes()
+    path = Path(model_dir) / WARMUP_FOLDER / file_name
+    try:
+        data = files.read_bytes(path, Path(model_dir).parent, files.MAX_WARMUP_BYTES)
+    except OSError as exc:
+        raise ValueError(f"model_warmup {sample!r}: cannot read {file_name}: {exc.strerror or type(exc).__name__}") from None
     if len(data) < one:
         raise ValueError(f"model_warmup {sample!r}: {file_name} holds {len(data)} bytes, one item needs {one}")
     item = np.frombuffer(data[:one], dtype=np.dtype(dtype).newbyteorder("<")).reshape(item_shape)

@@ -192,14 +192,17 @@ class ModelManager:
         """Load what the disk says for one model, keeping versions that did not change."""
         entry = self.entries[name]
         source: ModelSource = await asyncio.to_thread(self.repository.read, name, override)
+        news = source.error != entry.refused  # a folder that stays broken is logged once, not at every poll
         entry.refused = source.error or ""
         if source.error:
             if entry.versions:  # keep serving what works; say why the update was refused
                 entry.reason = f"update not applied: {source.error}"
-                log.error("model %r: %s (previous versions keep serving)", name, source.error)
+                if news or force:
+                    log.error("model %r: %s (previous versions keep serving)", name, source.error)
             else:
                 entry.state, entry.reason, entry.spec = UNAVAILABLE, source.error, None
-                log.error("model %r is unavailable: %s", name, source.error)
+                if news or force:
+                    log.error("model %r is unavailable: %s", name, source.error)
                 self.on_state(name, False)
             return entry
         keep: dict[int, LoadedVersion] = {}

@@ -9,7 +9,7 @@ is UNAVAILABLE while the other models serve.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from protos import contract
@@ -17,7 +17,7 @@ from protos.contract import TensorSpec
 from protos.config_text import from_config, parse_config
 from protos.model_config_pb2 import ModelConfig
 
-from serving import autocomplete, config_fields, limits
+from serving import autocomplete, config_fields, files, limits
 from serving.batching import BatchPolicy
 from serving.plan import plan_for
 
@@ -89,9 +89,16 @@ class Repository:
         `override` replaces config.pbtxt for this read (RepositoryModelLoad's `config` parameter);
         the model files and side files still come from the folder."""
         try:
-            return self._read(name, override)
+            source = self._read(name, override)
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with one folder is that model's problem
             return ModelSource(name, error=f"cannot read the model folder: {_reason(exc)}")
+        # A reason quotes what was wrong (a config line, a list of fields): the index and the log
+        # get at most MAX_REASON_CHARS of it, however large the folder made it.
+        spec = source.spec
+        if spec is not None and spec.warning:
+            spec = replace(spec, warning=_short(spec.warning))
+        return replace(source, spec=spec, error=source.error and _short(source.error),
+                       version_errors={v: _short(e) for v, e in source.version_errors.items()})
 
     def _read(self, name: str, override: ModelConfig | None) -> ModelSource:
         if name not in self.scan():
@@ -100,10 +107,10 @@ class Repository:
         text: str | None = None
         if override is None:
             try:
-                text = (folder / contract.CONFIG_FILE).read_text(encoding="utf-8")
+                text = files.read_text(folder / contract.CONFIG_FILE, self.root)
             except FileNotFoundError:
                 text = None  # completed from the graph, as Triton does
-            except (OSError, UnicodeDecodeError) as exc:
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
                 return ModelSource(name, error=f"cannot read {contract.CONFIG_FILE}: {_reason(exc)}")
             fingerprint = [_stat(folder / contract.CONFIG_FILE)]
         else:
@@ -134,8 +141,8 @@ class Repository:
             raise ValueError(f"no model folder named {name!r} in the repository")
         path = self.root / name / _plain_file_name(file_name, "side file")
         try:
-            return path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            return files.read_text(path, self.root)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise ValueError(f"cannot read {file_name!r} of model {name!r}: {_reason(exc)}") from None
 
 
@@ -150,8 +157,16 @@ def _completed(config: ModelConfig, folder: Path, has_file: bool, fingerprint: l
         path = path / file_name
     if not path.is_file():
         raise ValueError(f"no inputs and outputs in the config, and version {present[-1]} has no {file_name} to read them from")
+    files.inside(path, folder.parent)
     fingerprint.append(_stat(path))
     return autocomplete.complete(config, path, has_file)
+
+
+MAX_REASON_CHARS = 1000
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else f"{text[:MAX_REASON_CHARS]}… ({len(text):,} characters in all)"
 
 
 def _reason(exc: BaseException) -> str:
@@ -220,8 +235,8 @@ def _spec(config: ModelConfig, folder: Path, name: str, fingerprint: list) -> Mo
         if t.label_filename:
             path = folder / _plain_file_name(t.label_filename, f"output {t.name!r} label_filename")
             try:
-                labels = path.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
+                labels = files.read_text(path, folder.parent).splitlines()
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
                 raise ValueError(f"output {t.name!r}: cannot read labels {t.label_filename!r}: {_reason(exc)}") from None
             fingerprint.append(_stat(path))
         outputs.append(tensor(t, labels))
@@ -313,8 +328,13 @@ def _versions(folder: Path, config: ModelConfig) -> tuple[dict[int, Path], dict[
         if path.is_dir():  # Triton's layout for external data: model.onnx/model.onnx
             path = path / file_name
         stamps[version] = _stat(path)
-        if path.is_file():
-            versions[version] = path
-        else:
+        if not path.is_file():
             errors[version] = f"version {version}: {file_name} is missing"
+            continue
+        try:
+            files.inside(path, folder.parent)  # ONNX Runtime opens it: no link out of the repository
+        except ValueError as exc:
+            errors[version] = f"version {version}: {exc}"
+            continue
+        versions[version] = path
     return versions, errors, stamps
