@@ -329,6 +329,10 @@ class HttpFront:
             # alone: an idle, cheap model runs it right here, as the native gRPC front's dispatch thread
             # does; with others in hand it queues, so that they can be batched together
             response = await self.plane.infer(decode(), run_here=alone)
+        answer_bytes = sum(o.data.nbytes for o in response.outputs)
+        if answer_bytes > self.max_body:  # as gRPC refuses an answer over --max-message-mb; as JSON it would be ~3x larger
+            raise TooLarge(f"the answer's outputs hold {answer_bytes:,} bytes, more than the {self.max_body >> 20} MiB "
+                           "the server sends (--max-message-mb)")
         if sum(o.data.size for o in response.outputs) > INLINE_ANSWER_ELEMENTS:
             body, length = await asyncio.get_running_loop().run_in_executor(
                 self.plane.heavy, encode_infer, response, decoded[0])

@@ -44,6 +44,23 @@ def plus_one_graph(batch: int | str = "N"):
     return h.make_graph([h.make_node("Add", ["x", "one"], ["y"])], "plus_one", [x], [y], [one])
 
 
+def tile_graph():
+    """x [1,4] FP32, reps [2] INT64 -> y = Tile(x, reps): an answer as large as the caller asks."""
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, 4])
+    reps = h.make_tensor_value_info("reps", T.INT64, [2])
+    y = h.make_tensor_value_info("y", T.FLOAT, ["R", "C"])
+    return h.make_graph([h.make_node("Tile", ["x", "reps"], ["y"])], "tile", [x, reps], [y])
+
+
+TILE_CONFIG = """
+name: "tile"
+platform: "onnxruntime_onnx"
+max_batch_size: 0
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 1, 4 ] }, { name: "reps" data_type: TYPE_INT64 dims: [ 2 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ -1, -1 ] } ]
+"""
+
+
 def uint8_graph():
     """images [N,3] UINT8 -> total [N,1] FP32 (sum of the pixels)."""
     x = h.make_tensor_value_info("images", T.UINT8, ["N", 3])

@@ -218,3 +218,27 @@ def test_cap_follows_max_message_mb(impatient):
     assert "1 MiB" in http.error(413, (answer.status, answer.headers, answer.read()))
     connection.close()
 
+
+
+def test_an_answer_above_the_message_cap_is_refused_not_encoded(tmp_path):
+    """A model whose output grows with a request (Tile) cannot make the REST front build a JSON answer
+    of gigabytes: above --max-message-mb it is refused, as gRPC refuses to send it."""
+    from tests.serving.builders import TILE_CONFIG, tile_graph, write_model
+
+    write_model(tmp_path / "repo", "tile", graph=tile_graph, config=TILE_CONFIG)
+    server = start_server(server_config(tmp_path / "repo", max_message_mb=1))
+    try:
+        http = Http(server.server.http_port)
+
+        def ask(columns: int):
+            return http.post("/v2/models/tile/infer", {"inputs": [
+                {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]},
+                {"name": "reps", "datatype": "INT64", "shape": [2], "data": [1, columns]}]})
+
+        status, _, body = ask(10)
+        assert status == 200 and json.loads(body)["outputs"][0]["shape"] == [1, 40]
+        words = http.error(413, ask(100_000))  # 400,000 floats: 1.6 MB; over a cap is 413 here, as for bodies
+        assert "1,600,000 bytes, more than the 1 MiB the server sends (--max-message-mb)" in words
+        assert ask(10)[0] == 200
+    finally:
+        server.stop()
