@@ -127,7 +127,10 @@ class Repository:
             spec = _spec(config, folder, name, fingerprint)
         except ValueError as exc:
             return ModelSource(name, error=str(exc), fingerprint=tuple(fingerprint))
-        versions, errors, stamps = _versions(folder, config)
+        try:
+            versions, errors, stamps = _versions(folder, config)
+        except ValueError as exc:
+            return ModelSource(name, error=str(exc), fingerprint=tuple(fingerprint))
         error = None if versions or errors else "no numeric version folder (e.g. 1/) to serve"
         return ModelSource(name, spec, versions, errors, tuple(fingerprint), stamps, error)
 
@@ -321,6 +324,9 @@ def _versions(folder: Path, config: ModelConfig) -> tuple[dict[int, Path], dict[
     else:
         count = policy.latest.num_versions if choice == "latest" else 1
         selected = present[-max(1, count):] if present else []
+    if len(selected) > limits.MAX_VERSIONS:
+        raise ValueError(f"version_policy selects {len(selected)} versions; this server loads at most {limits.MAX_VERSIONS} "
+                         "of one model at once (name them with version_policy specific, or latest N)")
     file_name = _plain_file_name(config.default_model_filename or contract.MODEL_FILE, "default_model_filename")
     versions, stamps = {}, {}
     for version in selected:

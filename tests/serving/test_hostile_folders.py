@@ -124,3 +124,19 @@ def test_a_warmup_file_that_is_a_fifo_leaves_the_model_unavailable(tmp_path):
     finally:
         running.stop()
 
+
+
+def test_a_version_policy_selecting_more_versions_than_the_bound_is_refused(tmp_path):
+    from serving.limits import MAX_VERSIONS
+
+    root = tmp_path / "repo"
+    folder = write_model(root, "doubler")
+    for version in range(2, MAX_VERSIONS + 2):
+        (folder / str(version)).mkdir()
+        os.link(folder / "1" / "model.onnx", folder / str(version) / "model.onnx")
+    config = (folder / "config.pbtxt").read_text()
+    (folder / "config.pbtxt").write_text(config + "version_policy { all { } }\n")
+    error = Repository(root).read("doubler").error
+    assert f"version_policy selects {MAX_VERSIONS + 1} versions; this server loads at most {MAX_VERSIONS}" in error
+    (folder / "config.pbtxt").write_text(config + "version_policy { latest { num_versions: 3 } }\n")
+    assert sorted(Repository(root).read("doubler").versions) == [MAX_VERSIONS - 1, MAX_VERSIONS, MAX_VERSIONS + 1]
