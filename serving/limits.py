@@ -21,6 +21,7 @@ MAX_TENSORS = 64  # inputs or outputs of one model, and of one inference request
 MAX_INSTANCES = 64  # instance threads of one model version
 MAX_THREADS = 64  # ONNX Runtime intra-/inter-op threads of one session
 MAX_VERSIONS = 16  # versions of one model loaded at once (each has its sessions and instance threads)
+WARM_UP_SECONDS = 300.0  # one warm-up run at load; generous because TensorRT builds its engines in the first run
 MAX_QUEUE_DELAY_US = 3_600_000_000  # dynamic_batching.max_queue_delay_microseconds: an hour
 MAX_BATCH_SIZE = 1 << 20
 MAX_TENSOR_ELEMENTS = 1 << 26  # fixed dims of one configured tensor (warm-up allocates them)

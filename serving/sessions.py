@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ from protos import contract
 
 from serving import cores, gpu, gpu_options
 from serving.errors import InvalidInput, ModelRunFailed, ServingError, TooLarge
-from serving.limits import ORT_SESSION_ENTRIES, shown, without_paths
+from serving.limits import ORT_SESSION_ENTRIES, WARM_UP_SECONDS, shown, without_paths
 from serving.plan import ADAPTIVE_MAX_BYTES, int_parameter, plan_for
 from serving.repository import ModelSpec, TensorSpec
 
@@ -113,34 +114,35 @@ class LoadedSession:
         self._output_names = [t.name for t in self.spec.outputs]
         self._reshaped = any(t.reshape is not None for t in (*self.spec.inputs, *self.spec.outputs))
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """`inputs` hold only the model's own inputs (validation made sure)."""
+    def run(self, inputs: dict[str, np.ndarray], options: ort.RunOptions = _RUN_OPTIONS) -> dict[str, np.ndarray]:
+        """`inputs` hold only the model's own inputs (validation made sure); `options`: a warm-up's
+        own, which a timer can set to terminate (an IOBinding run on a GPU keeps its own)."""
         batched = self.spec.max_batch_size
         if self._reshaped:
             inputs = {t.name: _to_model_shape(inputs[t.name], t, batched) for t in self.spec.inputs if t.name in inputs}
         try:
             if self.caller_cores is not None:
-                values = self._run_held(inputs)
+                values = self._run_held(inputs, options)
             elif self.bind_outputs:
                 values = self._run_bound(inputs)
             else:
-                values = self.session.run(self._output_names, inputs, _RUN_OPTIONS)
+                values = self.session.run(self._output_names, inputs, options)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types; the input is the cause
             raise run_failure(self.spec.name, exc) from None
         if not self._reshaped:
             return dict(zip(self._output_names, values))
         return {t.name: _to_client_shape(v, t, batched) for t, v in zip(self.spec.outputs, values)}
 
-    def _run_held(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _run_held(self, inputs: dict[str, np.ndarray], options: ort.RunOptions) -> list[np.ndarray]:
         """A run whose calling thread stays off its pinned workers' cores while it lasts, then gets
         its own affinity back (three system calls, ~1.5 us)."""
         own = os.sched_getaffinity(0)  # pid 0: this thread only
         try:
             os.sched_setaffinity(0, self.caller_cores)
         except OSError:  # those cores were taken from the process since (a changed cpuset): run unheld
-            return self.session.run(self._output_names, inputs, _RUN_OPTIONS)
+            return self.session.run(self._output_names, inputs, options)
         try:
-            return self.session.run(self._output_names, inputs, _RUN_OPTIONS)
+            return self.session.run(self._output_names, inputs, options)
         finally:
             os.sched_setaffinity(0, own)
 
@@ -412,11 +414,30 @@ def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: 
     try:
         for run in runs:
             for _ in range(run.count):
-                loaded.run(loaded.prepare(dict(run.inputs)))
+                warm_run(loaded, loaded.prepare(dict(run.inputs)))
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"warm-up inference failed: {_first_line(exc)}") from None
     loaded.warm_up_size = warm_up_size(loaded, required=not runs)
     return loaded
+
+
+def warm_run(loaded: LoadedSession, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One warm-up run, stopped by ONNX Runtime's terminate flag after WARM_UP_SECONDS: a graph that
+    never ends (a Loop of 10^15 steps) would otherwise hold the model manager, and with it polling,
+    loads and shutdown, for ever."""
+    options = ort.RunOptions()
+    options.log_severity_level = 4
+    timer = threading.Timer(WARM_UP_SECONDS, setattr, (options, "terminate", True))
+    timer.daemon = True
+    timer.start()
+    try:
+        return loaded.run(inputs, options)
+    except ServingError as exc:
+        if options.terminate:
+            raise ValueError(f"a warm-up run took more than {WARM_UP_SECONDS:g} s and was stopped") from None
+        raise exc
+    finally:
+        timer.cancel()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -460,7 +481,7 @@ def warm_up_size(loaded: LoadedSession, required: bool) -> int | None:
             break
         tried.append(str(size))
         try:
-            loaded.run(loaded.prepare(inputs))
+            warm_run(loaded, loaded.prepare(inputs))
             return size
         except Exception as exc:  # noqa: BLE001
             failure = exc

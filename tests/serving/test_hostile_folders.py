@@ -140,3 +140,41 @@ def test_a_version_policy_selecting_more_versions_than_the_bound_is_refused(tmp_
     assert f"version_policy selects {MAX_VERSIONS + 1} versions; this server loads at most {MAX_VERSIONS}" in error
     (folder / "config.pbtxt").write_text(config + "version_policy { latest { num_versions: 3 } }\n")
     assert sorted(Repository(root).read("doubler").versions) == [MAX_VERSIONS - 1, MAX_VERSIONS, MAX_VERSIONS + 1]
+
+
+def loop_graph(steps: int = 10**15):
+    """x [1,4] -> y = x, through a Loop of `steps` identity steps: a graph whose run never ends."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    body = h.make_graph(
+        [h.make_node("Identity", ["cond_in"], ["cond_out"]), h.make_node("Identity", ["v_in"], ["v_out"])], "body",
+        [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("cond_in", T.BOOL, []),
+         h.make_tensor_value_info("v_in", T.FLOAT, ["N", 4])],
+        [h.make_tensor_value_info("cond_out", T.BOOL, []), h.make_tensor_value_info("v_out", T.FLOAT, ["N", 4])])
+    m, c = h.make_tensor("M", T.INT64, [], [steps]), h.make_tensor("C", T.BOOL, [], [True])
+    return h.make_graph([h.make_node("Loop", ["M", "C", "x"], ["y"], body=body)], "loop",
+                        [h.make_tensor_value_info("x", T.FLOAT, ["N", 4])], [h.make_tensor_value_info("y", T.FLOAT, ["N", 4])], [m, c])
+
+
+def test_a_warm_up_that_never_ends_is_stopped_and_the_rest_loads(tmp_path, monkeypatch):
+    import time
+
+    from serving import sessions
+
+    monkeypatch.setattr(sessions, "WARM_UP_SECONDS", 1.0)
+    root = tmp_path / "repo"
+    write_model(root, "doubler")
+    write_model(root, "endless", graph=loop_graph, config='name: "endless"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+                'input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] } ]\noutput [ { name: "y" data_type: TYPE_FP32 dims: [ 4 ] } ]\n')
+    started = time.monotonic()
+    running = start_server(server_config(root))
+    try:
+        assert time.monotonic() - started < 30
+        with grpc.insecure_channel(running.address) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            index = {m.name: m for m in stub.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=10).models}
+            assert index["endless"].state == "UNAVAILABLE" and "took more than 1 s and was stopped" in index["endless"].reason
+            assert index["doubler"].state == "READY"
+    finally:
+        running.stop()
