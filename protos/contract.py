@@ -42,7 +42,8 @@ def is_model_name(name: str) -> bool:
 
 
 def is_version_folder(name: str) -> bool:
-    return _VERSION.fullmatch(name) is not None
+    """A version folder's name: a number a request can name (Triton's versions are int64)."""
+    return _VERSION.fullmatch(name) is not None and int(name) < 2**63
 
 
 def model_folders(repository: Path) -> list[Path]:

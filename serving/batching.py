@@ -49,6 +49,7 @@ from serving.errors import DeadlineExceeded, InvalidInput, ModelNotReady, QueueF
 from serving.single_row_probe import SingleRowProbe
 
 log = logging.getLogger(__name__)
+SPLIT_LOG_SECONDS = 60.0  # at most one log line a minute about merged batches that failed and were split
 
 Arrays = dict[str, np.ndarray]
 RunFn = Callable[[Arrays], Arrays]
@@ -206,6 +207,7 @@ class Batcher:
         self._queue: deque[Ticket] = deque()
         self._changed = threading.Condition()
         self._idle = 0  # instance threads waiting for work
+        self._failed_batches, self._failed_logged_at = 0, -SPLIT_LOG_SECONDS  # merged batches that failed, for the log
         self._running = 0  # batches executing (on instance threads, or on a caller's)
         self._unanswered = 0  # requests let in and not yet answered, where requests may be split
         self._row_ns: float | None = None  # running estimate of what one row costs to execute
@@ -457,7 +459,12 @@ class Batcher:
                 self._free()
                 _deliver(batch[0], exc)
                 return
-            log.info("%s: a batch of %d requests failed (%s); running them one by one", self.label, len(batch), type(exc).__name__)
+            self._failed_batches += 1
+            now = time.monotonic()
+            if now - self._failed_logged_at >= SPLIT_LOG_SECONDS:  # a client sending bad requests cannot flood the log
+                log.info("%s: %d merged batch(es) failed since this was last logged (the last: %d requests, %s); each runs "
+                         "again one request at a time", self.label, self._failed_batches, len(batch), type(exc).__name__)
+                self._failed_batches, self._failed_logged_at = 0, now
             for ticket in batch:
                 self._execute_alone(ticket, run)
             self._free()

@@ -17,7 +17,7 @@ import os
 import stat
 from pathlib import Path
 
-MAX_TEXT_BYTES = 64 << 20  # config.pbtxt, labels, vocabularies: the largest export writes is ~1 MB
+MAX_TEXT_BYTES = 16 << 20  # config.pbtxt, labels, vocabularies: the largest export writes is ~0.1 MB
 MAX_WARMUP_BYTES = 256 << 20  # one model_warmup input_data_file
 
 

@@ -9,6 +9,7 @@ is UNAVAILABLE while the other models serve.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -119,7 +120,7 @@ class Repository:
             if override is not None:
                 config = override
             else:
-                config = parse_config(text, f"{name}/{contract.CONFIG_FILE}") if text is not None else ModelConfig()
+                config = _parsed(text, f"{name}/{contract.CONFIG_FILE}") if text is not None else ModelConfig()
             if not config.name:
                 config.name = name
             if autocomplete.needed(config):
@@ -166,6 +167,26 @@ def _completed(config: ModelConfig, folder: Path, has_file: bool, fingerprint: l
 
 
 MAX_REASON_CHARS = 1000
+_PARSED: dict[str, tuple[bytes, ModelConfig | str]] = {}  # source -> its text's digest, and its parse (or why it fails)
+
+
+def _parsed(text: str, source: str) -> ModelConfig:
+    """parse_config, remembered per config file by the text's digest: polling reads every config at
+    every scan, and protobuf's pure-Python text parser takes seconds for a config of megabytes (a
+    copy is returned: callers complete and name it)."""
+    digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+    known = _PARSED.get(source)
+    if known is None or known[0] != digest:
+        try:
+            known = (digest, parse_config(text, source))
+        except ValueError as exc:
+            known = (digest, _short(str(exc)))
+        _PARSED[source] = known
+    if isinstance(known[1], str):
+        raise ValueError(known[1])
+    config = ModelConfig()
+    config.CopyFrom(known[1])
+    return config
 
 
 def _short(text: str) -> str:

@@ -178,3 +178,20 @@ def test_a_warm_up_that_never_ends_is_stopped_and_the_rest_loads(tmp_path, monke
             assert index["doubler"].state == "READY"
     finally:
         running.stop()
+
+
+def test_an_unchanged_config_is_parsed_once_however_often_it_is_polled(tmp_path, monkeypatch):
+    from serving import repository as module
+
+    calls = []
+    monkeypatch.setattr(module, "parse_config", lambda text, source: calls.append(source) or module.ModelConfig(name="doubler"))
+    root = tmp_path / "repo"
+    folder = write_model(root, "doubler")
+    folder.rename(root / "parsed_once")  # a name no other test's cache entry has
+    repository = Repository(root)
+    for _ in range(3):
+        repository.read("parsed_once")
+    assert len(calls) == 1
+    (root / "parsed_once" / "config.pbtxt").write_text('name: "parsed_once"\n')
+    repository.read("parsed_once")
+    assert len(calls) == 2
