@@ -121,6 +121,20 @@ class MalformedRequestLog(logging.Filter):
 MALFORMED_REQUEST_LOG = MalformedRequestLog()
 
 
+async def listen(runner: web.AppRunner, host: str, port: int, what: str) -> int:
+    """Set `runner` up and listen on host:port (0: any free port); returns the bound port. A port that
+    cannot be bound is an OSError naming `what` (the REST or the metrics port)."""
+    await runner.setup()
+    logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUEST_LOG)  # once: a logger keeps a set of filters
+    site = web.TCPSite(runner, host, port, reuse_port=False)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise OSError(f"cannot bind {what} port {host}:{port} ({exc.strerror or exc})") from None
+    return runner.addresses[0][1]
+
+
 class HttpFront:
     """The REST routes, bound to one data plane; `start` binds, `drain` finishes what is in flight."""
 
@@ -174,15 +188,7 @@ class HttpFront:
         # keepalive_timeout also bounds how long a new connection may take to send its first headers
         self._runner = web.AppRunner(self.application(), access_log=None, auto_decompress=False, shutdown_timeout=self.grace,
                                      keepalive_timeout=self.read_seconds, max_field_size=16384)
-        await self._runner.setup()
-        logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUEST_LOG)  # once: a logger keeps a set of filters
-        site = web.TCPSite(self._runner, host, port, reuse_port=False)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            raise OSError(f"cannot bind HTTP port {host}:{port} ({exc.strerror or exc})") from None
-        self.port = self._runner.addresses[0][1]
+        self.port = await listen(self._runner, host, port, "HTTP")
         return self.port
 
     async def drain(self) -> None:

@@ -11,12 +11,11 @@ scrape never holds the loop that serves inference.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from serving.http_front import MALFORMED_REQUEST_LOG
+from serving.http_front import listen
 
 
 class MetricsEndpoint:
@@ -30,15 +29,7 @@ class MetricsEndpoint:
         app.router.add_get("/metrics", self._scrape)
         app.router.add_get("/", self._scrape)  # prometheus-client's server answered on any path; / is the common one
         self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.read_seconds, shutdown_timeout=1.0)
-        await self._runner.setup()
-        logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUEST_LOG)
-        site = web.TCPSite(self._runner, host, port, reuse_port=False)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            raise OSError(f"cannot bind metrics port {host}:{port} ({exc.strerror or exc})") from None
-        return self._runner.addresses[0][1]
+        return await listen(self._runner, host, port, "metrics")
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
@@ -255,25 +256,32 @@ def test_environment_variables_and_flags():
         from_env({}, tls_cert="cert.pem")
 
 
-def test_tritons_flag_names_start_the_server(repository, tmp_path):
-    """An operator's `tritonserver --model-repository=... --grpc-port ...` line carries over as it is."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DNNZOO_PROVIDERS="cpu")
-    command = [sys.executable, "-m", "dnnzoo", "serve", f"--model-repository={repository}", "--grpc-port", "0",
-               "--host", "127.0.0.1", "--http-port", "-1", "--metrics-port", "-1"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def serving_process(command: list[str], cwd, env: dict):
+    """`dnnzoo serve` as its own process: yields a stub on the gRPC port it reports (after any build),
+    then stops it with SIGTERM, which must end it with status 0."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         port = next((int(m.group(1)) for line in process.stderr
                      if (m := re.search(r"on 127\.0\.0\.1:(\d+) \(gRPC\)", line))), None)
         assert port, "server did not report its port"
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = pb_grpc.GRPCInferenceServiceStub(channel)
-            assert stub.ModelReady(pb.ModelReadyRequest(name="doubler"), timeout=30).ready
+            yield pb_grpc.GRPCInferenceServiceStub(channel)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_tritons_flag_names_start_the_server(repository, tmp_path):
+    """An operator's `tritonserver --model-repository=... --grpc-port ...` line carries over as it is."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DNNZOO_PROVIDERS="cpu")
+    command = [sys.executable, "-m", "dnnzoo", "serve", f"--model-repository={repository}", "--grpc-port", "0",
+               "--host", "127.0.0.1", "--http-port", "-1", "--metrics-port", "-1"]
+    with serving_process(command, tmp_path, env) as stub:
+        assert stub.ModelReady(pb.ModelReadyRequest(name="doubler"), timeout=30).ready
 
 
 def test_cli_reports_a_missing_repository_without_training_extra_or_builds(tmp_path, monkeypatch):
@@ -288,26 +296,10 @@ def test_serve_builds_a_missing_repository_then_serves_it(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), DNNZOO_PROVIDERS="cpu", OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "dnnzoo", "serve", "--repository", str(repository), "--build-profile", "tiny",
                "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--http-port", "0"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        port = None
-        for line in process.stderr:  # the build runs first; the server reports its port when it serves
-            match = re.search(r"on 127\.0\.0\.1:(\d+) \(gRPC\)", line)
-            if match:
-                port = int(match.group(1))
-                break
-        assert port, "server did not report its port"
+    with serving_process(command, tmp_path, env) as stub:  # the build runs first; the port is reported when it serves
         assert (tmp_path / "runs" / "classifier-tiny" / "checkpoint.pt").is_file()
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = pb_grpc.GRPCInferenceServiceStub(channel)
-            assert stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready
-            assert stub.ModelReady(pb.ModelReadyRequest(name="digits_classifier"), timeout=30).ready
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        assert stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready
+        assert stub.ModelReady(pb.ModelReadyRequest(name="digits_classifier"), timeout=30).ready
 
 
 def test_serving_never_imports_torch_training_or_export():
