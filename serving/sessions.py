@@ -415,10 +415,16 @@ def open_session(path: Path, spec: ModelSpec, providers: ProviderChoice, label: 
         for run in runs:
             for _ in range(run.count):
                 warm_run(loaded, loaded.prepare(dict(run.inputs)))
+    except WarmUpTooLong:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"warm-up inference failed: {_first_line(exc)}") from None
     loaded.warm_up_size = warm_up_size(loaded, required=not runs)
     return loaded
+
+
+class WarmUpTooLong(ValueError):
+    """A warm-up run stopped by its timer: the model is refused, and no other warm-up is tried."""
 
 
 def warm_run(loaded: LoadedSession, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -432,10 +438,10 @@ def warm_run(loaded: LoadedSession, inputs: dict[str, np.ndarray]) -> dict[str, 
     timer.start()
     try:
         return loaded.run(inputs, options)
-    except ServingError as exc:
+    except ServingError:
         if options.terminate:
-            raise ValueError(f"a warm-up run took more than {WARM_UP_SECONDS:g} s and was stopped") from None
-        raise exc
+            raise WarmUpTooLong(f"a warm-up run took more than {WARM_UP_SECONDS:g} s and was stopped") from None
+        raise
     finally:
         timer.cancel()
 
@@ -483,6 +489,8 @@ def warm_up_size(loaded: LoadedSession, required: bool) -> int | None:
         try:
             warm_run(loaded, loaded.prepare(inputs))
             return size
+        except WarmUpTooLong:
+            raise
         except Exception as exc:  # noqa: BLE001
             failure = exc
     if not required:

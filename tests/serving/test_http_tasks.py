@@ -141,6 +141,8 @@ def test_models_lists_every_model_with_its_task(http):
 
 @pytest.mark.parametrize(("path", "body", "headers", "status", "words"), [
     ("/v1/classify", b"{not json", {}, 400, "not JSON"),
+    ("/v1/generate", b'{"count": ' + b"1" * 5000 + b"}", {}, 400, "not JSON"),  # past Python's 4,300-digit conversion limit
+    ("/v1/similar", b"[" * 200_000 + b"]" * 200_000, {}, 400, "nested too deeply"),
     ("/v1/classify", b"[1, 2]", {}, 400, "must be an object"),
     ("/v1/classify", b"{}", {}, 400, "give 'images'"),
     ("/v1/classify", b'{"images": ["%%%"]}', {}, 400, "not valid base64"),
@@ -162,7 +164,7 @@ def test_models_lists_every_model_with_its_task(http):
     ("/v1/generate", b'{"count": 2, "format": "png", "scale": 99}', {}, 400, "'scale'"),
     ("/v1/generate", b'{"latents": [[1, 2]]}', {}, 400, "latent size"),
     ("/v1/generate", b'{"count": 1, "seed": -1}', {}, 400, "seed must be at least 0 and below 2**64"),
-    ("/v1/generate", b'{"count": 1, "seed": 18446744073709551616}', {}, 400, "seed must be at least 0 and below 2**64"),
+    ("/v1/generate", b'{"count": 1, "seed": 18446744073709551616}', {}, 400, "'seed' must be an integer"),  # JSON reads 2**64 as a float
     ("/v1/generate", b'{"count": 1, "format": "gif"}', {}, 400, "'format' must be one of 'json', 'png', got 'gif'"),
     ("/v1/generate", b'{"count": 1, "scale": 0}', {}, 400, "'scale' must be between 1 and 8, got 0"),
     ("/v1/generate", b'{"count": 1, "scale": 2.5}', {}, 400, "'scale' must be an integer"),
