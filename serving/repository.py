@@ -10,6 +10,7 @@ is UNAVAILABLE while the other models serve.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from serving import autocomplete, config_fields, files, limits
 from serving.batching import BatchPolicy
 from serving.plan import plan_for
 
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,19 @@ class Repository:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._skipped: set[str] = set()  # folders whose names are not model names, logged once
 
     def scan(self) -> list[str]:
-        """Model folder names, sorted. Hidden folders (export's temporary ones) are skipped."""
-        return [p.name for p in contract.model_folders(self.root)]
+        """Model folder names, sorted. Hidden folders (export's temporary ones) are skipped, and so
+        are folders whose names break the model-name rule, each said once in the log."""
+        names = [p.name for p in contract.model_folders(self.root)]
+        if self.root.is_dir():
+            for folder in self.root.iterdir():
+                name = folder.name
+                if folder.is_dir() and not name.startswith(".") and not contract.is_model_name(name) and name not in self._skipped:
+                    self._skipped.add(name)
+                    log.warning("folder %s is not served: a model name uses %s", limits.shown(name), contract.MODEL_NAME_RULE)
+        return names
 
     def read(self, name: str, override: ModelConfig | None = None) -> ModelSource:
         """Read one model; `name` must come from `scan()` (checked again here).

@@ -195,3 +195,18 @@ def test_an_unchanged_config_is_parsed_once_however_often_it_is_polled(tmp_path,
     (root / "parsed_once" / "config.pbtxt").write_text('name: "parsed_once"\n')
     repository.read("parsed_once")
     assert len(calls) == 2
+
+
+def test_a_folder_whose_name_is_not_a_model_name_is_said_once_not_skipped_silently(tmp_path, caplog):
+    root = tmp_path / "repo"
+    write_model(root, "doubler")
+    for name in ("my model", "bad\nname", ".staging"):
+        (root / name / "1").mkdir(parents=True)
+    repository = Repository(root)
+    with caplog.at_level(logging.WARNING, logger="serving.repository"):
+        assert repository.scan() == ["doubler"]
+        assert repository.scan() == ["doubler"]
+    lines = sorted(r.getMessage() for r in caplog.records)
+    assert len(lines) == 2, lines  # one each; the hidden staging folder is export's, not a mistake
+    assert all("is not served: a model name uses letters, digits" in line for line in lines)
+    assert "'bad\\nname'" in lines[0] and "'my model'" in lines[1]
