@@ -56,4 +56,6 @@ class Unsupported(ServingError):
 
 
 class LoadFailed(ServingError):
-    """A model could not be loaded; the message carries the reason also shown in RepositoryIndex."""
+    """A model could not be loaded; the message carries the reason also shown in RepositoryIndex.
+    Answered INVALID_ARGUMENT (HTTP 400), as Triton answers a load that failed: retrying the same
+    load fails the same way until the folder or the override changes."""

@@ -26,10 +26,9 @@ CODES: dict[type[errors.ServingError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.Unsupported: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.LoadFailed: grpc.StatusCode.UNAVAILABLE,
+    errors.LoadFailed: grpc.StatusCode.INVALID_ARGUMENT,  # Triton's code for "load failed for model"
 }
 
 INTERNAL_MESSAGE = "internal server error (details are in the server log)"

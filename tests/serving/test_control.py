@@ -135,7 +135,7 @@ def test_explicit_load_and_unload(explicit):
 
 def test_explicit_load_errors(explicit):
     expect_error(explicit.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name="corrupt"),
-                 grpc.StatusCode.UNAVAILABLE, "cannot load")
+                 grpc.StatusCode.INVALID_ARGUMENT, "cannot load")
     assert "cannot load" in index(explicit)[("corrupt", "")].reason
     expect_error(explicit.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name="../doubler"),
                  grpc.StatusCode.NOT_FOUND)
@@ -143,7 +143,7 @@ def test_explicit_load_errors(explicit):
                  grpc.StatusCode.NOT_FOUND)
     request = pb.RepositoryModelLoadRequest(model_name="doubler")
     request.parameters["config"].string_param = '{"input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [4]}]}'  # no outputs
-    expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.UNAVAILABLE, "inputs and outputs", "still serving")
+    expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.INVALID_ARGUMENT, "inputs and outputs", "still serving")
     config = json_format.MessageToDict(explicit.ModelConfig(pb.ModelConfigRequest(name="doubler")).config)
     for change, words in [
         ({"version_policy": {"specific": {"versions": [5]}}}, "version 5 named by version_policy has no folder"),
@@ -151,7 +151,7 @@ def test_explicit_load_errors(explicit):
         ({"parameters": {"dnnzoo.input.x.range": {"string_value": "a,b"}}}, "not 'LOW,HIGH'"),
     ]:  # refused whole at load; the version loaded before keeps serving
         request.parameters["config"].string_param = json_format.MessageToJson(json_format.ParseDict({**config, **change}, pb.ModelConfigResponse().config))
-        expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.UNAVAILABLE, words, "still serving")
+        expect_error(explicit.RepositoryModelLoad, request, grpc.StatusCode.INVALID_ARGUMENT, words, "still serving")
         response = explicit.ModelInfer(raw_request("doubler", x=("FP32", np.ones((1, 4), np.float32))), timeout=30)
         np.testing.assert_array_equal(output(response, "y"), np.full((1, 4), 2, np.float32))
     request.parameters["config"].string_param = "{not json"

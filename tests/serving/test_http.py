@@ -315,6 +315,11 @@ def test_repository_control(guarded):
     assert "file:" in http.error(400, http.post("/v2/repository/models/fixed/load", {"parameters": {"file:1/model.onnx": "AAAA"}}, headers=admin))
     assert "load parameter" in http.error(400, http.post("/v2/repository/models/fixed/load", {"parameters": {"config": [1]}}, headers=admin))
     assert "no_such" in http.error(404, http.post("/v2/repository/models/no_such/load", {}, headers=admin))
+    # a load that fails is 400, as Triton answers it; the model loaded before keeps serving
+    override["output"][0]["dims"] = [3]
+    failed = http.error(400, http.post("/v2/repository/models/fixed/load", {"parameters": {"config": json.dumps(override)}}, headers=admin))
+    assert "failed to load 'fixed'" in failed and "still serving" in failed
+    assert http.get("/v2/models/fixed/ready", Authorization="Bearer admin-secret")[0] == 200
 
 
 def test_load_outside_explicit_mode_is_refused(http):
