@@ -21,7 +21,10 @@ answers its batch and the queue UNAVAILABLE and reports why (`on_failure`), so i
 
 The queue is bounded (`default_queue_policy.max_queue_size`, 0 = unbounded) and answers QueueFull
 when full. A request whose deadline passed while queued gets DeadlineExceeded and is not run; a
-cancelled request is dropped. ONNX Runtime releases the GIL, so instances run side by side.
+cancelled request is dropped. A run is stopped by the run watch (serving/run_watch.py) once every
+request in it has passed its deadline, or after `max_run_s`; one on a caller's thread after
+`run_here_longest_s`, its request then queued for an instance. ONNX Runtime releases the GIL, so
+instances run side by side.
 
 Why threads and not the event loop: every hand-over between threads costs a wake-up, and on a
 small busy CPU a wake-up costs 0.1-1 ms, as much as running a small model. Here a request
@@ -45,14 +48,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from serving.errors import DeadlineExceeded, InvalidInput, ModelNotReady, QueueFull, VersionRetired
+from serving.errors import DeadlineExceeded, InvalidInput, ModelNotReady, QueueFull, RunStopped, VersionRetired
+from serving.run_watch import RUN_WATCH
 from serving.single_row_probe import SingleRowProbe
 
 log = logging.getLogger(__name__)
 SPLIT_LOG_SECONDS = 60.0  # at most one log line a minute about merged batches that failed and were split
 
 Arrays = dict[str, np.ndarray]
-RunFn = Callable[[Arrays], Arrays]
+RunFn = Callable[[Arrays, object], Arrays]  # (inputs, ONNX Runtime RunOptions of this run) -> outputs
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,17 @@ class BatchPolicy:
     # paid the hand-over (b1c1 401 -> 460 items/s with 5 ms, b1c16 and b32c2 unchanged, peers.py).
     # What it costs: a call that arrives meanwhile waits up to this long to be dispatched.
     run_here_below_s: float = 0.005
+    # ... and a run there that is still going after this long was misjudged (a request sized far
+    # beyond those measured, or a graph that loops as often as an input says): it is stopped
+    # (serving/run_watch.py), the model's estimate raised to what it took, and the request queued
+    # for an instance thread, so that the caller's thread (the native front's dispatch thread, the
+    # REST event loop) serves every other model's calls again. 40 times the bar: a preempted cheap
+    # run comes nowhere near it, and the thread is held at most this long plus the watch's tick.
+    run_here_longest_s: float = 0.2
+    # Any run still going after this long is stopped and its requests answered DEADLINE_EXCEEDED
+    # (`serve --max-run-seconds`; 0: no bound), and so is one whose every request's deadline has
+    # passed (their clients were answered at their deadlines; the run would hold its instance).
+    max_run_s: float = 0.0
     # The adaptive plan (serving/plan.py): a batch that starts alone runs on the all-core session
     # unless the one-thread session is measured to run it in less than this. Below 0.3 ms a second
     # core can save at most ~0.15 ms, about what waking the pool and stopping its spinning cost: a
@@ -210,7 +225,10 @@ class Batcher:
         self._failed_batches, self._failed_logged_at = 0, -SPLIT_LOG_SECONDS  # merged batches that failed, for the log
         self._running = 0  # batches executing (on instance threads, or on a caller's)
         self._unanswered = 0  # requests let in and not yet answered, where requests may be split
-        self._row_ns: float | None = None  # running estimate of what one row costs to execute
+        # running estimate of what one element of the inputs costs to execute: elements, not rows, so
+        # that a request to a model with variable dimensions (an image 100 times the size of those
+        # measured) is not judged cheap by its one row
+        self._element_ns: float | None = None
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._hurry = False  # shutting down: run what is queued without waiting for batches to fill
@@ -264,7 +282,7 @@ class Batcher:
                     raise QueueFull(f"{self.label}: queue is full ({limit} requests waiting); retry later")
             parts = self._parts(rows) if splits else 1
             self._unanswered += splits
-            here = run_here and parts == 1 and not self._queue and not self._running and self._cheap(rows)
+            here = run_here and parts == 1 and not self._queue and not self._running and self._cheap(ticket.inputs)
             divided = here and (self._side_by_side_lately() or self._one_thread_enough(rows, ticket))
             if here:
                 ticket.state = _TAKEN
@@ -278,7 +296,7 @@ class Batcher:
                 self._queue.append(ticket)
                 self._changed.notify()
         if here:
-            self._execute([ticket], self.side_by_side_run if divided else None, divided)
+            self._execute([ticket], self.side_by_side_run if divided else None, divided, here=True)
         return ticket
 
     def cancel(self, ticket: Ticket | Split) -> bool:
@@ -434,9 +452,9 @@ class Batcher:
             return 1
         return min(rows, max(1, self.policy.instances))
 
-    def _cheap(self, rows: int) -> bool:
-        """Whether `rows` are measured to cost less than handing them to an instance thread would."""
-        return self._row_ns is not None and self._row_ns * rows < self.policy.run_here_below_s * 1e9
+    def _cheap(self, inputs: Arrays) -> bool:
+        """Whether `inputs` are measured to cost less than handing them to an instance thread would."""
+        return self._element_ns is not None and self._element_ns * _elements(inputs) < self.policy.run_here_below_s * 1e9
 
     def _wait_for(self, batch: list[Ticket]) -> float:
         """Seconds this batch may still wait to grow: the queue delay, cut short by a deadline."""
@@ -446,18 +464,23 @@ class Batcher:
             wait = min(wait, max(0.0, min(deadlines) - time.monotonic()) + 1e-4)
         return wait
 
-    def _execute(self, batch: list[Ticket], run: RunFn | None = None, divided: bool = False) -> None:
-        """Run a taken batch, free its instance, then answer each request (on this thread).
+    def _execute(self, batch: list[Ticket], run: RunFn | None = None, divided: bool = False, here: bool = False) -> None:
+        """Run a taken batch, free its instance, then answer each request (on this thread; `here`:
+        the caller's, see `run_here_longest_s`).
 
         If a merged batch fails, its requests are run again one by one, so that only the request
-        that caused the failure fails (Triton fails the whole batch)."""
+        that caused the failure fails (Triton fails the whole batch); one the run watch stopped is not."""
         started = time.monotonic_ns()
         try:
-            outputs, input_ns, infer_ns, output_ns = self._run_batch(batch, run)
+            outputs, input_ns, infer_ns, output_ns, elements = self._run_batch(batch, run, here)
+        except _Overstayed:
+            self._hand_over(batch[0], time.monotonic_ns() - started)
+            return
         except Exception as exc:  # noqa: BLE001 - answered below, alone or request by request
-            if len(batch) == 1:
+            if len(batch) == 1 or isinstance(exc, RunStopped):
                 self._free()
-                _deliver(batch[0], exc)
+                for ticket in batch:
+                    _deliver(ticket, exc)
                 return
             self._failed_batches += 1
             now = time.monotonic()
@@ -469,23 +492,36 @@ class Batcher:
                 self._execute_alone(ticket, run)
             self._free()
             return
-        self._finish(batch, started, outputs, input_ns, infer_ns, output_ns, free=True, divided=divided)
+        self._finish(batch, started, outputs, input_ns, infer_ns, output_ns, elements, free=True, divided=divided)
+
+    def _hand_over(self, ticket: Ticket, took_ns: int) -> None:
+        """A run on the caller's thread overstayed and was stopped: queue its request for an
+        instance thread, and raise the model's estimate to what it took, so that requests like it
+        are not run in place while the estimate comes back down run by run."""
+        with self._changed:
+            self._element_ns = max(self._element_ns or 0.0, took_ns / _elements(ticket.inputs))
+            self._running -= 1
+            ticket.state = _QUEUED
+            self._queue.appendleft(ticket)
+            self._changed.notify()
+        log.warning("%s: a request run in place on the caller's thread took more than %g s; it was stopped and "
+                    "queued for an instance thread", self.label, self.policy.run_here_longest_s)
 
     def _execute_alone(self, ticket: Ticket, run: RunFn | None) -> None:
         """One request of a failed batch, run by itself on this (still taken) instance."""
         started = time.monotonic_ns()
         try:
-            outputs, input_ns, infer_ns, output_ns = self._run_batch([ticket], run)
+            outputs, input_ns, infer_ns, output_ns, elements = self._run_batch([ticket], run)
         except Exception as exc:  # noqa: BLE001 - this request's own failure
             _deliver(ticket, exc)
             return
-        self._finish([ticket], started, outputs, input_ns, infer_ns, output_ns, free=False)
+        self._finish([ticket], started, outputs, input_ns, infer_ns, output_ns, elements, free=False)
 
     def _finish(self, batch: list[Ticket], started: int, outputs: list[Arrays], input_ns: int, infer_ns: int,
-                output_ns: int, free: bool, divided: bool = False) -> None:
+                output_ns: int, elements: int, free: bool, divided: bool = False) -> None:
         total = sum(ticket.rows for ticket in batch)
         if free:
-            self._free((input_ns + infer_ns + output_ns) / total, infer_ns / total if divided else None,
+            self._free((input_ns + infer_ns + output_ns) / elements, infer_ns / total if divided else None,
                        batch[0].probe if len(batch) == 1 else None, started, infer_ns)
         if self.on_execution is not None:
             try:
@@ -495,10 +531,10 @@ class Batcher:
         for ticket, values in zip(batch, outputs):
             _deliver(ticket, (values, Timings(started - ticket.enqueued_ns, input_ns, infer_ns, output_ns, total)))
 
-    def _free(self, row_ns: float | None = None, divided_row_ns: float | None = None, probe: bool | None = None,
+    def _free(self, element_ns: float | None = None, divided_row_ns: float | None = None, probe: bool | None = None,
               started_ns: int = 0, infer_ns: int = 0) -> None:
-        """An execution ended: count it out, learn its cost per row (and the divided session's, when
-        it ran there), give the in-service probe its run (`probe`: the session it placed it on), wake
+        """An execution ended: count it out, learn its cost per element (and the divided session's
+        per row, when it ran there), give the in-service probe its run (`probe`: the session it placed it on), wake
         an instance for the queue."""
         with self._changed:
             if self._running > 1:  # it ran beside another until now: that counts from its end, not its start
@@ -507,8 +543,8 @@ class Batcher:
                 # it ran alone throughout (no batch beside it, ended or not): a fair sample
                 self._settle(probe, infer_ns)
             self._running -= 1
-            if row_ns is not None:
-                self._row_ns = _learn(self._row_ns, row_ns)
+            if element_ns is not None:
+                self._element_ns = _learn(self._element_ns, element_ns)
             if divided_row_ns is not None:
                 self._divided_row_ns = _learn(self._divided_row_ns, divided_row_ns)
             if self._queue:
@@ -527,22 +563,55 @@ class Batcher:
                  "(medians of %d): %s", self.label, all_cores / 1e3, one / 1e3, len(probe.samples[0]),
                  "one thread from now on" if self._single_row_divided else "every core from now on")
 
-    def _run_batch(self, batch: list[Ticket], run: RunFn | None) -> tuple[list[Arrays], int, int, int]:
-        """Concatenate along dim 0, run, slice each request's rows back out."""
+    def _run_batch(self, batch: list[Ticket], run: RunFn | None,
+                   here: bool = False) -> tuple[list[Arrays], int, int, int, int]:
+        """Concatenate along dim 0, run under the run watch, slice each request's rows back out;
+        also returns the inputs' elements."""
         t0 = time.monotonic_ns()
         if len(batch) == 1:
             merged = batch[0].inputs
         else:
             merged = {name: np.concatenate([t.inputs[name] for t in batch], axis=0) for name in batch[0].inputs}
         t1 = time.monotonic_ns()
-        outputs = (run or self.run)(merged)
+        bounds = self._bounds(batch, t1 / 1e9, here)
+        options = RUN_WATCH.begin(min(bounds.values()) if bounds else None)
+        try:
+            outputs = (run or self.run)(merged, options)
+        except Exception:
+            if RUN_WATCH.end(options):
+                raise self._stopped(bounds) from None
+            raise
+        RUN_WATCH.end(options)
         t2 = time.monotonic_ns()
         if len(batch) == 1:
             split = [outputs]
         else:
             offsets = np.cumsum([0, *(t.rows for t in batch)])
             split = [{name: value[a:b] for name, value in outputs.items()} for a, b in zip(offsets[:-1], offsets[1:])]
-        return split, t1 - t0, t2 - t1, time.monotonic_ns() - t2
+        return split, t1 - t0, t2 - t1, time.monotonic_ns() - t2, _elements(merged)
+
+    def _bounds(self, batch: list[Ticket], started: float, here: bool) -> dict[str, float]:
+        """What ends a run starting at `started` (time.monotonic()), by cause: the caller's thread
+        is wanted back, the server's bound, every request's deadline has passed."""
+        bounds = {}
+        if here:
+            bounds["here"] = started + self.policy.run_here_longest_s
+        if self.policy.max_run_s:
+            bounds["bound"] = started + self.policy.max_run_s
+        deadlines = [t.deadline for t in batch]
+        if None not in deadlines:
+            bounds["deadline"] = max(deadlines)
+        return bounds
+
+    def _stopped(self, bounds: dict[str, float]) -> Exception:
+        """The exception for a run the watch stopped, by what was due first."""
+        cause = min(bounds, key=bounds.get)
+        if cause == "here":
+            return _Overstayed()
+        if cause == "bound":
+            return RunStopped(f"{self.label}: the run took more than {self.policy.max_run_s:g} s (the server's "
+                              "--max-run-seconds) and was stopped")
+        return RunStopped(f"{self.label}: the deadline passed while the request ran; the run was stopped")
 
     # -- queue inspection (under the lock) -------------------------------------------------
 
@@ -597,6 +666,17 @@ class Batcher:
             if count < len(batch):
                 return batch[:count], False
         return batch, not blocked and rows < self.policy.max_batch_size and rows not in self.policy.preferred_sizes
+
+
+class _Overstayed(Exception):
+    """A run on the caller's thread was stopped at `run_here_longest_s`: its request goes to an instance."""
+
+
+def _elements(inputs: Arrays) -> int:
+    """Elements of a request's (or a batch's) inputs, at least 1."""
+    if len(inputs) == 1:
+        return max(1, next(iter(inputs.values())).size)
+    return max(1, sum(array.size for array in inputs.values()))
 
 
 def _split(ticket: Ticket, count: int) -> Split:

@@ -65,6 +65,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--max-string-elements", type=int, help=f"most BYTES elements in one inference request (default {d.max_string_elements})")
     p.add_argument("--max-queued-mb", type=int,
                    help=f"most MiB of request inputs the server holds at once, all models together (default {d.max_queued_mb})")
+    p.add_argument("--max-run-seconds", type=float,
+                   help=f"a model run still going after this long is stopped and its requests answered DEADLINE_EXCEEDED / 504, "
+                        f"as is one whose requests' deadlines have all passed (default {d.max_run_seconds:g}; 0 = no bound)")
     p.add_argument("--auth-token-file", help="file holding the bearer token that inference and metadata calls must send")
     p.add_argument("--admin-token-file", help="file holding the bearer token that repository control (load, unload, index) needs")
     p.add_argument("--drain-delay-seconds", type=float,

@@ -59,6 +59,7 @@ class ServeConfig:
     max_request_elements: int = 16 * 1024 * 1024  # elements of all inputs of one request (numbers)
     max_string_elements: int = 1024 * 1024  # BYTES elements of one request (each becomes a Python object)
     max_queued_mb: int = 512  # input MiB of every accepted, unanswered request together (greedy clients)
+    max_run_seconds: float = 120.0  # one model run still going after this is stopped (0: no bound); TorchServe's default response timeout
     # Access control: files holding bearer tokens (none: open, as Triton by default).
     auth_token_file: Path | None = None  # inference and metadata need `authorization: Bearer <token>`
     admin_token_file: Path | None = None  # repository control (load, unload, index) needs this token
@@ -89,6 +90,8 @@ class ServeConfig:
             raise UserError("--http-port and --metrics-port must be a port number, 0 (any free port) or -1 (off)")
         if self.http_read_seconds <= 0:
             raise UserError(f"--http-read-seconds must be positive, got {self.http_read_seconds}")
+        if self.max_run_seconds < 0:
+            raise UserError(f"--max-run-seconds must be 0 (no bound) or positive, got {self.max_run_seconds}")
         if self.grace_seconds < 0 or self.drain_delay_seconds < 0:
             raise UserError("--grace-seconds and --drain-delay-seconds must not be negative")
         for name in LIMIT_FIELDS:

@@ -48,7 +48,12 @@ class QueueFull(ServingError):
 
 
 class DeadlineExceeded(ServingError):
-    """The request's deadline passed while it waited in the queue; it was not run."""
+    """The request's deadline passed while it waited in the queue (it was not run) or while it ran."""
+
+
+class RunStopped(DeadlineExceeded):
+    """A run was stopped by the run watch (serving/run_watch.py): it outlasted the server's bound on
+    one run, or every request in it had passed its deadline."""
 
 
 class Unsupported(ServingError):

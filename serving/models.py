@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from protos.model_config_pb2 import ModelConfig
 
@@ -69,6 +69,7 @@ class ModelManager:
     startup_models: tuple[str, ...] = ()
     on_state: Callable[[str, bool], None] = lambda name, ready: None
     new_statistics: Callable[[str, str], VersionStatistics] = VersionStatistics  # the metrics export them
+    max_run_s: float = 0.0  # `serve --max-run-seconds` (0: runs are not bounded)
     entries: dict[str, ModelEntry] = field(default_factory=dict, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
@@ -277,7 +278,8 @@ class ModelManager:
         side_by_side = await asyncio.to_thread(open_side_by_side, path, source.spec, self.providers, label, instances)
         # The single-row probe compares runs of whatever lone single rows come: alike only where every
         # request has one shape, not for a model whose requests set a dimension of their own.
-        batcher = Batcher(runtime.run, source.spec.batch_policy(), label, instance_runs=own,
+        policy = replace(source.spec.batch_policy(), max_run_s=self.max_run_s)
+        batcher = Batcher(runtime.run, policy, label, instance_runs=own,
                           side_by_side_run=side_by_side and side_by_side.run,
                           side_by_side_row_ns=side_by_side and side_by_side.warm_run_ns,
                           probe_single_rows=not has_variable_dims(source.spec))

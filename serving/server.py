@@ -180,6 +180,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         startup_models=tuple(config.load_model),
         on_state=health.model_changed,
         new_statistics=metrics.statistics,
+        max_run_s=config.max_run_seconds,
     )
     plane = DataPlane(models, _version(), RequestLimits(config.max_request_elements, config.max_string_elements, config.max_queued_mb << 20))
 

@@ -115,8 +115,8 @@ class LoadedSession:
         self._reshaped = any(t.reshape is not None for t in (*self.spec.inputs, *self.spec.outputs))
 
     def run(self, inputs: dict[str, np.ndarray], options: ort.RunOptions = _RUN_OPTIONS) -> dict[str, np.ndarray]:
-        """`inputs` hold only the model's own inputs (validation made sure); `options`: a warm-up's
-        own, which a timer can set to terminate (an IOBinding run on a GPU keeps its own)."""
+        """`inputs` hold only the model's own inputs (validation made sure); `options`: the run's
+        own, whose terminate flag a timer may set (the run watch's, a warm-up's)."""
         batched = self.spec.max_batch_size
         if self._reshaped:
             inputs = {t.name: _to_model_shape(inputs[t.name], t, batched) for t in self.spec.inputs if t.name in inputs}
@@ -124,7 +124,7 @@ class LoadedSession:
             if self.caller_cores is not None:
                 values = self._run_held(inputs, options)
             elif self.bind_outputs:
-                values = self._run_bound(inputs)
+                values = self._run_bound(inputs, options)
             else:
                 values = self.session.run(self._output_names, inputs, options)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types; the input is the cause
@@ -146,7 +146,7 @@ class LoadedSession:
         finally:
             os.sched_setaffinity(0, own)
 
-    def _run_bound(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _run_bound(self, inputs: dict[str, np.ndarray], options: ort.RunOptions) -> list[np.ndarray]:
         """A run through an IOBinding: inputs bound from host memory (ONNX Runtime copies them to the
         device as it binds), outputs allocated on the session's device, then copied once into new
         host arrays (`copy_outputs_to_cpu`); on the CPU they are wrapped, not copied (that call
@@ -157,7 +157,11 @@ class LoadedSession:
         on_gpu = self.providers[0] in GPU_PROVIDERS
         for name in self._output_names:
             binding.bind_output(name, "cuda" if on_gpu else "cpu", self.device or 0)
-        self.session.run_with_iobinding(binding, BOUND_RUN_OPTIONS)
+        if options is _RUN_OPTIONS:
+            options = BOUND_RUN_OPTIONS
+        else:  # a run's own (the run watch's): it needs the graph id too
+            options.add_run_config_entry("gpu_graph_id", "0")
+        self.session.run_with_iobinding(binding, options)
         if on_gpu:
             return binding.copy_outputs_to_cpu()
         return [value.numpy() for value in binding.get_outputs()]

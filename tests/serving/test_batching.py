@@ -32,7 +32,7 @@ class GatedModel:
         self.batches: list[np.ndarray] = []
         self.started = 0
 
-    def __call__(self, inputs):
+    def __call__(self, inputs, options=None):
         self.started += 1
         self.gate.wait(10)
         self.batches.append(inputs["x"].copy())
@@ -142,9 +142,9 @@ def test_each_instance_is_a_thread_that_runs_and_answers():
         model.gate.set()
         await asyncio.gather(*first)
 
-    def recording(inputs):
+    def recording(inputs, options=None):
         threads.add(threading.get_ident())
-        return GatedModel.__call__(model, inputs)
+        return GatedModel.__call__(model, inputs, options)
 
     model = GatedModel()
 
@@ -170,7 +170,7 @@ def test_each_instance_runs_its_own_session_when_it_has_one():
     both_running = threading.Barrier(2, timeout=10)  # passes only with one request on each instance
 
     def session(tag: float):
-        def run(inputs):
+        def run(inputs, options=None):
             both_running.wait()
             return {"y": np.full_like(inputs["x"], tag)}
         return run
@@ -204,7 +204,7 @@ def test_the_adaptive_plan_runs_a_lone_batch_on_every_core_unless_one_thread_is_
     used = []
 
     def session(tag: str, cost_s: float):
-        def run(inputs):
+        def run(inputs, options=None):
             used.append((tag, float(inputs["x"][0, 0])))
             if not first_running.is_set():
                 first_running.set()
@@ -246,7 +246,7 @@ def test_the_first_lone_single_rows_settle_which_session_runs_them(every_core_ms
     used = []
 
     def session(tag: str, ms: float):
-        def run(inputs):
+        def run(inputs, options=None):
             used.append((tag, len(inputs["x"])))
             time.sleep(ms / 1e3)  # the session's run time: what the probe measures
             return {"y": inputs["x"] + 1}
@@ -279,7 +279,7 @@ def test_without_the_probe_a_lone_single_row_runs_on_every_core():
     used = []
 
     def session(tag: str):
-        def run(inputs):
+        def run(inputs, options=None):
             used.append(tag)
             return {"y": inputs["x"] + 1}
         return run
@@ -325,7 +325,7 @@ def test_batches_count_as_side_by_side_from_when_they_last_ran_together_not_from
     used = []
 
     def session(tag: str):
-        def run(inputs):
+        def run(inputs, options=None):
             value = float(inputs["x"][0, 0])
             used.append((tag, value))
             if value in gates:
@@ -377,14 +377,14 @@ class SplitScene:
                              side_by_side_memory_s=0.0)  # a request to an idle model runs on every core
         self.batcher = Batcher(self.all_cores, policy, "test", side_by_side_run=self.divided, side_by_side_row_ns=1e6)
 
-    def all_cores(self, inputs):
+    def all_cores(self, inputs, options=None):
         self.whole.append(inputs["x"].copy())
         if not self.holding.is_set():
             self.holding.set()
             self.release.wait(10)
         return {"y": inputs["x"] + 1}
 
-    def divided(self, inputs):
+    def divided(self, inputs, options=None):
         self.parts.append(inputs["x"].copy())
         self.parts_gate.wait(10)
         if self.fail_on is not None and (inputs["x"] == self.fail_on).any():
@@ -565,7 +565,7 @@ def test_every_request_gets_exactly_its_own_rows_whatever_is_split_merged_failed
     merged: list[bool] = []  # per execution: whether it held rows of more than one request
     lock = threading.Lock()
 
-    def session(inputs):
+    def session(inputs, options=None):
         values = inputs["x"][:, 0]
         with lock:
             ran.extend(values.tolist())
@@ -619,7 +619,7 @@ def test_a_lone_cheap_request_to_an_idle_model_may_run_on_the_callers_thread():
     wake-up less, taken only when nothing else waits and the model is measured to be cheap."""
     threads = []
 
-    def cheap(inputs):
+    def cheap(inputs, options=None):
         threads.append(threading.get_ident())
         return {"y": inputs["x"] + 1}
 
@@ -646,6 +646,104 @@ def test_a_lone_cheap_request_to_an_idle_model_may_run_on_the_callers_thread():
     assert threads[0] != callers[0]  # nothing measured yet: an instance thread
     assert threads[1] == callers[1]  # measured cheap, model idle: the caller's thread
     assert threads[2] != callers[2]  # not offered
+
+
+class EndlessModel:
+    """y = x + 1, except that a row whose x is negative runs until its RunOptions say terminate (as
+    an ONNX Loop whose trip count a request sets runs), then raises as ONNX Runtime does."""
+
+    def __init__(self) -> None:
+        self.threads: list[tuple[float, int]] = []
+
+    def __call__(self, inputs, options=None):
+        self.threads.append((float(inputs["x"].flat[0]), threading.get_ident()))
+        while (inputs["x"] < 0).any():
+            if options.terminate:
+                raise RuntimeError("Exiting due to terminate flag being set to true.")
+            time.sleep(0.001)
+        return {"y": inputs["x"] + 1}
+
+
+def offer(batcher, inputs, run_here: bool = True, deadline: float | None = None):
+    """Enqueue from this thread (offering it to run the request); returns the answer."""
+    answered, ready = [], threading.Event()
+    batcher.enqueue(inputs, deadline, lambda result: (answered.append(result), ready.set()), run_here)
+    assert ready.wait(30), "never answered"
+    return answered[0]
+
+
+def test_a_run_in_place_that_overstays_is_stopped_and_handed_to_an_instance_thread():
+    """A request measured cheap runs on the caller's thread (the native front's dispatch thread):
+    one that would run for ever there would hold every other model's calls with it."""
+    model = EndlessModel()
+    policy = BatchPolicy(max_batch_size=8, dynamic=True, run_here_longest_s=0.1, max_run_s=1.0)
+    batcher = Batcher(model, policy, "test")
+    batcher.start()
+    offer(batcher, rows(1))  # measured cheap
+    offer(batcher, rows(2))
+    assert model.threads[1][1] == threading.get_ident()  # ran in place
+    with ThreadPoolExecutor(1) as pool:
+        caller = pool.submit(threading.get_ident).result()
+        answer = pool.submit(offer, batcher, rows(-1)).result(30)
+    # it ran in place, was stopped there, ran again on an instance thread until the server's bound
+    assert [value for value, _ in model.threads[2:]] == [-1, -1]
+    assert model.threads[2][1] == caller and model.threads[3][1] != caller
+    assert isinstance(answer, DeadlineExceeded) and "--max-run-seconds" in str(answer)
+    # its cost counted: a request like it is no longer run in place
+    offer(batcher, rows(3))
+    assert model.threads[4] != (3.0, threading.get_ident())
+    asyncio.run(batcher.close())
+
+
+def test_runs_past_the_servers_bound_or_every_deadline_are_stopped_and_the_instance_serves_again():
+    model = EndlessModel()
+    batcher = Batcher(model, BatchPolicy(max_batch_size=8, dynamic=True, instances=1, max_run_s=0.3), "test")
+    batcher.start()
+    answer = offer(batcher, rows(-1), run_here=False)
+    assert isinstance(answer, DeadlineExceeded) and "took more than 0.3 s" in str(answer) and "--max-run-seconds" in str(answer)
+    outputs, _ = offer(batcher, rows(5), run_here=False)  # the one instance is free again
+    np.testing.assert_array_equal(outputs["y"], np.full((1, 2), 6))
+    asyncio.run(batcher.close())
+
+    # no server bound: stopped once every request in it is past its deadline
+    delayed = BatchPolicy(max_batch_size=8, dynamic=True, instances=1, max_queue_delay_s=0.2)
+    batcher = Batcher(model, delayed, "test")
+    batcher.start()
+    answer = offer(batcher, rows(-1), run_here=False, deadline=time.monotonic() + 0.3)
+    assert isinstance(answer, DeadlineExceeded) and "deadline passed while the request ran" in str(answer)
+    outputs, _ = offer(batcher, rows(7), run_here=False)
+    np.testing.assert_array_equal(outputs["y"], np.full((1, 2), 8))
+    # a merged batch the watch stopped is answered whole, not run again request by request
+    ran, answers = len(model.threads), []
+    for value in (-1, 9):  # merged: the queue delay holds the first for the second
+        batcher.enqueue(rows(value), time.monotonic() + 0.5, answers.append)
+    wait_until(lambda: len(answers) == 2, what="both requests of the stopped batch answered", timeout=30)
+    assert all(isinstance(result, DeadlineExceeded) for result in answers)
+    assert len(model.threads) == ran + 1
+    asyncio.run(batcher.close())
+
+
+def test_a_request_far_larger_than_those_measured_is_not_run_in_place():
+    """Cheap is judged by elements, not rows: one row of an image 100 times the size of those
+    measured (a model with variable dimensions) goes to an instance thread."""
+    threads = []
+
+    def run(inputs, options=None):
+        threads.append(threading.get_ident())
+        return {"y": inputs["x"] + 1}
+
+    batcher = Batcher(run, BatchPolicy(max_batch_size=8, dynamic=True, run_here_below_s=0.005), "test")
+    batcher.start()
+    for _ in range(3):
+        offer(batcher, {"x": np.zeros((1, 2), np.float32)})
+    assert threads[-1] == threading.get_ident()
+    batcher._element_ns = 0.005e9 / 1000  # as measured: 1,000 elements cost the whole bar
+    offer(batcher, {"x": np.zeros((1, 999), np.float32)})
+    assert threads[-1] == threading.get_ident()
+    batcher._element_ns = 0.005e9 / 1000
+    offer(batcher, {"x": np.zeros((1, 100_000), np.float32)})
+    assert threads[-1] != threading.get_ident()
+    asyncio.run(batcher.close())
 
 
 def test_a_request_offered_to_a_busy_model_waits_for_an_instance():
@@ -839,11 +937,11 @@ def test_large_requests_to_a_busy_adaptive_model_are_split_and_each_answered_who
         holding, release = threading.Event(), threading.Event()
 
         def held_once(run):  # the real session's run; the first run on either session is held
-            def held(inputs):
+            def held(inputs, options=None):
                 if not holding.is_set():
                     holding.set()
                     release.wait(10)
-                return run(inputs)
+                return run(inputs, options)
             return held
 
         loaded.batcher.run = held_once(loaded.batcher.run)

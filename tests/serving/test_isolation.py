@@ -239,7 +239,7 @@ def test_an_instance_thread_that_dies_takes_its_model_out_of_ready(tmp_path):
     try:
         victim = running.server.models.resolve("victim")
 
-        def broken(_inputs):  # a bug that escapes every `except Exception`
+        def broken(_inputs, _options):  # a bug that escapes every `except Exception`
             raise KeyboardInterrupt("simulated fault in an instance thread")
 
         victim.batcher.run = broken
@@ -361,6 +361,63 @@ def test_a_message_that_cannot_be_parsed_is_invalid_argument_on_both_fronts(tmp_
     finally:
         running.stop()
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def steps_graph():
+    """steps [1] INT64, x [1,4] -> y = x through a Loop of `steps` identity steps: a run as long as
+    the request says, as a graph whose loop count comes from an input runs."""
+    body = h.make_graph(
+        [h.make_node("Identity", ["cond_in"], ["cond_out"]), h.make_node("Identity", ["v_in"], ["v_out"])], "body",
+        [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("cond_in", T.BOOL, []),
+         h.make_tensor_value_info("v_in", T.FLOAT, [1, 4])],
+        [h.make_tensor_value_info("cond_out", T.BOOL, []), h.make_tensor_value_info("v_out", T.FLOAT, [1, 4])])
+    scalar, true = h.make_tensor("scalar", T.INT64, [0], []), h.make_tensor("true", T.BOOL, [], [True])
+    return h.make_graph([h.make_node("Reshape", ["steps", "scalar"], ["count"]),
+                         h.make_node("Loop", ["count", "true", "x"], ["y"], body=body)], "steps",
+                        [h.make_tensor_value_info("steps", T.INT64, [1]), h.make_tensor_value_info("x", T.FLOAT, [1, 4])],
+                        [h.make_tensor_value_info("y", T.FLOAT, [1, 4])], [scalar, true])
+
+
+STEPS_CONFIG = """name: "steps"
+platform: "onnxruntime_onnx"
+input [ { name: "steps" data_type: TYPE_INT64 dims: [ 1 ] }, { name: "x" data_type: TYPE_FP32 dims: [ 1, 4 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 1, 4 ] } ]
+"""
+
+
+def steps(count: int) -> dict[str, np.ndarray]:
+    return {"steps": np.array([count], np.int64), "x": np.arange(4, dtype=np.float32).reshape(1, 4)}
+
+
+@pytest.mark.parametrize("front", ["native", "grpcio"])
+def test_a_request_whose_run_never_ends_holds_nobody_and_is_stopped(tmp_path, front):
+    """A loop count of 10**13 from the request: its run would never end. Before the run watch, on
+    the native front it ran on the dispatch thread and no model answered again."""
+    from tests.serving.rest_client import Http
+
+    root = tmp_path / "repo"
+    write_model(root, "lookup", graph=lookup_graph, config=lookup_config("lookup", "dynamic_batching { }"))
+    write_model(root, "steps", graph=steps_graph, config=STEPS_CONFIG)
+    running = start_server(server_config(root, grpc_front=front, max_run_seconds=2.0))
+    try:
+        with Client(running.address, timeout=10) as client, ThreadPoolExecutor(4) as pool:
+            for _ in range(3):  # measured cheap: on the native front, later ones run on the dispatch thread
+                np.testing.assert_array_equal(client.infer("steps", steps(10))["y"], steps(0)["x"])
+            endless = [pool.submit(attempt, lambda: client.infer("steps", steps(10**13), timeout=1)) for _ in range(3)]
+            for value in range(6):  # every other model answers meanwhile
+                np.testing.assert_array_equal(client.infer("lookup", ids(value))["vectors"][:, 0], TABLE[[value]])
+            for future in endless:  # more than the model's instances...
+                assert future.result().code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            # ... and each run was stopped once its deadline passed: the model answers again
+            np.testing.assert_array_equal(client.infer("steps", steps(10))["y"], steps(0)["x"])
+            error = attempt(lambda: client.infer("steps", steps(10**13), timeout=30))  # no deadline: the server's bound
+            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "--max-run-seconds" in error.details()
+            body = {"inputs": [{"name": "steps", "datatype": "INT64", "shape": [1], "data": [10**13]},
+                               {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [0, 1, 2, 3]}]}
+            assert "2 s" in Http(running.server.http_port).error(504, Http(running.server.http_port).post("/v2/models/steps/infer", body))
+            np.testing.assert_array_equal(client.infer("steps", steps(10))["y"], steps(0)["x"])
+    finally:
+        running.stop()
 
 
 def test_a_greedy_client_meets_the_held_bytes_cap_and_everything_is_given_back(tmp_path):

@@ -288,7 +288,7 @@ def test_internal_errors_do_not_leak(stub, served, caplog):
     loaded = served.server.models.resolve("pixels")
     original = loaded.runtime.run
 
-    def explode(inputs):
+    def explode(inputs, options):
         raise RuntimeError("secret stack detail /etc/passwd")
 
     loaded.batcher.run = explode
