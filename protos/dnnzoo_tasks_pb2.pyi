@@ -448,3 +448,41 @@ class PredictResponse(_message.Message):
     target: str
     predictions: _containers.RepeatedCompositeFieldContainer[TabularAnswer]
     def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., kind: _Optional[str] = ..., target: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[TabularAnswer, _Mapping]]] = ...) -> None: ...
+
+class ColumnsRequest(_message.Message):
+    __slots__ = ("model", "model_version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    model_version: str
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class TabularColumn(_message.Message):
+    __slots__ = ("name", "numeric", "mean", "std", "values")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUMERIC_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    numeric: bool
+    mean: float
+    std: float
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., numeric: _Optional[bool] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ColumnsResponse(_message.Message):
+    __slots__ = ("model", "model_version", "kind", "target", "columns", "missing_tokens")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    model_version: str
+    kind: str
+    target: str
+    columns: _containers.RepeatedCompositeFieldContainer[TabularColumn]
+    missing_tokens: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., kind: _Optional[str] = ..., target: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[TabularColumn, _Mapping]]] = ..., missing_tokens: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -645,12 +645,23 @@ class TabularPredictionStub:
                 request_serializer=dnnzoo__tasks__pb2.PredictRequest.SerializeToString,
                 response_deserializer=dnnzoo__tasks__pb2.PredictResponse.FromString,
                 _registered_method=True)
+        self.Columns = channel.unary_unary(
+                '/dnnzoo.v1.TabularPrediction/Columns',
+                request_serializer=dnnzoo__tasks__pb2.ColumnsRequest.SerializeToString,
+                response_deserializer=dnnzoo__tasks__pb2.ColumnsResponse.FromString,
+                _registered_method=True)
 
 
 class TabularPredictionServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Predict(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Columns(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -663,6 +674,11 @@ def add_TabularPredictionServicer_to_server(servicer, server):
                     servicer.Predict,
                     request_deserializer=dnnzoo__tasks__pb2.PredictRequest.FromString,
                     response_serializer=dnnzoo__tasks__pb2.PredictResponse.SerializeToString,
+            ),
+            'Columns': grpc.unary_unary_rpc_method_handler(
+                    servicer.Columns,
+                    request_deserializer=dnnzoo__tasks__pb2.ColumnsRequest.FromString,
+                    response_serializer=dnnzoo__tasks__pb2.ColumnsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -692,6 +708,33 @@ class TabularPrediction:
             '/dnnzoo.v1.TabularPrediction/Predict',
             dnnzoo__tasks__pb2.PredictRequest.SerializeToString,
             dnnzoo__tasks__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Columns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dnnzoo.v1.TabularPrediction/Columns',
+            dnnzoo__tasks__pb2.ColumnsRequest.SerializeToString,
+            dnnzoo__tasks__pb2.ColumnsResponse.FromString,
             options,
             channel_credentials,
             insecure,

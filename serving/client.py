@@ -254,6 +254,10 @@ class Client:
                     cells[name].text = str(value)
         return self.tabular.Predict(request, timeout=self._t(timeout))
 
+    def columns(self, model: str, version: str = "", timeout: float | None = None) -> tasks.ColumnsResponse:
+        """A tabular model's columns: numeric or text, training's means and spreads, known text values."""
+        return self.tabular.Columns(tasks.ColumnsRequest(model=model, model_version=version), timeout=self._t(timeout))
+
     # -- Open Inference Protocol ------------------------------------------------------------------
 
     def server_live(self, timeout: float | None = None) -> bool:

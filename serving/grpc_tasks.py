@@ -240,6 +240,14 @@ class TabularPredictionServicer(pb_grpc.TabularPredictionServicer):
         )  # fmt: skip
 
 
+    async def Columns(self, request, context):
+        found = tabular.describe(self.catalog, request.model, request.model_version)
+        return pb.ColumnsResponse(
+            model=found.model, model_version=found.version, kind=found.kind, target=found.target, missing_tokens=found.missing_tokens,
+            columns=[pb.TabularColumn(name=c.name, numeric=c.numeric, mean=c.mean, std=c.std, values=c.values) for c in found.columns],
+        )  # fmt: skip
+
+
 def add_task_servicers(catalog: Catalog, server: grpc.aio.Server) -> tuple[str, ...]:
     """Register every typed service on the server; returns their full names (health, reflection)."""
     pb_grpc.add_ImageClassificationServicer_to_server(ImageClassificationServicer(catalog), server)

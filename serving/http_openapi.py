@@ -136,6 +136,15 @@ def schema() -> dict:
             _answer(kind={"enum": ["classification", "regression"]}, target={"type": "string"},
                     predictions=_list(_object({"label": {"type": "string"}, "classes": _list(CLASS),
                                                "value": {"type": "number", "description": "regression only"}})))),
+        "/v1/columns": _endpoint(
+            "A tabular model's columns, in its input order, as a form for its rows needs them",
+            _object(_MODEL), {},
+            _answer(kind={"enum": ["classification", "regression"]}, target={"type": "string"},
+                    missing_tokens=_list({"type": "string"}),
+                    columns=_list(_object({"name": {"type": "string"}, "numeric": {"type": "boolean"},
+                                           "mean": {"type": ["number", "null"], "description": "numeric: the training rows' mean"},
+                                           "std": {"type": ["number", "null"], "description": "numeric: their standard deviation"},
+                                           "values": _list({"type": "string"}) | {"description": "text: the values training saw, most frequent first"}})))),
     }
     paths["/v1/predict"]["post"]["requestBody"]["content"]["text/csv"] = {
         "schema": {"type": "string"}, "description": "the rows as CSV with a header row; options in the query string"}

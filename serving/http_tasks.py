@@ -217,6 +217,11 @@ def _json(document) -> web.Response:
     return web.Response(body=json.dumps(document, separators=(",", ":")).encode(), content_type="application/json")
 
 
+def _finite(value: float) -> float | None:
+    """A number for JSON; null where there is none (NaN is not JSON)."""
+    return value if math.isfinite(value) else None
+
+
 class TaskRoutes:
     """The /v1 routes over one catalog; `rows(read_body)` gives HttpFront's extra route rows."""
 
@@ -236,6 +241,7 @@ class TaskRoutes:
             ("POST", "/v1/encode", self.encode, _V1 + "Autoencoding/Encode"),
             ("POST", "/v1/reconstruct", self.reconstruct, _V1 + "Autoencoding/Reconstruct"),
             ("POST", "/v1/predict", self.predict, _V1 + "TabularPrediction/Predict"),
+            ("POST", "/v1/columns", self.columns, _V1 + "TabularPrediction/Columns"),
             ("GET", "/v1/models", self.models, "/inference.GRPCInferenceService/ModelStatistics"),
         )
 
@@ -356,6 +362,15 @@ class TaskRoutes:
             answers = [{"value": r.value} for r in result.rows]
         return _json({"model": result.model, "model_version": result.version, "kind": result.kind, "target": result.target,
                       "predictions": answers})
+
+    async def columns(self, request: web.Request) -> web.Response:
+        """The model's columns, for a form: names, numeric or text, means and spreads, known values."""
+        body = await self._body(request)
+        found = tabular.describe(self.catalog, *self._model(body, contract.TABULAR))
+        columns = [{"name": c.name, "numeric": True, "mean": _finite(c.mean), "std": _finite(c.std)} if c.numeric
+                   else {"name": c.name, "numeric": False, "values": list(c.values)} for c in found.columns]
+        return _json({"model": found.model, "model_version": found.version, "kind": found.kind, "target": found.target,
+                      "columns": columns, "missing_tokens": found.missing_tokens})
 
     async def models(self, request: web.Request) -> web.Response:
         """Every model with its version, state, reason and task (the console's models page)."""

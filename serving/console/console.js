@@ -315,7 +315,8 @@ $("ae-gan").addEventListener("click", async () => {
 });
 
 // -- table -----------------------------------------------------------------------------------------
-// The form is built from the model's inputs (its columns): FP32 columns take numbers, BYTES text.
+// The form is built from the model's columns (/v1/columns, in its input order): a numeric column
+// takes a number, its training mean as the hint; a text column offers the values training saw.
 
 let tableModel = null;
 async function table() {
@@ -323,17 +324,27 @@ async function table() {
   const ready = index.models.find((m) => m.task === "tabular" && m.state === "READY");
   if (!ready) throw showError("no ready tabular model on this server");
   if (tableModel === ready.name) return;
-  const metadata = await api("/v2/models/" + encodeURIComponent(ready.name));
+  const described = await api("/v1/columns", { model: ready.name });
   const fields = $("table-fields");
   fields.replaceChildren();
-  metadata.inputs.forEach((input) => {
+  described.columns.forEach((column, i) => {
     const label = document.createElement("label");
-    label.textContent = input.name + " ";
+    label.textContent = column.name + " ";
     const field = document.createElement("input");
-    field.name = input.name;
-    field.dataset.numeric = input.datatype === "FP32" ? "1" : "";
-    field.placeholder = input.datatype === "FP32" ? "number" : "text";
-    if (input.datatype === "FP32") field.inputMode = "decimal";
+    field.name = column.name;
+    field.dataset.numeric = column.numeric ? "1" : "";
+    if (column.numeric) {
+      field.inputMode = "decimal";
+      field.placeholder = column.mean === null ? "number" : "e.g. " + Number(column.mean.toPrecision(4));
+      if (column.std !== null) field.title = "training rows: mean " + column.mean.toPrecision(4) + ", sd " + column.std.toPrecision(3);
+    } else {
+      field.placeholder = column.values.length ? column.values.slice(0, 3).join(", ") : "text";
+      const choices = document.createElement("datalist");
+      choices.id = "table-values-" + i;
+      column.values.forEach((value) => { const option = document.createElement("option"); option.value = value; choices.appendChild(option); });
+      field.setAttribute("list", choices.id);
+      label.appendChild(choices);
+    }
     label.appendChild(field);
     fields.appendChild(label);
   });

@@ -52,19 +52,65 @@ def _listed(names: Sequence[str]) -> str:
     return ", ".join(shown(n) for n in names[:SHOWN_COLUMNS]) + more
 
 
-def missing_tokens(catalog: Catalog, handle) -> frozenset[str]:
-    """The cells training read as missing, from the model's schema file (read once per version)."""
+@dataclass(frozen=True)
+class Column:
+    name: str
+    numeric: bool
+    mean: float = math.nan  # numeric: the training rows' mean and standard deviation
+    std: float = math.nan
+    values: tuple[str, ...] = ()  # text: the vocabulary training saw, most frequent first
 
-    def read() -> frozenset[str]:
+
+@dataclass(frozen=True)
+class Columns:
+    model: str
+    version: str
+    kind: str
+    target: str
+    columns: list[Column]
+    missing_tokens: list[str]
+
+
+def _schema(catalog: Catalog, handle) -> dict:
+    """The model's schema file (export's: columns, vocabularies, missing tokens), read once per version;
+    {} for a model without one."""
+
+    def read() -> dict:
         name = handle.parameter(contract.TABULAR_SCHEMA_FILE)
         if not name:
-            return frozenset({""})
+            return {}
         try:
-            return frozenset(json.loads(catalog.plane.side_file(handle, name)).get("missing_tokens", [""]))
-        except (ValueError, AttributeError):
-            raise Unsupported(f"model {handle.name!r}: its schema file {name!r} is not readable JSON") from None
+            schema = json.loads(catalog.plane.side_file(handle, name))
+        except ValueError:
+            schema = None
+        if not isinstance(schema, dict):
+            raise Unsupported(f"model {handle.name!r}: its schema file {name!r} is not readable JSON")
+        return schema
 
-    return catalog.cached(handle, "tabular:missing", read)
+    return catalog.cached(handle, "tabular:schema", read)
+
+
+def missing_tokens(catalog: Catalog, handle) -> frozenset[str]:
+    """The cells training read as missing, from the model's schema file."""
+    return catalog.cached(handle, "tabular:missing", lambda: frozenset(_schema(catalog, handle).get("missing_tokens", [""])))
+
+
+def describe(catalog: Catalog, model: str, version: str) -> Columns:
+    """The model's columns as a form needs them (inputs from its config, the rest from its schema file)."""
+    handle = catalog.find(model, version, TASK, "Columns")
+    schema = _schema(catalog, handle)
+    numbers = {c.get("name"): c for c in schema.get("numeric", []) if isinstance(c, dict)}
+    texts = {c.get("name"): c for c in schema.get("categorical", []) if isinstance(c, dict)}
+    found = []
+    for tensor in handle.spec.inputs:
+        if tensor.datatype.name == "FP32":
+            known = numbers.get(tensor.name, {})
+            found.append(Column(tensor.name, True, float(known.get("mean", math.nan)), float(known.get("std", math.nan))))
+        else:
+            found.append(Column(tensor.name, False, values=tuple(map(str, texts.get(tensor.name, {}).get("vocabulary", [])))))
+    kind = handle.parameter(contract.TABULAR_KIND, "classification")
+    tokens = sorted(t for t in missing_tokens(catalog, handle) if t)
+    return Columns(handle.name, handle.version, kind, handle.parameter(contract.TABULAR_TARGET, ""), found, tokens)
 
 
 def parse_csv(text: str) -> list[dict[str, str]]:

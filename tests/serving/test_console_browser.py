@@ -203,6 +203,13 @@ def test_a_table_row_form_is_built_from_the_columns_and_predicts(browser, base):
     with urllib.request.urlopen(f"{base}/v2/models/{model}", timeout=30) as answer:
         columns = [i["name"] for i in json.load(answer)["inputs"]]
     assert browser.execute_script("return [...document.querySelectorAll('#table-fields input')].map(f => f.name)") == columns
+    # hints: a text column offers the values training saw, a numeric one shows a typical value
+    described = {c["name"]: c for c in post(base, "/v1/columns", {"model": model})["columns"]}
+    offered = browser.execute_script("return [...document.querySelector('#table-fields input[name=island]').list.options].map(o => o.value)")
+    assert offered == described["island"]["values"] and len(offered) >= 2
+    hint = browser.find_element("css selector", "#table-fields input[name=bill_length_mm]").get_attribute("placeholder")
+    mean = described["bill_length_mm"]["mean"]
+    assert hint == "e.g. " + format(float(format(mean, ".4g")), "g")  # as JavaScript's Number(mean.toPrecision(4))
     row = {"island": "Biscoe", "bill_length_mm": 48.6, "flipper_length_mm": 230, "sex": "male"}
     for name, value in row.items():
         browser.find_element("css selector", f"#table-fields input[name={name}]").send_keys(str(value))

@@ -84,3 +84,19 @@ def test_bad_requests_get_a_short_error_naming_the_fault(http, body, headers, st
     raw = body if isinstance(body, bytes) else body.encode() if isinstance(body, str) else json.dumps(body).encode()
     assert words in http.error(status, http.post("/v1/predict?model=" + MODEL if headers else "/v1/predict", body=raw,
                                                  headers={"Content-Type": "application/json", **headers}))
+
+
+def test_columns_over_rest_answer_as_grpc_does(http, served):  # noqa: F811
+    with Client(served.address, timeout=30) as client:
+        grpc_answer = client.columns(MODEL)
+    document = ok(http.post("/v1/columns", {"model": MODEL}))
+    assert ok(http.post("/v1/columns", {})) == document  # the only tabular model
+    assert [c["name"] for c in document["columns"]] == [c.name for c in grpc_answer.columns]
+    for column, expected in zip(document["columns"], grpc_answer.columns):
+        assert column["numeric"] == expected.numeric
+        if expected.numeric:
+            assert column["mean"] == pytest.approx(expected.mean) and column["std"] == pytest.approx(expected.std)
+        else:
+            assert column["values"] == list(expected.values)
+    assert document["missing_tokens"] == list(grpc_answer.missing_tokens)
+    assert "no_such" in http.error(404, http.post("/v1/columns", {"model": "no_such"}))

@@ -192,7 +192,7 @@ def test_openapi_examples_run_against_the_server(http):
         status, _, body = http.post(path, example)
         assert status == 200, (path, body[:300])
         ran += 1
-    assert ran == 9
+    assert ran == 10
 
 
 def test_console_pages_are_served_without_anything_external(http):

@@ -7,6 +7,7 @@ import grpc
 import numpy as np
 import pytest
 
+from protos import grpc_service_pb2 as oip
 from serving.client import Client
 from serving.commands import predict as predict_command
 
@@ -52,6 +53,34 @@ def test_the_inference_protocol_takes_bytes_columns_and_answers_probabilities_an
     assert out["label"][0, 0].decode() == labels[int(out["probabilities"].argmax())]
     unseen = client.infer(MODEL, _oip({**ROW, "island": "DESERT", "sex": "", "bill_depth_mm": float("nan")}))
     assert np.isfinite(unseen["probabilities"]).all()
+
+
+def test_columns_describe_the_models_inputs_with_what_training_saw(client, served):
+    """TabularPrediction.Columns (what the console's form is built from): the model's columns in its
+    input order; the text columns' values are the table's, numeric means near the table's."""
+    import csv
+    import io
+    import statistics
+    from importlib import resources
+
+    table = list(csv.DictReader(io.StringIO(resources.files("palmerpenguins").joinpath("data", "penguins.csv").read_text())))
+    found = client.columns(MODEL)
+    config = client.inference.ModelMetadata(oip.ModelMetadataRequest(name=MODEL))
+    assert [c.name for c in found.columns] == [t.name for t in config.inputs]
+    assert found.kind == "classification" and found.target == "species" and "NA" in found.missing_tokens
+    by_name = {c.name: c for c in found.columns}
+    for name in ("island", "sex"):
+        assert not by_name[name].numeric
+        assert set(by_name[name].values) == {row[name] for row in table if row[name] != "NA"}
+    for name in NUMBERS:
+        column = by_name[name]
+        values = [float(row[name]) for row in table if row[name] != "NA"]
+        assert column.numeric and not column.values
+        assert abs(column.mean - statistics.mean(values)) < 0.25 * statistics.stdev(values)  # a training split's mean
+        assert 0.5 < column.std / statistics.stdev(values) < 1.5
+    with pytest.raises(grpc.RpcError) as error:
+        client.columns("no_such_model")
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_predict_rows_and_csv_agree_with_the_inference_protocol(client):
