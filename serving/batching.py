@@ -78,9 +78,14 @@ class BatchPolicy:
     # beyond those measured, or a graph that loops as often as an input says): it is stopped
     # (serving/run_watch.py), the model's estimate raised to what it took, and the request queued
     # for an instance thread, so that the caller's thread (the native front's dispatch thread, the
-    # REST event loop) serves every other model's calls again. 40 times the bar: a preempted cheap
-    # run comes nowhere near it, and the thread is held at most this long plus the watch's tick.
-    run_here_longest_s: float = 0.2
+    # REST event loop) serves every other model's calls again. Ten times the bar: a preempted cheap
+    # run comes nowhere near it; the thread is held at most this long plus the watch's tick.
+    run_here_longest_s: float = 0.05
+    # ... and after this many such runs a model version runs nothing in place again: a client that
+    # alternates cheap requests (which bring the estimate back down) with misjudged ones would
+    # otherwise hold the caller's thread again and again. So one model version can hold it at most
+    # this many times (0.2 s in all), ever.
+    run_here_strikes: int = 3
     # Any run still going after this long is stopped and its requests answered DEADLINE_EXCEEDED
     # (`serve --max-run-seconds`; 0: no bound), and so is one whose every request's deadline has
     # passed (their clients were answered at their deadlines; the run would hold its instance).
@@ -229,6 +234,8 @@ class Batcher:
         # that a request to a model with variable dimensions (an image 100 times the size of those
         # measured) is not judged cheap by its one row
         self._element_ns: float | None = None
+        self._strikes = 0  # runs in place stopped at `run_here_longest_s` (see `run_here_strikes`)
+        self._taking = 0  # instance threads that still take work (they stop once closing with nothing queued)
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._hurry = False  # shutting down: run what is queued without waiting for batches to fill
@@ -248,6 +255,8 @@ class Batcher:
                     self._changed.notify_all()
                 raise ValueError(f"cannot start instance thread {number + 1} of {self.policy.instances}: {exc}") from None
             self._threads.append(thread)
+            with self._changed:
+                self._taking += 1
 
     def hurry(self) -> None:
         """Run what is queued (and what still comes) without waiting for batches to fill: shutdown."""
@@ -383,6 +392,7 @@ class Batcher:
                 batch, can_grow = self._head()
                 if not batch:
                     if self._closing:
+                        self._taking -= 1
                         return None
                     wait = None
                 else:
@@ -454,7 +464,8 @@ class Batcher:
 
     def _cheap(self, inputs: Arrays) -> bool:
         """Whether `inputs` are measured to cost less than handing them to an instance thread would."""
-        return self._element_ns is not None and self._element_ns * _elements(inputs) < self.policy.run_here_below_s * 1e9
+        return (self._element_ns is not None and self._strikes < self.policy.run_here_strikes
+                and self._element_ns * _elements(inputs) < self.policy.run_here_below_s * 1e9)
 
     def _wait_for(self, batch: list[Ticket]) -> float:
         """Seconds this batch may still wait to grow: the queue delay, cut short by a deadline."""
@@ -496,16 +507,22 @@ class Batcher:
 
     def _hand_over(self, ticket: Ticket, took_ns: int) -> None:
         """A run on the caller's thread overstayed and was stopped: queue its request for an
-        instance thread, and raise the model's estimate to what it took, so that requests like it
-        are not run in place while the estimate comes back down run by run."""
+        instance thread, count a strike, and raise the model's estimate to what it took, so that
+        requests like it are not run in place while the estimate comes back down run by run."""
         with self._changed:
             self._element_ns = max(self._element_ns or 0.0, took_ns / _elements(ticket.inputs))
+            self._strikes += 1
             self._running -= 1
-            ticket.state = _QUEUED
-            self._queue.appendleft(ticket)
-            self._changed.notify()
-        log.warning("%s: a request run in place on the caller's thread took more than %g s; it was stopped and "
-                    "queued for an instance thread", self.label, self.policy.run_here_longest_s)
+            closed = not self._taking  # closing, and every instance thread has stopped: nobody would run it
+            if not closed:
+                ticket.state = _QUEUED
+                self._queue.appendleft(ticket)
+                self._changed.notify()
+        last = " (the last time: nothing runs in place for it from now on)" if self._strikes == self.policy.run_here_strikes else ""
+        log.warning("%s: a request run in place on the caller's thread took more than %g s; it was stopped and queued for an "
+                    "instance thread%s", self.label, self.policy.run_here_longest_s, last)
+        if closed:
+            _deliver(ticket, VersionRetired(f"{self.label} is unloading; retry"))
 
     def _execute_alone(self, ticket: Ticket, run: RunFn | None) -> None:
         """One request of a failed batch, run by itself on this (still taken) instance."""

@@ -695,6 +695,31 @@ def test_a_run_in_place_that_overstays_is_stopped_and_handed_to_an_instance_thre
     asyncio.run(batcher.close())
 
 
+def test_after_a_few_overstays_a_model_runs_nothing_in_place_again():
+    """A client alternating cheap requests (they bring the estimate back down) with endless ones
+    would otherwise hold the caller's thread again and again."""
+    model = EndlessModel()
+    policy = BatchPolicy(max_batch_size=8, dynamic=True, run_here_longest_s=0.05, run_here_strikes=2, max_run_s=0.2)
+    batcher = Batcher(model, policy, "test")
+    batcher.start()
+    here = threading.get_ident()
+
+    def cheap_until_in_place() -> bool:
+        for value in range(1, 200):
+            offer(batcher, rows(value))
+            if model.threads[-1][1] == here:
+                return True
+        return False
+
+    for _ in range(policy.run_here_strikes):
+        assert cheap_until_in_place()  # the estimate came back down
+        answer = offer(batcher, rows(-1))
+        assert model.threads[-2] == (-1.0, here)  # it ran in place first, then on an instance
+        assert isinstance(answer, DeadlineExceeded)
+    assert not cheap_until_in_place()  # 199 cheap requests, none in place
+    asyncio.run(batcher.close())
+
+
 def test_runs_past_the_servers_bound_or_every_deadline_are_stopped_and_the_instance_serves_again():
     model = EndlessModel()
     batcher = Batcher(model, BatchPolicy(max_batch_size=8, dynamic=True, instances=1, max_run_s=0.3), "test")
