@@ -18,7 +18,7 @@ import sys
 
 from dnnzoo.errors import UserError
 from dnnzoo.profiles import PROFILES
-from serving.config import CONTROL_MODES, GRPC_FRONTS, PROVIDER_CHOICES, ServeConfig, env_name, from_env
+from serving.config import CONTROL_MODES, GRPC_FRONTS, IDLE_CORES, PROVIDER_CHOICES, ServeConfig, env_name, from_env
 
 log = logging.getLogger("serving")
 
@@ -43,6 +43,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--grpc-front", choices=GRPC_FRONTS,
                    help="native: unary RPCs on pygrpc-native's Rust front, the rest via grpc.aio behind it; "
                         "grpcio: grpc.aio alone; auto (default): native unless TLS is on or it is not installed")
+    p.add_argument("--idle-cores", choices=IDLE_CORES,
+                   help="poll (default): while gRPC calls arrive within 2 ms of each other, ask Linux (PM QoS, "
+                        "/dev/cpu_dma_latency, root only) to keep idle cores polling instead of halting, which saves "
+                        "each call the wake-ups from halt; halt: leave them be")
     p.add_argument("--tls-cert", help="server certificate (PEM) to serve TLS")
     p.add_argument("--tls-key", help="server private key (PEM)")
     p.add_argument("--tls-client-ca", help="CA (PEM) that client certificates must chain to: mutual TLS")

@@ -16,6 +16,7 @@ from dnnzoo.profiles import PROFILES
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 CONTROL_MODES = ("none", "poll", "explicit")
 GRPC_FRONTS = ("auto", "native", "grpcio")
+IDLE_CORES = ("poll", "halt")  # serving/wake_latency.py
 ENV_PREFIX = "DNNZOO_"
 # Positive integer caps on what one request may ask for; each is a `serve` flag.
 LIMIT_FIELDS = (
@@ -39,6 +40,7 @@ class ServeConfig:
     poll_seconds: float = 15.0
     max_message_mb: int = 64
     grpc_front: str = "auto"  # native: pygrpc-native's front (unary RPCs) over grpc.aio; auto: native without TLS
+    idle_cores: str = "poll"  # poll: while calls arrive close together, idle cores poll (where the process may ask); halt: left alone
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -74,6 +76,8 @@ class ServeConfig:
             raise UserError(f"--model-control-mode must be one of {', '.join(CONTROL_MODES)}, got {self.model_control_mode!r}")
         if self.grpc_front not in GRPC_FRONTS:
             raise UserError(f"--grpc-front must be one of {', '.join(GRPC_FRONTS)}, got {self.grpc_front!r}")
+        if self.idle_cores not in IDLE_CORES:
+            raise UserError(f"--idle-cores must be one of {', '.join(IDLE_CORES)}, got {self.idle_cores!r}")
         if self.grpc_front == "native" and self.tls_cert is not None:
             raise UserError("--grpc-front native has no TLS; use --grpc-front grpcio (or auto) with --tls-cert")
         if self.load_model and self.model_control_mode != "explicit":

@@ -34,6 +34,7 @@ from serving.grpc_inference import InferenceServicer, _statistics
 from serving.http_codec import HEADER_LENGTH, decode_infer, encode_infer, index_ready_only, load_request, message_json
 from serving.limits import INLINE_ANSWER_ELEMENTS, INLINE_PAYLOAD_BYTES
 from serving.status import client_message, status_of
+from serving.wake_latency import HOLD_S, WakeLatency
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class HttpFront:
     """The REST routes, bound to one data plane; `start` binds, `drain` finishes what is in flight."""
 
     def __init__(self, plane: DataPlane, guard: Guard | None, max_body: int, read_seconds: float,
-                 grace: float = 30.0, extra_routes: tuple = ()) -> None:
+                 grace: float = 30.0, extra_routes: tuple = (), keep_cores_awake: bool = False) -> None:
         self.plane = plane
         # More rows like `routes()`'s (typed task endpoints, say), each naming the gRPC method whose
         # token and errors it shares; their handlers may use `read_body` and raise ServingErrors.
@@ -152,6 +153,10 @@ class HttpFront:
         self._control = InferenceServicer(plane)  # repository load: the gRPC request it stands for, checked once
         self._runner: web.AppRunner | None = None
         self._inferring = 0  # inference requests this front has in hand (read, queued or running)
+        # idle cores kept polling while requests arrive close together (serving/wake_latency.py), as
+        # the gRPC front does; its own request, touched on the event loop only
+        self._wake = WakeLatency(keep_cores_awake)
+        self._last_request = 0.0  # loop.time() of the latest request, while the cores are held awake
 
     def routes(self) -> list[tuple[str, str, Callable, str]]:
         """(HTTP method, path, handler, the gRPC method it stands for). /v2/models/stats goes before
@@ -196,11 +201,31 @@ class HttpFront:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._wake.close()
+
+    def _awake(self) -> None:
+        """A request arrived: idle cores poll until `HOLD_S` passes without another (one timer per
+        hold, not per request)."""
+        if not self._wake.active:
+            return
+        loop = asyncio.get_running_loop()
+        self._last_request = loop.time()
+        if not self._wake.held:
+            self._wake.hold()
+            loop.call_later(HOLD_S, self._release_when_quiet)
+
+    def _release_when_quiet(self) -> None:
+        left = self._last_request + HOLD_S - asyncio.get_running_loop().time()
+        if left > 0:
+            asyncio.get_running_loop().call_later(left, self._release_when_quiet)
+        else:
+            self._wake.release()
 
     # -- the layer every route goes through ------------------------------------------------------------
 
     @web.middleware
     async def _errors(self, request: web.Request, handler) -> web.StreamResponse:
+        self._awake()
         try:
             return await handler(request)
         except web.HTTPException as exc:  # aiohttp's own: no such route, method not allowed

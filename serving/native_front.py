@@ -46,9 +46,11 @@ from serving.cores import usable_cores
 from serving.dataplane import HeldBytes
 from serving.limits import INLINE_PAYLOAD_BYTES
 from serving.status import MALFORMED_MESSAGE, status_of
+from serving.wake_latency import HOLD_S, WakeLatency
 from serving.wire import converted_bytes, split_raw_inputs
 
 log = logging.getLogger(__name__)
+HOLD_MS = max(1, round(HOLD_S * 1000))  # the front's wait takes whole milliseconds
 
 # After answering calls itself, with no other direct call open, the dispatch thread asks the front
 # for the next call without sleeping for up to this long (each ask releases the GIL, ~2 us), as long
@@ -125,7 +127,7 @@ class NativeFront:
     def __init__(self, address: str, methods: list[UnaryMethod], fallback_socket: str, max_message: int,
                  direct: dict[str, Direct] | None = None, guard: Guard | None = None,
                  on_fatal: Callable[[str], None] | None = None, held: HeldBytes | None = None,
-                 heavy: Executor | None = None) -> None:
+                 heavy: Executor | None = None, keep_cores_awake: bool = False) -> None:
         from pygrpc_native import EVENT_CANCEL, NativeGrpcFront
 
         self._cancel_event = EVENT_CANCEL
@@ -154,6 +156,9 @@ class NativeFront:
         # Large direct calls are parsed and checked here, so that the dispatch thread stays free.
         self._heavy = heavy  # where large calls are parsed and queued (the data plane's, one thread)
         self._held = held  # the data plane's budget of bytes held by accepted requests
+        # idle cores kept polling while calls arrive close together (serving/wake_latency.py); only
+        # the dispatch thread touches it, and closes it when it ends
+        self._wake = WakeLatency(keep_cores_awake)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -207,11 +212,14 @@ class NativeFront:
                     self._loop.call_soon_threadsafe(self._on_fatal, f"the gRPC front's dispatch thread failed ({type(exc).__name__})")
                 except RuntimeError:  # the loop is closed: the process is ending anyway
                     pass
+        finally:
+            self._wake.close()
 
     def _dispatch_events(self) -> None:
         front, loop = self._front, self._loop
         events = front.recv_batch_details(256)
         while events is not None:
+            self._wake.hold()
             if self._guard is not None:
                 events = [event for event in events if not self._refused(event)]
             all_answered = False  # it took direct calls and none is open now (answered here, or at once)
@@ -238,6 +246,10 @@ class NativeFront:
             end = start + POLL_AFTER_ANSWER_S
             while (events := front.recv_batch_details(256, 0)) == [] and time.perf_counter() < end:
                 pass
+        if events == [] and self._wake.held:  # calls came close together: hold the cores awake a little longer
+            events = front.recv_batch_details(256, HOLD_MS)
+            if events == []:
+                self._wake.release()
         if events == []:
             events = front.recv_batch_details(256)
         self._last_wait_s = time.perf_counter() - start

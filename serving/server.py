@@ -217,7 +217,7 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         infer_path = f"/{pb.DESCRIPTOR.services_by_name['GRPCInferenceService'].full_name}/ModelInfer"
         front = NativeFront(address, list(ours.unary.values()), socket, limit, direct={infer_path: inference.start_model_infer},
                             guard=guard, on_fatal=lambda reason: server.fail(reason), held=plane.held,
-                            heavy=plane.heavy)
+                            heavy=plane.heavy, keep_cores_awake=config.idle_cores == "poll")
         port = front.port
     else:
         port = _bind(grpc_server, address, credentials)
@@ -233,7 +233,8 @@ async def create_server(config: ServeConfig) -> tuple[Server, int]:
         front.start()
     http = None
     if config.http_port >= 0:
-        http = HttpFront(plane, guard, limit, config.http_read_seconds, config.grace_seconds)
+        http = HttpFront(plane, guard, limit, config.http_read_seconds, config.grace_seconds,
+                         keep_cores_awake=config.idle_cores == "poll")
         http.extra_routes = (*TaskRoutes(catalog).rows(http.read_body), *console_routes())  # they read bodies through the front
         await http.start(config.host, config.http_port)
     plane.accepting = True

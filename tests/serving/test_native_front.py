@@ -4,6 +4,7 @@ shared `served` fixture (tests/serving/conftest.py)."""
 
 from __future__ import annotations
 
+import struct
 import time
 
 import grpc
@@ -16,7 +17,8 @@ from protos import grpc_service_pb2 as pb
 from protos import grpc_service_pb2_grpc as pb_grpc
 from serving.config import ServeConfig
 from serving import native_front
-from serving.native_front import POLL_AFTER_ANSWER_S, NativeFront
+from serving.native_front import HOLD_MS, POLL_AFTER_ANSWER_S, NativeFront
+from serving.wake_latency import WakeLatency
 from serving.server import use_native_front
 from tests.serving.conftest import server_config, start_server, wait_until
 from tests.serving.test_protocol import output, raw_request
@@ -172,23 +174,41 @@ def test_dispatch_thread_does_not_poll_after_a_long_wait_or_while_a_call_is_open
 
 class ScriptedFront:
     """pygrpc-native's front as `_next_events` sees it: asks without waiting answer from `polls`
-    (then nothing), a waiting ask answers one call after `blocking_s`."""
+    (then nothing), asks with a timeout from `timed` (then nothing: the timeout passed), a waiting
+    ask answers one call after `blocking_s`."""
 
-    def __init__(self, polls=(), blocking_s: float = 0.0) -> None:
-        self.polls, self.blocking_s, self.asked = list(polls), blocking_s, []
+    def __init__(self, polls=(), blocking_s: float = 0.0, timed=()) -> None:
+        self.polls, self.blocking_s, self.asked, self.timed = list(polls), blocking_s, [], list(timed)
 
     def recv_batch_details(self, max_events, timeout_ms=None):
         self.asked.append(timeout_ms)
         if timeout_ms == 0:
             return self.polls.pop(0) if self.polls else []
+        if timeout_ms is not None:
+            return self.timed.pop(0) if self.timed else []
         time.sleep(self.blocking_s)
         return ["a call"]
 
 
-def next_events(scripted: ScriptedFront, all_answered: bool, last_wait_s: float = 0.0):
-    front = NativeFront.__new__(NativeFront)  # only the two fields `_next_events` uses
-    front._front, front._last_wait_s = scripted, last_wait_s
+def next_events(scripted: ScriptedFront, all_answered: bool, last_wait_s: float = 0.0, wake: WakeLatency | None = None):
+    front = NativeFront.__new__(NativeFront)  # only the fields `_next_events` uses
+    front._front, front._last_wait_s, front._wake = scripted, last_wait_s, wake or WakeLatency(enabled=False)
     return front._next_events(all_answered), front._last_wait_s
+
+
+def test_while_the_cores_are_held_awake_a_quiet_wait_lets_them_go_then_sleeps(tmp_path):
+    """serving/wake_latency.py: held from a call's arrival until HOLD_MS pass without another."""
+    device = tmp_path / "cpu_dma_latency"
+    device.touch()
+    wake = WakeLatency(device=str(device))
+    wake.hold()
+    scripted = ScriptedFront(timed=[["a call"]])  # a call within the hold: still held
+    assert next_events(scripted, all_answered=False, wake=wake)[0] == ["a call"]
+    assert scripted.asked == [HOLD_MS] and wake.held
+    scripted = ScriptedFront()  # none: let go, then wait without a bound
+    assert next_events(scripted, all_answered=False, wake=wake)[0] == ["a call"]
+    assert scripted.asked == [HOLD_MS, None] and not wake.held
+    assert [v for (v,) in struct.iter_unpack("i", device.read_bytes())] == [2_000_000_000, 0, 2_000_000_000]
 
 
 def test_polling_finds_a_call_that_comes_within_the_window():
