@@ -513,7 +513,9 @@ class Batcher:
             self._element_ns = max(self._element_ns or 0.0, took_ns / _elements(ticket.inputs))
             self._strikes += 1
             self._running -= 1
-            closed = not self._taking  # closing, and every instance thread has stopped: nobody would run it
+            ticket.probe = None  # a stopped run says nothing about either session's speed
+            # closing with every instance thread stopped, or out of service: nobody would run it
+            closed = not self._taking or self.failure is not None
             if not closed:
                 ticket.state = _QUEUED
                 self._queue.appendleft(ticket)
@@ -522,7 +524,8 @@ class Batcher:
         log.warning("%s: a request run in place on the caller's thread took more than %g s; it was stopped and queued for an "
                     "instance thread%s", self.label, self.policy.run_here_longest_s, last)
         if closed:
-            _deliver(ticket, VersionRetired(f"{self.label} is unloading; retry"))
+            _deliver(ticket, ModelNotReady(f"{self.label} is out of service: {self.failure}") if self.failure
+                     else VersionRetired(f"{self.label} is unloading; retry"))
 
     def _execute_alone(self, ticket: Ticket, run: RunFn | None) -> None:
         """One request of a failed batch, run by itself on this (still taken) instance."""

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from serving.errors import InvalidInput, ModelRunFailed, ServingError, TooLarge
 from serving.limits import ORT_SESSION_ENTRIES, WARM_UP_SECONDS, shown, without_paths
 from serving.plan import ADAPTIVE_MAX_BYTES, int_parameter, plan_for
 from serving.repository import ModelSpec, TensorSpec
+from serving.run_watch import RUN_WATCH
 
 log = logging.getLogger(__name__)
 
@@ -432,22 +432,18 @@ class WarmUpTooLong(ValueError):
 
 
 def warm_run(loaded: LoadedSession, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """One warm-up run, stopped by ONNX Runtime's terminate flag after WARM_UP_SECONDS: a graph that
-    never ends (a Loop of 10^15 steps) would otherwise hold the model manager, and with it polling,
-    loads and shutdown, for ever."""
-    options = ort.RunOptions()
-    options.log_severity_level = 4
-    timer = threading.Timer(WARM_UP_SECONDS, setattr, (options, "terminate", True))
-    timer.daemon = True
-    timer.start()
+    """One warm-up run, stopped by the run watch after WARM_UP_SECONDS: a graph that never ends (a
+    Loop of 10^15 steps) would otherwise hold the model manager, and with it polling, loads and
+    shutdown, for ever."""
+    options = RUN_WATCH.begin(time.monotonic() + WARM_UP_SECONDS)
     try:
         return loaded.run(inputs, options)
     except ServingError:
-        if options.terminate:
+        if RUN_WATCH.end(options):
             raise WarmUpTooLong(f"a warm-up run took more than {WARM_UP_SECONDS:g} s and was stopped") from None
         raise
     finally:
-        timer.cancel()
+        RUN_WATCH.end(options)
 
 
 def _first_line(exc: BaseException) -> str:
