@@ -29,6 +29,7 @@ TASK = contract.TABULAR
 SERVICE = "Predict"
 MISSING = None  # a cell value meaning "missing"
 SHOWN_COLUMNS = 12  # column names listed in an error message, at most
+MAX_COLUMN_VALUES = 1000  # values of one text column that Columns answers (the most frequent)
 
 
 @dataclass(frozen=True)
@@ -71,45 +72,72 @@ class Columns:
     missing_tokens: list[str]
 
 
-def _schema(catalog: Catalog, handle) -> dict:
-    """The model's schema file (export's: columns, vocabularies, missing tokens), read once per version;
-    {} for a model without one."""
+@dataclass(frozen=True)
+class Schema:
+    """What serving reads of a tabular model's schema file (export/graphs/tabular.py writes it)."""
 
-    def read() -> dict:
+    missing_tokens: frozenset[str]
+    numeric: dict[str, tuple[float, float]]  # column -> (mean, std) of the training rows
+    vocabularies: dict[str, tuple[str, ...]]  # text column -> its values, most frequent first
+
+
+def _schema(catalog: Catalog, handle) -> Schema:
+    """The model's schema file, read and checked once per version (a model folder may be hostile:
+    anything but what export writes is refused, never a 500); a model without one has none."""
+
+    def read() -> Schema:
         name = handle.parameter(contract.TABULAR_SCHEMA_FILE)
         if not name:
-            return {}
+            return Schema(frozenset({""}), {}, {})
         try:
-            schema = json.loads(catalog.plane.side_file(handle, name))
-        except ValueError:
-            schema = None
-        if not isinstance(schema, dict):
-            raise Unsupported(f"model {handle.name!r}: its schema file {name!r} is not readable JSON")
-        return schema
+            document = json.loads(catalog.plane.side_file(handle, name))
+            return Schema(
+                frozenset(_texts(document.get("missing_tokens", [""]))),
+                {_text_of(c["name"]): (float(c["mean"]), float(c["std"])) for c in _items(document.get("numeric", []))},
+                {_text_of(c["name"]): tuple(_texts(c["vocabulary"]))[:MAX_COLUMN_VALUES] for c in _items(document.get("categorical", []))},
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise Unsupported(f"model {handle.name!r}: its schema file {name!r} is not the JSON export writes") from None
 
     return catalog.cached(handle, "tabular:schema", read)
 
 
+def _items(value) -> list[dict]:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise TypeError("not a list of objects")
+    return value
+
+
+def _texts(value) -> list[str]:
+    if not isinstance(value, list):
+        raise TypeError("not a list")
+    return [_text_of(item) for item in value]
+
+
+def _text_of(value) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
+
+
 def missing_tokens(catalog: Catalog, handle) -> frozenset[str]:
     """The cells training read as missing, from the model's schema file."""
-    return catalog.cached(handle, "tabular:missing", lambda: frozenset(_schema(catalog, handle).get("missing_tokens", [""])))
+    return _schema(catalog, handle).missing_tokens
 
 
 def describe(catalog: Catalog, model: str, version: str) -> Columns:
     """The model's columns as a form needs them (inputs from its config, the rest from its schema file)."""
     handle = catalog.find(model, version, TASK, "Columns")
     schema = _schema(catalog, handle)
-    numbers = {c.get("name"): c for c in schema.get("numeric", []) if isinstance(c, dict)}
-    texts = {c.get("name"): c for c in schema.get("categorical", []) if isinstance(c, dict)}
     found = []
     for tensor in handle.spec.inputs:
         if tensor.datatype.name == "FP32":
-            known = numbers.get(tensor.name, {})
-            found.append(Column(tensor.name, True, float(known.get("mean", math.nan)), float(known.get("std", math.nan))))
+            mean, std = schema.numeric.get(tensor.name, (math.nan, math.nan))
+            found.append(Column(tensor.name, True, mean, std))
         else:
-            found.append(Column(tensor.name, False, values=tuple(map(str, texts.get(tensor.name, {}).get("vocabulary", [])))))
+            found.append(Column(tensor.name, False, values=schema.vocabularies.get(tensor.name, ())))
     kind = handle.parameter(contract.TABULAR_KIND, "classification")
-    tokens = sorted(t for t in missing_tokens(catalog, handle) if t)
+    tokens = sorted(t for t in schema.missing_tokens if t)
     return Columns(handle.name, handle.version, kind, handle.parameter(contract.TABULAR_TARGET, ""), found, tokens)
 
 

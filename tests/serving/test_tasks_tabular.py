@@ -83,6 +83,30 @@ def test_columns_describe_the_models_inputs_with_what_training_saw(client, serve
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.parametrize("schema", ['{"numeric": [{"name": "year", "mean": "abc", "std": 1}]}', '{"categorical": 5}',
+                                    '{"missing_tokens": "NA"}', '[1, 2]', "not json"])
+def test_a_schema_file_that_is_not_what_export_writes_is_refused_not_a_500(served, tmp_path, schema):
+    """The model folder may be hostile: its schema file is checked when read, for Columns and Predict."""
+    import shutil
+
+    from export.graphs.tabular import SCHEMA_FILE
+    from tests.serving.conftest import server_config, start_server
+
+    folder = tmp_path / "repo" / MODEL
+    shutil.copytree(served.server.models.repository.root / MODEL, folder)
+    (folder / SCHEMA_FILE).write_text(schema)
+    running = start_server(server_config(tmp_path / "repo", providers="cpu"))
+    try:
+        with Client(running.address, timeout=30) as hostile:
+            for call in (lambda: hostile.columns(MODEL), lambda: hostile.predict(MODEL, rows=[ROW])):
+                with pytest.raises(grpc.RpcError) as error:
+                    call()
+                assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+                assert "is not the JSON export writes" in error.value.details()
+    finally:
+        running.stop()
+
+
 def test_predict_rows_and_csv_agree_with_the_inference_protocol(client):
     typed = client.predict(MODEL, rows=[ROW, {**ROW, "island": "DESERT", "sex": None}])
     assert typed.kind == "classification" and typed.target == "species" and len(typed.predictions) == 2
