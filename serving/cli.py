@@ -44,7 +44,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="native: unary RPCs on pygrpc-native's Rust front, the rest via grpc.aio behind it; "
                         "grpcio: grpc.aio alone; auto (default): native unless TLS is on or it is not installed")
     p.add_argument("--idle-cores", choices=IDLE_CORES,
-                   help="poll (default): while gRPC calls arrive within 2 ms of each other, ask Linux (PM QoS, "
+                   help="poll (default): while calls (gRPC or REST) arrive within 2 ms of each other, ask Linux (PM QoS, "
                         "/dev/cpu_dma_latency, root only) to keep idle cores polling instead of halting, which saves "
                         "each call the wake-ups from halt; halt: leave them be")
     p.add_argument("--tls-cert", help="server certificate (PEM) to serve TLS")
